@@ -1,0 +1,224 @@
+//! The local catalog (`$M1_HOME`, default `~/.m1`): which environments exist and where they live.
+//!
+//! Invariant: names are unique. The catalog file is replaced atomically (write, fsync, rename),
+//! so a crash leaves the old or the new catalog, never a torn one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::environment::{EnvConfig, Environment, now_ms};
+use crate::error::{EngineError, Result};
+use crate::schema::validate_name;
+
+/// One environment in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogEntry {
+    /// Unique name.
+    pub name: String,
+    /// Environment id (also accepted wherever a name is).
+    pub id: String,
+    /// Where the environment lives: a local path or object-store URL.
+    pub url: String,
+    /// Worker parallelism.
+    pub servers: u32,
+    /// Lake shards.
+    pub shards: u32,
+    /// Creation time, epoch ms.
+    pub created: i64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CatalogFile {
+    environments: Vec<CatalogEntry>,
+}
+
+/// The local catalog.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    home: PathBuf,
+}
+
+impl Catalog {
+    /// The catalog directory from `$M1_HOME`, else `~/.m1`.
+    pub fn default_home() -> PathBuf {
+        if let Some(h) = std::env::var_os("M1_HOME") {
+            return PathBuf::from(h);
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        home.join(".m1")
+    }
+
+    /// Opens (creating if needed) the catalog in `home`.
+    pub fn open(home: impl Into<PathBuf>) -> Result<Catalog> {
+        let home = home.into();
+        std::fs::create_dir_all(&home).map_err(|e| EngineError::io(&home, e))?;
+        Ok(Catalog { home })
+    }
+
+    /// The catalog directory.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    fn file(&self) -> PathBuf {
+        self.home.join("catalog.json")
+    }
+
+    fn load(&self) -> Result<CatalogFile> {
+        let path = self.file();
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| EngineError::Catalog(format!("{} is damaged: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CatalogFile::default()),
+            Err(e) => Err(EngineError::io(path, e)),
+        }
+    }
+
+    fn save(&self, file: &CatalogFile) -> Result<()> {
+        let path = self.file();
+        let tmp = self
+            .home
+            .join(format!(".catalog.{}.tmp", std::process::id()));
+        let io = |e| EngineError::io(&tmp, e);
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&serde_json::to_vec_pretty(file)?).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(|e| EngineError::io(&path, e))
+    }
+
+    /// Every environment, by name.
+    pub fn list(&self) -> Result<Vec<CatalogEntry>> {
+        let mut envs = self.load()?.environments;
+        envs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(envs)
+    }
+
+    /// The environment named (or with id) `name`.
+    pub fn get(&self, name: &str) -> Result<Option<CatalogEntry>> {
+        Ok(self
+            .load()?
+            .environments
+            .into_iter()
+            .find(|e| e.name == name || e.id == name))
+    }
+
+    fn require(&self, name: &str) -> Result<CatalogEntry> {
+        self.get(name)?.ok_or_else(|| {
+            EngineError::Catalog(format!(
+                "no environment named '{name}' (see `m1 ops env/list`)"
+            ))
+        })
+    }
+
+    /// Creates an environment and records it. Without `url` it lives in `$M1_HOME/envs/<name>`.
+    pub fn create(&self, name: &str, url: Option<&str>, config: EnvConfig) -> Result<CatalogEntry> {
+        check_env_name(name)?;
+        let mut file = self.load()?;
+        if file.environments.iter().any(|e| e.name == name) {
+            return Err(EngineError::Catalog(format!(
+                "an environment named '{name}' already exists"
+            )));
+        }
+        let url = match url {
+            Some(u) => u.to_string(),
+            None => self.home.join("envs").join(name).display().to_string(),
+        };
+        let env = Environment::create(&url, config)?;
+        let entry = CatalogEntry {
+            name: name.to_string(),
+            id: env.config().id.clone(),
+            url: env.storage().url().to_string(),
+            servers: env.config().servers,
+            shards: env.config().shards,
+            created: now_ms(),
+        };
+        file.environments.push(entry.clone());
+        self.save(&file)?;
+        Ok(entry)
+    }
+
+    /// Renames an environment (its data stays where it is).
+    pub fn rename(&self, name: &str, new_name: &str) -> Result<CatalogEntry> {
+        check_env_name(new_name)?;
+        let mut file = self.load()?;
+        if file.environments.iter().any(|e| e.name == new_name) {
+            return Err(EngineError::Catalog(format!(
+                "an environment named '{new_name}' already exists"
+            )));
+        }
+        let entry = file
+            .environments
+            .iter_mut()
+            .find(|e| e.name == name || e.id == name)
+            .ok_or_else(|| EngineError::Catalog(format!("no environment named '{name}'")))?;
+        entry.name = new_name.to_string();
+        let out = entry.clone();
+        self.save(&file)?;
+        Ok(out)
+    }
+
+    /// Deletes an environment's data and forgets it.
+    pub fn destroy(&self, name: &str) -> Result<CatalogEntry> {
+        let entry = self.require(name)?;
+        match Environment::open(&entry.url) {
+            Ok(env) => env.destroy()?,
+            Err(EngineError::NoEnvironment(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let mut file = self.load()?;
+        file.environments.retain(|e| e.id != entry.id);
+        self.save(&file)?;
+        Ok(entry)
+    }
+}
+
+fn check_env_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name != "ops";
+    if !ok {
+        return Err(EngineError::Catalog(format!(
+            "bad environment name '{name}': use 1-63 letters, digits, '-' or '_' (and not 'ops')"
+        )));
+    }
+    validate_name(name).map_err(|e| EngineError::Catalog(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_list_rename_destroy() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(dir.path()).unwrap();
+        let e = cat.create("test-m1", None, EnvConfig::default()).unwrap();
+        assert!(Path::new(&e.url).join("_delta_log").exists());
+        let err = cat
+            .create("test-m1", None, EnvConfig::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert!(cat.create("bad name", None, EnvConfig::default()).is_err());
+        cat.rename("test-m1", "other").unwrap();
+        assert_eq!(
+            cat.list()
+                .unwrap()
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>(),
+            ["other"]
+        );
+        assert_eq!(cat.get(&e.id).unwrap().unwrap().name, "other");
+        cat.destroy("other").unwrap();
+        assert!(cat.list().unwrap().is_empty());
+        assert!(!Path::new(&e.url).exists());
+    }
+}

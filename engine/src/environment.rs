@@ -1,0 +1,599 @@
+//! An environment: one lake root with its configuration, schema, table log and segment cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, new_null_array};
+use arrow::compute::cast;
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use parking_lot::RwLock;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{EngineError, Result};
+use crate::log::{self, Action, Protocol, SegmentInfo, TableState};
+use crate::rows::{RowsBuilder, flatten};
+use crate::schema::{KEY, Property, RAND, Schema};
+use crate::segment::{self, SegmentCache, SegmentOptions};
+use crate::storage::{Storage, StoreOptions};
+
+/// File holding the environment's configuration, relative to its root.
+pub const CONFIG_FILE: &str = "env.json";
+/// Directory of the lake's segments.
+pub const LAKE_DIR: &str = "lake";
+/// How many times a commit is retried after losing a race before giving up.
+const MAX_COMMIT_ATTEMPTS: usize = 10_000;
+
+/// Settings fixed when an environment is created (stored in `env.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvConfig {
+    /// Environment id.
+    pub id: String,
+    /// Creation time, epoch ms.
+    pub created: i64,
+    /// Number of lake shards segments are spread over.
+    pub shards: u32,
+    /// Worker parallelism.
+    pub servers: u32,
+    /// Records per segment file.
+    pub segment_rows: usize,
+    /// Records per Parquet data page.
+    pub page_rows: usize,
+    /// On-disk format version of m1.
+    pub format: u32,
+}
+
+impl Default for EnvConfig {
+    fn default() -> Self {
+        let seg = SegmentOptions::default();
+        EnvConfig {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            created: now_ms(),
+            shards: 4,
+            servers: 2,
+            segment_rows: seg.segment_rows,
+            page_rows: seg.page_rows,
+            format: 1,
+        }
+    }
+}
+
+impl EnvConfig {
+    fn segment_options(&self) -> SegmentOptions {
+        SegmentOptions {
+            segment_rows: self.segment_rows.max(1),
+            page_rows: self.page_rows.max(1),
+            row_group_rows: SegmentOptions::default()
+                .row_group_rows
+                .min(self.segment_rows.max(1)),
+            ..SegmentOptions::default()
+        }
+    }
+}
+
+/// Current time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// An open environment. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Environment {
+    storage: Storage,
+    config: EnvConfig,
+    state: RwLock<Arc<TableState>>,
+    cache: SegmentCache,
+}
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Environment")
+            .field("url", &self.storage.url())
+            .field("id", &self.config.id)
+            .finish()
+    }
+}
+
+/// What an append committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppendReport {
+    /// Records committed.
+    pub rows: u64,
+    /// First key assigned, if any record was committed.
+    pub first_key: Option<u64>,
+    /// Last key assigned, if any record was committed.
+    pub last_key: Option<u64>,
+    /// Segments written.
+    pub segments: usize,
+    /// Table log version of the commit (unchanged when nothing was appended).
+    pub version: u64,
+    /// Property names seen in JSON records that are not in the schema.
+    pub unmapped: Vec<String>,
+}
+
+/// What a vacuum removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VacuumReport {
+    /// Unreferenced files deleted.
+    pub files_deleted: usize,
+    /// Their total size.
+    pub bytes_deleted: u64,
+    /// Unreferenced files kept because they are younger than the safety window.
+    pub files_kept: usize,
+}
+
+impl Environment {
+    /// Creates a new environment at `location`; fails if one exists there.
+    pub fn create(location: &str, config: EnvConfig) -> Result<Environment> {
+        Self::create_with(location, &StoreOptions::new(), config)
+    }
+
+    /// [`Environment::create`] with object-store options (endpoint, credentials).
+    pub fn create_with(
+        location: &str,
+        options: &StoreOptions,
+        config: EnvConfig,
+    ) -> Result<Environment> {
+        let storage = Storage::open(location, options)?;
+        if storage.head(&log::version_path(0))?.is_some() {
+            return Err(EngineError::EnvironmentExists(storage.url().to_string()));
+        }
+        storage.put(
+            CONFIG_FILE,
+            Bytes::from(serde_json::to_vec_pretty(&config)?),
+        )?;
+        let now = now_ms();
+        let v0 = log::encode(&[
+            log::commit_info(
+                "CREATE TABLE",
+                now,
+                serde_json::json!({"m1.env": config.id}),
+            ),
+            Action::Protocol(Protocol {
+                min_reader_version: 1,
+                min_writer_version: 2,
+            }),
+            log::metadata_action(&config.id, &Schema::default(), &[], now),
+            log::next_key_action(0, now),
+        ]);
+        if !storage.put_if_absent(&log::version_path(0), v0)? {
+            return Err(EngineError::EnvironmentExists(storage.url().to_string()));
+        }
+        Self::open_storage(storage)
+    }
+
+    /// Opens the environment at `location`.
+    pub fn open(location: &str) -> Result<Environment> {
+        Self::open_with(location, &StoreOptions::new())
+    }
+
+    /// [`Environment::open`] with object-store options (endpoint, credentials).
+    pub fn open_with(location: &str, options: &StoreOptions) -> Result<Environment> {
+        Self::open_storage(Storage::open(location, options)?)
+    }
+
+    fn open_storage(storage: Storage) -> Result<Environment> {
+        let state = TableState::load(&storage)?
+            .ok_or_else(|| EngineError::NoEnvironment(storage.url().into()))?;
+        let config = match storage.get(CONFIG_FILE)? {
+            Some(b) => serde_json::from_slice(&b)?,
+            None => EnvConfig {
+                id: state.table_id.clone(),
+                ..EnvConfig::default()
+            },
+        };
+        Ok(Environment {
+            storage,
+            config,
+            state: RwLock::new(Arc::new(state)),
+            cache: SegmentCache::default(),
+        })
+    }
+
+    /// The environment's storage.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The environment's configuration.
+    pub fn config(&self) -> &EnvConfig {
+        &self.config
+    }
+
+    /// Opened segments, shared by readers.
+    pub fn segment_cache(&self) -> &SegmentCache {
+        &self.cache
+    }
+
+    /// The table state as last seen by this handle (no I/O).
+    pub fn snapshot(&self) -> Arc<TableState> {
+        self.state.read().clone()
+    }
+
+    /// Reads commits made by other processes since the last look, and returns the new state.
+    pub fn refresh(&self) -> Result<Arc<TableState>> {
+        let current = self.snapshot();
+        if self
+            .storage
+            .head(&log::version_path(current.version + 1))?
+            .is_none()
+        {
+            return Ok(current);
+        }
+        let mut next = (*current).clone();
+        next.catch_up(&self.storage)?;
+        let next = Arc::new(next);
+        let mut slot = self.state.write();
+        if slot.version < next.version {
+            *slot = next.clone();
+        }
+        Ok(slot.clone())
+    }
+
+    /// The current schema (after catching up with the log).
+    pub fn schema(&self) -> Result<Schema> {
+        Ok(self.refresh()?.schema.clone())
+    }
+
+    /// The next key a record will get.
+    pub fn next_key(&self) -> Result<u64> {
+        Ok(self.refresh()?.next_key)
+    }
+
+    /// Commits the actions `build` derives from the latest state, retrying when another writer
+    /// commits first. `build` returning `None` means there is nothing to commit.
+    fn commit<F>(&self, mut build: F) -> Result<Arc<TableState>>
+    where
+        F: FnMut(&TableState) -> Result<Option<Vec<Action>>>,
+    {
+        for _ in 0..MAX_COMMIT_ATTEMPTS {
+            let state = self.refresh()?;
+            let Some(actions) = build(&state)? else {
+                return Ok(state);
+            };
+            let version = state.version + 1;
+            let body = log::encode(&actions);
+            if self
+                .storage
+                .put_if_absent(&log::version_path(version), body.clone())?
+            {
+                let mut next = (*state).clone();
+                next.apply(version, &body)?;
+                let next = Arc::new(next);
+                let mut slot = self.state.write();
+                if slot.version < next.version {
+                    *slot = next.clone();
+                }
+                return Ok(next);
+            }
+            // Lost the race for this version: catch up and rebuild on the winner's state.
+            std::thread::yield_now();
+        }
+        Err(EngineError::TooManyConflicts(MAX_COMMIT_ATTEMPTS))
+    }
+
+    /// Adds properties to the schema (`/schema/add`). Identical re-adds are no-ops.
+    pub fn add_properties(&self, properties: &[Property]) -> Result<()> {
+        self.commit(|state| {
+            let mut schema = state.schema.clone();
+            if !schema.add(properties, &state.columns)? {
+                return Ok(None);
+            }
+            let mut columns = state.columns.clone();
+            for p in schema.properties() {
+                if !columns.iter().any(|c| c.name == p.name) {
+                    columns.push(p.clone());
+                }
+            }
+            let now = now_ms();
+            let names: Vec<_> = properties.iter().map(|p| p.name.as_str()).collect();
+            Ok(Some(vec![
+                log::commit_info("ADD COLUMNS", now, serde_json::json!({"properties": names})),
+                log::metadata_action(&state.table_id, &schema, &columns, now),
+            ]))
+        })?;
+        Ok(())
+    }
+
+    /// Removes every user property from the schema (`/schema/wipe`); data already written stays.
+    pub fn wipe_schema(&self) -> Result<()> {
+        self.commit(|state| {
+            if state.schema.properties().is_empty() {
+                return Ok(None);
+            }
+            let now = now_ms();
+            Ok(Some(vec![
+                log::commit_info("WIPE SCHEMA", now, serde_json::json!({})),
+                log::metadata_action(&state.table_id, &Schema::default(), &state.columns, now),
+            ]))
+        })?;
+        Ok(())
+    }
+
+    /// Reserves `count` consecutive keys by committing a larger next-key watermark.
+    fn reserve_keys(&self, count: u64) -> Result<u64> {
+        let mut first = 0;
+        self.commit(|state| {
+            first = state.next_key;
+            let now = now_ms();
+            Ok(Some(vec![
+                log::commit_info(
+                    "RESERVE KEYS",
+                    now,
+                    serde_json::json!({"start": first, "count": count}),
+                ),
+                log::next_key_action(first + count, now),
+            ]))
+        })?;
+        Ok(first)
+    }
+
+    /// Starts an atomic append: nothing is visible until [`Appender::commit`].
+    pub fn appender(&self) -> Result<Appender<'_>> {
+        let state = self.refresh()?;
+        Ok(Appender::new(self, state.schema.clone()))
+    }
+
+    /// Appends Arrow batches whose columns are schema properties, atomically.
+    pub fn append_batches<I: IntoIterator<Item = RecordBatch>>(
+        &self,
+        batches: I,
+    ) -> Result<AppendReport> {
+        let mut a = self.appender()?;
+        for b in batches {
+            a.write_batch(&b)?;
+        }
+        a.commit()
+    }
+
+    /// Appends JSON records (nested objects are flattened to dotted names), atomically.
+    pub fn append_json<I: IntoIterator<Item = Map<String, Value>>>(
+        &self,
+        records: I,
+    ) -> Result<AppendReport> {
+        let mut a = self.appender()?;
+        for (i, r) in records.into_iter().enumerate() {
+            a.write_json(r)
+                .map_err(|e| EngineError::BadData(format!("record {}: {e}", i + 1)))?;
+        }
+        a.commit()
+    }
+
+    /// Deletes lake files no commit references, if older than `min_age` (a safety window for
+    /// appends still in flight).
+    pub fn vacuum(&self, min_age: Duration) -> Result<VacuumReport> {
+        let state = self.refresh()?;
+        let live: std::collections::HashSet<&str> =
+            state.segments.iter().map(|s| s.path.as_str()).collect();
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
+        let mut report = VacuumReport::default();
+        for meta in self.storage.list(LAKE_DIR)? {
+            let rel = self.storage.relative(&meta.location);
+            if live.contains(rel.as_str()) {
+                continue;
+            }
+            if meta.last_modified > cutoff {
+                report.files_kept += 1;
+                continue;
+            }
+            self.storage.delete(&rel)?;
+            report.files_deleted += 1;
+            report.bytes_deleted += meta.size;
+        }
+        Ok(report)
+    }
+
+    /// Deletes every file of the environment.
+    pub fn destroy(self) -> Result<()> {
+        self.cache.clear();
+        self.storage.delete_prefix("")?;
+        if let Some(root) = self.storage.local_root() {
+            let _ = std::fs::remove_dir_all(root);
+        }
+        Ok(())
+    }
+}
+
+/// An append in progress. Segments are written as they fill; the records become visible all at
+/// once when [`Appender::commit`] commits every segment in one log version. Dropping an appender
+/// without committing leaves only unreferenced files (which `vacuum` removes) and a key gap.
+pub struct Appender<'e> {
+    env: &'e Environment,
+    schema: Schema,
+    /// `_m1key`, `_m1rand`, then the properties.
+    full: SchemaRef,
+    json: RowsBuilder,
+    /// Property columns waiting to be written, aligned to `schema.properties()`.
+    pending: Vec<Vec<ArrayRef>>,
+    pending_rows: usize,
+    written: Vec<SegmentInfo>,
+    unmapped: std::collections::BTreeSet<String>,
+}
+
+/// Rows buffered from JSON before they become an Arrow chunk.
+const JSON_CHUNK: usize = 8192;
+
+impl<'e> Appender<'e> {
+    fn new(env: &'e Environment, schema: Schema) -> Appender<'e> {
+        Appender {
+            env,
+            full: schema.arrow_schema(),
+            json: RowsBuilder::new(schema.properties()),
+            schema,
+            pending: Vec::new(),
+            pending_rows: 0,
+            written: Vec::new(),
+            unmapped: Default::default(),
+        }
+    }
+
+    /// The schema this append types its records with.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Adds a batch whose columns are named after schema properties (any subset, any order;
+    /// castable types are cast). `_m1key` and `_m1rand` are assigned, not taken.
+    pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        let bschema = batch.schema();
+        for f in bschema.fields() {
+            if self.schema.get(f.name()).is_none() || f.name() == KEY || f.name() == RAND {
+                return Err(EngineError::BadData(format!(
+                    "column '{}' is not a schema property (add it with schema/add; {KEY} and {RAND} are assigned by m1)",
+                    f.name()
+                )));
+            }
+        }
+        let mut columns = Vec::with_capacity(self.schema.properties().len());
+        for p in self.schema.properties() {
+            columns.push(match bschema.index_of(&p.name) {
+                Ok(i) => {
+                    let col = batch.column(i);
+                    let want = p.arrow_type();
+                    if col.data_type() == &want {
+                        col.clone()
+                    } else {
+                        cast(col, &want).map_err(|e| {
+                            EngineError::BadData(format!(
+                                "column '{}' cannot become {}: {e}",
+                                p.name,
+                                p.ty.name()
+                            ))
+                        })?
+                    }
+                }
+                Err(_) => new_null_array(&p.arrow_type(), batch.num_rows()),
+            });
+        }
+        self.push_columns(columns, batch.num_rows())
+    }
+
+    /// Adds one JSON record (nested objects are flattened). A bad value is an error and leaves
+    /// the append as it was.
+    pub fn write_json(&mut self, record: Map<String, Value>) -> Result<()> {
+        self.json.push(&flatten(record))?;
+        if self.json.len() >= JSON_CHUNK {
+            self.drain_json()?;
+        }
+        Ok(())
+    }
+
+    fn drain_json(&mut self) -> Result<()> {
+        let rows = self.json.len();
+        if rows > 0 {
+            let cols = self.json.finish();
+            self.push_columns(cols, rows)?;
+        }
+        Ok(())
+    }
+
+    fn push_columns(&mut self, columns: Vec<ArrayRef>, rows: usize) -> Result<()> {
+        if rows == 0 {
+            return Ok(());
+        }
+        self.pending.push(columns);
+        self.pending_rows += rows;
+        let target = self.env.config.segment_options().segment_rows;
+        while self.pending_rows >= target {
+            self.write_segment(target)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the first `rows` pending records as one segment under freshly reserved keys.
+    fn write_segment(&mut self, rows: usize) -> Result<()> {
+        let mut chunks = Vec::new();
+        let mut taken = 0;
+        while taken < rows {
+            let cols = self.pending.remove(0);
+            let n = cols.first().map_or(0, |c| c.len());
+            if taken + n <= rows {
+                taken += n;
+                chunks.push(cols);
+            } else {
+                let keep = rows - taken;
+                chunks.push(cols.iter().map(|c| c.slice(0, keep)).collect());
+                self.pending
+                    .insert(0, cols.iter().map(|c| c.slice(keep, n - keep)).collect());
+                taken = rows;
+            }
+        }
+        self.pending_rows -= rows;
+        let start = self.env.reserve_keys(rows as u64)?;
+        let mut rng = rand::rng();
+        let mut batches = Vec::with_capacity(chunks.len());
+        let mut key = start as i64;
+        for cols in chunks {
+            let n = cols.first().map_or(0, |c| c.len());
+            let keys = Int64Array::from_iter_values(key..key + n as i64);
+            let rand = Float64Array::from_iter_values((0..n).map(|_| rng.random::<f64>()));
+            key += n as i64;
+            let mut all: Vec<ArrayRef> = vec![Arc::new(keys), Arc::new(rand)];
+            all.extend(cols);
+            batches.push(RecordBatch::try_new(self.full.clone(), all)?);
+        }
+        let options = self.env.config.segment_options();
+        let bytes = segment::encode(&self.full, &batches, &options)?;
+        let state = self.env.snapshot();
+        let shard = ((state.segments.len() + self.written.len())
+            % self.env.config.shards.max(1) as usize) as u32;
+        let path = format!(
+            "{LAKE_DIR}/shard={shard}/{start:020}-{}.parquet",
+            uuid::Uuid::new_v4().simple()
+        );
+        let size = bytes.len() as u64;
+        self.env.storage.put(&path, bytes)?;
+        self.written.push(SegmentInfo {
+            path,
+            shard,
+            start,
+            end: start + rows as u64,
+            size,
+        });
+        Ok(())
+    }
+
+    /// Writes what is pending and commits every segment of this append in one log version.
+    pub fn commit(mut self) -> Result<AppendReport> {
+        self.drain_json()?;
+        if self.pending_rows > 0 {
+            self.write_segment(self.pending_rows)?;
+        }
+        self.unmapped.extend(self.json.unmapped().iter().cloned());
+        let unmapped = self.unmapped.iter().cloned().collect();
+        if self.written.is_empty() {
+            let version = self.env.snapshot().version;
+            return Ok(AppendReport {
+                rows: 0,
+                first_key: None,
+                last_key: None,
+                segments: 0,
+                version,
+                unmapped,
+            });
+        }
+        let now = now_ms();
+        let rows: u64 = self.written.iter().map(SegmentInfo::rows).sum();
+        let mut actions = vec![log::commit_info(
+            "WRITE",
+            now,
+            serde_json::json!({"mode": "Append", "m1.rows": rows}),
+        )];
+        actions.extend(self.written.iter().map(|s| Action::Add(s.to_add(now))));
+        // Keys are already reserved, so a lost race only moves the commit to a later version.
+        let state = self.env.commit(|_| Ok(Some(actions.clone())))?;
+        Ok(AppendReport {
+            rows,
+            first_key: self.written.first().map(|s| s.start),
+            last_key: self.written.last().map(|s| s.end - 1),
+            segments: self.written.len(),
+            version: state.version,
+            unmapped,
+        })
+    }
+}

@@ -1,0 +1,277 @@
+//! Building typed Arrow columns from JSON records.
+
+use std::collections::BTreeSet;
+
+use arrow::array::{
+    ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder,
+    StringBuilder, TimestampMicrosecondBuilder, make_builder,
+};
+use serde_json::{Map, Value};
+
+use crate::error::{EngineError, Result};
+use crate::schema::{Property, PropertyType};
+use crate::values::{Scalar, coerce};
+
+/// Flattens nested objects into dotted names: `{"a": {"b": 1}}` becomes `{"a.b": 1}`.
+/// Arrays are kept whole: they feed `multi` properties.
+pub fn flatten(record: Map<String, Value>) -> Map<String, Value> {
+    fn walk(prefix: &str, obj: Map<String, Value>, out: &mut Map<String, Value>) {
+        for (k, v) in obj {
+            let name = if prefix.is_empty() {
+                k
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                Value::Object(inner) if !inner.is_empty() => walk(&name, inner, out),
+                Value::Object(_) => {}
+                other => {
+                    out.insert(name, other);
+                }
+            }
+        }
+    }
+    if !record.values().any(Value::is_object) {
+        return record;
+    }
+    let mut out = Map::with_capacity(record.len());
+    walk("", record, &mut out);
+    out
+}
+
+/// Accumulates flat JSON records into one Arrow column per schema property.
+pub struct RowsBuilder {
+    properties: Vec<Property>,
+    builders: Vec<Box<dyn ArrayBuilder>>,
+    unmapped: BTreeSet<String>,
+    rows: usize,
+}
+
+impl RowsBuilder {
+    /// A builder for these properties (in column order).
+    pub fn new(properties: &[Property]) -> RowsBuilder {
+        let builders = properties
+            .iter()
+            .map(|p| make_builder(&p.arrow_type(), 1024))
+            .collect();
+        RowsBuilder {
+            properties: properties.to_vec(),
+            builders,
+            unmapped: BTreeSet::new(),
+            rows: 0,
+        }
+    }
+
+    /// Rows pushed since the last `finish`.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether no rows are pending.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Names seen in records that are not in the schema.
+    pub fn unmapped(&self) -> &BTreeSet<String> {
+        &self.unmapped
+    }
+
+    /// Appends one flat record. On error nothing of the record is appended.
+    pub fn push(&mut self, record: &Map<String, Value>) -> Result<()> {
+        // Coerce everything first so a bad value leaves the columns untouched.
+        let mut values: Vec<Cell> = Vec::with_capacity(self.properties.len());
+        for p in &self.properties {
+            values.push(match record.get(&p.name) {
+                None => Cell::Null,
+                Some(v) => cell(p, v)?,
+            });
+        }
+        for name in record.keys() {
+            if !self.properties.iter().any(|p| &p.name == name) && !self.unmapped.contains(name) {
+                self.unmapped.insert(name.clone());
+            }
+        }
+        for ((p, b), v) in self.properties.iter().zip(&mut self.builders).zip(values) {
+            append(p, b.as_mut(), v);
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Takes the accumulated columns, leaving the builder empty.
+    pub fn finish(&mut self) -> Vec<ArrayRef> {
+        self.rows = 0;
+        self.builders.iter_mut().map(|b| b.finish()).collect()
+    }
+}
+
+enum Cell {
+    Null,
+    One(Scalar),
+    Many(Vec<Option<Scalar>>),
+}
+
+fn cell(p: &Property, v: &Value) -> Result<Cell> {
+    let bad = |v: &Value| EngineError::BadValue {
+        property: p.name.clone(),
+        value: truncate(&v.to_string()),
+        expected: if p.multi {
+            format!("list of {}", p.ty.name())
+        } else {
+            p.ty.name().to_string()
+        },
+    };
+    match (p.multi, v) {
+        (true, Value::Array(items)) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                out.push(coerce(item, p.ty).map_err(|_| bad(item))?);
+            }
+            Ok(Cell::Many(out))
+        }
+        (true, v) => Ok(match coerce(v, p.ty).map_err(|_| bad(v))? {
+            Some(s) => Cell::Many(vec![Some(s)]),
+            None => Cell::Null,
+        }),
+        // A list for a single-valued string keeps its JSON text; other types refuse it.
+        (false, Value::Array(_)) if !matches!(p.ty, PropertyType::String | PropertyType::Text) => {
+            Err(bad(v))
+        }
+        (false, v) => Ok(match coerce(v, p.ty).map_err(|_| bad(v))? {
+            Some(s) => Cell::One(s),
+            None => Cell::Null,
+        }),
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= 200 {
+        return s.to_string();
+    }
+    let mut end = 200;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn append_scalar(b: &mut dyn ArrayBuilder, v: Option<Scalar>) {
+    let any = b.as_any_mut();
+    // The builder type always matches the property type: both come from `Property::arrow_type`.
+    if let Some(b) = any.downcast_mut::<StringBuilder>() {
+        match v {
+            Some(Scalar::Str(s)) => b.append_value(s),
+            _ => b.append_null(),
+        }
+    } else if let Some(b) = any.downcast_mut::<Int64Builder>() {
+        b.append_option(match v {
+            Some(Scalar::Int(i)) => Some(i),
+            _ => None,
+        })
+    } else if let Some(b) = any.downcast_mut::<Float64Builder>() {
+        b.append_option(match v {
+            Some(Scalar::Double(f)) => Some(f),
+            _ => None,
+        })
+    } else if let Some(b) = any.downcast_mut::<TimestampMicrosecondBuilder>() {
+        b.append_option(match v {
+            Some(Scalar::DateMs(ms)) => Some(ms * 1000),
+            _ => None,
+        })
+    } else if let Some(b) = any.downcast_mut::<BooleanBuilder>() {
+        b.append_option(match v {
+            Some(Scalar::Bool(x)) => Some(x),
+            _ => None,
+        })
+    } else {
+        unreachable!("builder of an unexpected type")
+    }
+}
+
+fn append(p: &Property, b: &mut dyn ArrayBuilder, v: Cell) {
+    if !p.multi {
+        let v = match v {
+            Cell::One(s) => Some(s),
+            _ => None,
+        };
+        return append_scalar(b, v);
+    }
+    let list = b
+        .as_any_mut()
+        .downcast_mut::<ListBuilder<Box<dyn ArrayBuilder>>>()
+        .expect("multi properties build lists");
+    match v {
+        Cell::Many(items) => {
+            for item in items {
+                append_scalar(list.values().as_mut(), item);
+            }
+            list.append(true);
+        }
+        _ => list.append(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Int64Type;
+    use serde_json::json;
+
+    #[test]
+    fn flattens_nested_objects() {
+        let rec = json!({"a": {"b": 1, "c": {"d": "x"}}, "e": [1, 2], "f": {}})
+            .as_object()
+            .unwrap()
+            .clone();
+        let flat = flatten(rec);
+        assert_eq!(
+            Value::Object(flat),
+            json!({"a.b": 1, "a.c.d": "x", "e": [1, 2]})
+        );
+    }
+
+    #[test]
+    fn builds_typed_columns_and_reports_unmapped() {
+        let props = vec![
+            Property::new("n", PropertyType::Integer),
+            Property::new("tags", PropertyType::String).multi(),
+            Property::new("when", PropertyType::Date),
+        ];
+        let mut b = RowsBuilder::new(&props);
+        b.push(
+            json!({"n": 1, "tags": ["a", "b"], "when": 946702800, "x": 1})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        b.push(json!({"n": null, "tags": "c"}).as_object().unwrap())
+            .unwrap();
+        let err = b
+            .push(json!({"n": "nope", "tags": "d"}).as_object().unwrap())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "property 'n': value \"nope\" is not a valid integer"
+        );
+        assert_eq!(b.len(), 2);
+        let cols = b.finish();
+        let n = cols[0].as_primitive::<Int64Type>();
+        assert_eq!((n.value(0), n.is_null(1)), (1, true));
+        let tags = cols[1].as_list::<i32>();
+        assert_eq!(
+            tags.value(0).as_string::<i32>().iter().collect::<Vec<_>>(),
+            vec![Some("a"), Some("b")]
+        );
+        assert_eq!(tags.value(1).as_string::<i32>().value(0), "c");
+        assert_eq!(
+            cols[2]
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                .value(0),
+            946702800000000
+        );
+        assert!(cols[2].is_null(1));
+        assert_eq!(b.unmapped().iter().collect::<Vec<_>>(), vec!["x"]);
+    }
+}

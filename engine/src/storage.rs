@@ -1,0 +1,268 @@
+//! Storage locations: one object-store view rooted at an environment's directory or URL.
+//!
+//! Every file of an environment goes through [`Storage`], so the same code runs on a local
+//! directory, `memory://`, `s3://`, `gs://` and `az://`. Local roots also keep their filesystem
+//! path so segment reads can memory-map files instead of paying for an object-store request.
+
+use std::collections::HashMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::{Arc, LazyLock, OnceLock};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use parking_lot::Mutex;
+use url::Url;
+
+use crate::error::{EngineError, Result};
+
+/// The shared runtime that drives object-store futures behind the engine's blocking API.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("m1-io")
+            .enable_all()
+            .build()
+            .expect("cannot start the m1 I/O runtime")
+    })
+}
+
+/// Runs a future to completion from blocking code, also when called inside a tokio runtime.
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(fut))
+        }
+        _ => runtime().block_on(fut),
+    }
+}
+
+/// `memory://` stores live as long as the process, shared by name, so an environment on
+/// `memory://x` can be reopened like any other.
+static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Extra settings for remote stores (endpoint, credentials), as object_store config keys.
+pub type StoreOptions = Vec<(String, String)>;
+
+/// An object-store view rooted at an environment's location.
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    url: String,
+    local_root: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").field("url", &self.url).finish()
+    }
+}
+
+impl Storage {
+    /// Opens a location: a local path, or a `file://`, `memory://`, `s3://`, `gs://` or `az://` URL.
+    ///
+    /// Remote stores read credentials and endpoints from the usual environment variables
+    /// (`AWS_*`, `GOOGLE_*`, `AZURE_*`); `options` override them.
+    pub fn open(location: &str, options: &StoreOptions) -> Result<Storage> {
+        let bad = |reason: String| EngineError::BadLocation {
+            url: location.to_string(),
+            reason,
+        };
+        if !location.contains("://") {
+            return Self::local(FsPath::new(location));
+        }
+        let url = Url::parse(location).map_err(|e| bad(e.to_string()))?;
+        let root = Path::from_url_path(url.path()).map_err(|e| bad(e.to_string()))?;
+        let store: Arc<dyn ObjectStore> = match url.scheme() {
+            "file" => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|_| bad("not a local file path".into()))?;
+                return Self::local(&path);
+            }
+            "memory" => {
+                let name = url.host_str().unwrap_or_default().to_string();
+                MEMORY_STORES
+                    .lock()
+                    .entry(name)
+                    .or_insert_with(|| Arc::new(InMemory::new()))
+                    .clone()
+            }
+            "s3" | "s3a" => {
+                let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(location);
+                for (k, v) in options {
+                    let key = k
+                        .to_ascii_lowercase()
+                        .parse()
+                        .map_err(|e: object_store::Error| bad(e.to_string()))?;
+                    b = b.with_config(key, v);
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
+            "gs" => {
+                let mut b =
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(location);
+                for (k, v) in options {
+                    let key = k
+                        .to_ascii_lowercase()
+                        .parse()
+                        .map_err(|e: object_store::Error| bad(e.to_string()))?;
+                    b = b.with_config(key, v);
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
+            "az" | "azure" | "abfs" | "abfss" => {
+                let mut b =
+                    object_store::azure::MicrosoftAzureBuilder::from_env().with_url(location);
+                for (k, v) in options {
+                    let key = k
+                        .to_ascii_lowercase()
+                        .parse()
+                        .map_err(|e: object_store::Error| bad(e.to_string()))?;
+                    b = b.with_config(key, v);
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
+            other => return Err(bad(format!("unsupported scheme '{other}'"))),
+        };
+        // Cloud URLs carry the bucket in the host; the URL path is the prefix inside it.
+        Ok(Storage {
+            store,
+            root,
+            url: location.trim_end_matches('/').to_string(),
+            local_root: None,
+        })
+    }
+
+    fn local(path: &FsPath) -> Result<Storage> {
+        std::fs::create_dir_all(path).map_err(|e| EngineError::io(path, e))?;
+        let abs = std::fs::canonicalize(path).map_err(|e| EngineError::io(path, e))?;
+        let store = LocalFileSystem::new_with_prefix(&abs)?;
+        Ok(Storage {
+            store: Arc::new(store),
+            root: Path::default(),
+            url: abs.display().to_string(),
+            local_root: Some(abs),
+        })
+    }
+
+    /// The location this storage was opened on.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The local directory, when the location is on this machine's filesystem.
+    pub fn local_root(&self) -> Option<&FsPath> {
+        self.local_root.as_deref()
+    }
+
+    /// The underlying object store (for async readers).
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The full object path of a file given relative to the root.
+    pub fn path(&self, rel: &str) -> Path {
+        let mut p = self.root.clone();
+        for part in rel.split('/').filter(|s| !s.is_empty()) {
+            p = p.clone().join(part);
+        }
+        p
+    }
+
+    /// The path of `full` relative to the root.
+    pub fn relative(&self, full: &Path) -> String {
+        match full.prefix_match(&self.root) {
+            Some(parts) => parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
+            None => full.to_string(),
+        }
+    }
+
+    /// Reads a whole file, or `None` when it does not exist.
+    pub fn get(&self, rel: &str) -> Result<Option<Bytes>> {
+        let path = self.path(rel);
+        block_on(async {
+            match self.store.get(&path).await {
+                Ok(r) => Ok(Some(r.bytes().await?)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    /// Reads a byte range of a file.
+    pub fn get_range(&self, rel: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        let path = self.path(rel);
+        Ok(block_on(self.store.get_range(&path, range))?)
+    }
+
+    /// Size and modification time of a file, or `None` when it does not exist.
+    pub fn head(&self, rel: &str) -> Result<Option<ObjectMeta>> {
+        let path = self.path(rel);
+        match block_on(self.store.head(&path)) {
+            Ok(m) => Ok(Some(m)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes a file atomically, replacing any previous content.
+    pub fn put(&self, rel: &str, bytes: Bytes) -> Result<()> {
+        let path = self.path(rel);
+        block_on(self.store.put(&path, PutPayload::from_bytes(bytes)))?;
+        Ok(())
+    }
+
+    /// Writes a file only if it does not exist yet; returns `false` when another writer got there
+    /// first. This is the one primitive the table log's optimistic concurrency rests on.
+    pub fn put_if_absent(&self, rel: &str, bytes: Bytes) -> Result<bool> {
+        let path = self.path(rel);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match block_on(
+            self.store
+                .put_opts(&path, PutPayload::from_bytes(bytes), opts),
+        ) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lists every file under a relative prefix (recursively).
+    pub fn list(&self, rel_prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let path = self.path(rel_prefix);
+        block_on(async { self.store.list(Some(&path)).try_collect::<Vec<_>>().await })
+            .map_err(Into::into)
+    }
+
+    /// Deletes a file; deleting a missing file is not an error.
+    pub fn delete(&self, rel: &str) -> Result<()> {
+        let path = self.path(rel);
+        match block_on(self.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes every file under a relative prefix.
+    pub fn delete_prefix(&self, rel_prefix: &str) -> Result<()> {
+        for meta in self.list(rel_prefix)? {
+            let rel = self.relative(&meta.location);
+            self.delete(&rel)?;
+        }
+        Ok(())
+    }
+}
