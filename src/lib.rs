@@ -1,1 +1,148 @@
-//! m1
+//! m1: an embedded data-lake storage engine, the embedded form of MinusOneDB.
+//!
+//! ```
+//! use m1::{Environment, Property, PropertyType};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let env = Environment::create(dir.path().to_str().unwrap())?;
+//! env.add_properties(&[Property::new("name", PropertyType::String)])?;
+//! let rows = [serde_json::json!({"name": "ada"}), serde_json::json!({"name": "grace"})];
+//! env.append_json(rows.iter().map(|r| r.as_object().unwrap().clone()))?;
+//! assert_eq!(env.next_key()?, 2);
+//! let found = env.get_json(&[1], None)?;
+//! assert_eq!(found[0]["name"], "grace");
+//! # Ok::<(), m1::Error>(())
+//! ```
+
+use std::path::Path;
+
+use arrow::array::RecordBatch;
+
+pub use m1_engine::{
+    AppendReport, Appender, Catalog, CatalogEntry, EngineError, EnvConfig, KEY, Property,
+    PropertyType, RAND, Schema, VacuumReport,
+};
+pub use m1_ingest::{IngestError, PublishOptions, PublishReport};
+pub use m1_query::QueryError;
+
+/// Any error m1 reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// From the storage core.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// From a read.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// From a publish.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+/// Result type of m1.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A JSON record: a flat map of dotted property names.
+pub type Record = serde_json::Map<String, serde_json::Value>;
+
+/// An open environment: the lake, its schema, and reads over it.
+#[derive(Debug)]
+pub struct Environment {
+    inner: m1_engine::Environment,
+}
+
+impl Environment {
+    /// Creates an environment at a local path or object-store URL, with default settings.
+    pub fn create(location: &str) -> Result<Environment> {
+        Self::create_with(location, EnvConfig::default())
+    }
+
+    /// Creates an environment with explicit settings.
+    pub fn create_with(location: &str, config: EnvConfig) -> Result<Environment> {
+        Ok(Environment {
+            inner: m1_engine::Environment::create(location, config)?,
+        })
+    }
+
+    /// Opens the environment at a local path or object-store URL.
+    pub fn open(location: &str) -> Result<Environment> {
+        Ok(Environment {
+            inner: m1_engine::Environment::open(location)?,
+        })
+    }
+
+    /// Wraps an engine environment.
+    pub fn from_engine(inner: m1_engine::Environment) -> Environment {
+        Environment { inner }
+    }
+
+    /// The storage core's handle, for everything not wrapped here.
+    pub fn engine(&self) -> &m1_engine::Environment {
+        &self.inner
+    }
+
+    /// The current schema.
+    pub fn schema(&self) -> Result<Schema> {
+        Ok(self.inner.schema()?)
+    }
+
+    /// Adds properties to the schema.
+    pub fn add_properties(&self, properties: &[Property]) -> Result<()> {
+        Ok(self.inner.add_properties(properties)?)
+    }
+
+    /// Removes every user property from the schema.
+    pub fn wipe_schema(&self) -> Result<()> {
+        Ok(self.inner.wipe_schema()?)
+    }
+
+    /// The key the next record will get.
+    pub fn next_key(&self) -> Result<u64> {
+        Ok(self.inner.next_key()?)
+    }
+
+    /// Appends JSON records atomically.
+    pub fn append_json<I: IntoIterator<Item = Record>>(&self, records: I) -> Result<AppendReport> {
+        Ok(self.inner.append_json(records)?)
+    }
+
+    /// Appends Arrow batches atomically.
+    pub fn append_batches<I: IntoIterator<Item = RecordBatch>>(
+        &self,
+        batches: I,
+    ) -> Result<AppendReport> {
+        Ok(self.inner.append_batches(batches)?)
+    }
+
+    /// Publishes a local `.jsonl` file atomically.
+    pub fn publish(&self, file: &Path, options: &PublishOptions) -> Result<PublishReport> {
+        Ok(m1_ingest::publish_jsonl(&self.inner, file, options)?)
+    }
+
+    /// The records with these keys, in the order asked, as one Arrow batch.
+    pub fn get(&self, ids: &[u64], properties: Option<&[String]>) -> Result<RecordBatch> {
+        Ok(m1_query::get(&self.inner, ids, properties)?)
+    }
+
+    /// The records with these keys, in the order asked, as JSON records.
+    pub fn get_json(&self, ids: &[u64], properties: Option<&[String]>) -> Result<Vec<Record>> {
+        Ok(m1_query::encode::records(&self.get(ids, properties)?))
+    }
+
+    /// The records with keys in `start..end`, streamed batch by batch in key order.
+    pub fn range(
+        &self,
+        start: u64,
+        end: u64,
+        properties: Option<&[String]>,
+    ) -> Result<m1_query::Range<'_>> {
+        Ok(m1_query::range(&self.inner, start, end, properties)?)
+    }
+
+    /// Deletes lake files no commit references that are older than `min_age`.
+    pub fn vacuum(&self, min_age: std::time::Duration) -> Result<VacuumReport> {
+        Ok(self.inner.vacuum(min_age)?)
+    }
+}
+
+pub use m1_query::encode;

@@ -1,1 +1,14 @@
-fn main() {}
+//! The `m1` command-line client: `m1 <env> <endpoint> -param value ...`, `m1 ops <endpoint> ...`,
+//! `m1 quickstart`.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() {
+    let args = cli::Args::parse();
+    if let Err(e) = cli::run(args) {
+        eprintln!("m1: {e:#}");
+        std::process::exit(1);
+    }
+}

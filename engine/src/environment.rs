@@ -85,7 +85,13 @@ pub struct Environment {
     config: EnvConfig,
     state: RwLock<Arc<TableState>>,
     cache: SegmentCache,
+    /// When this handle last looked for other writers' commits (for [`Environment::fresh_snapshot`]).
+    checked: parking_lot::Mutex<std::time::Instant>,
 }
+
+/// How stale a read may be about other processes' commits; this process's own commits are
+/// always visible at once.
+pub const FRESHNESS: Duration = Duration::from_millis(50);
 
 impl std::fmt::Debug for Environment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,6 +197,7 @@ impl Environment {
             config,
             state: RwLock::new(Arc::new(state)),
             cache: SegmentCache::default(),
+            checked: parking_lot::Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -214,8 +221,18 @@ impl Environment {
         self.state.read().clone()
     }
 
+    /// The table state, having looked for other processes' commits if the last look is older
+    /// than [`FRESHNESS`]. Reads use this so a hot point lookup does no log I/O.
+    pub fn fresh_snapshot(&self) -> Result<Arc<TableState>> {
+        if self.checked.lock().elapsed() < FRESHNESS {
+            return Ok(self.snapshot());
+        }
+        self.refresh()
+    }
+
     /// Reads commits made by other processes since the last look, and returns the new state.
     pub fn refresh(&self) -> Result<Arc<TableState>> {
+        *self.checked.lock() = std::time::Instant::now();
         let current = self.snapshot();
         if self
             .storage

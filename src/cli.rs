@@ -1,0 +1,276 @@
+//! Command dispatch for the `m1` binary: parses the seeds' `-param value` syntax and calls the
+//! library. Output is JSON on stdout; errors go to stderr with a non-zero exit.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Parser;
+use m1::{Catalog, EnvConfig, Environment, Property, PublishOptions};
+use serde_json::{Value, json};
+
+const USAGE: &str = "\
+Usage:
+  m1 quickstart                         build a demo environment from a bundled sample and query it
+  m1 ops env/create -env NAME [-url URL] [-servers N] [-shards N]
+  m1 ops env/list | env/get -env NAME | env/rename -env NAME -name NEW | env/destroy -env NAME
+  m1 <env> schema | schema/add -properties JSON | schema/wipe
+  m1 <env> next | get -ids JSON [-properties JSON] | range -start N -end N [-properties JSON]
+  m1 <env> publish -file PATH.jsonl [-rows N] | vacuum [-olderThanMs N]
+
+<env> is a name from the local catalog ($M1_HOME, default ~/.m1) or a path or URL.
+A parameter value of @file reads the value from that file.";
+
+/// Command-line arguments: a target, an endpoint, then `-name value` pairs.
+#[derive(Parser, Debug)]
+#[command(name = "m1", version, about = "m1: an embedded data lake (the embedded form of MinusOneDB)", after_help = USAGE)]
+pub struct Args {
+    /// `ops`, `quickstart`, or an environment name, path or URL.
+    target: String,
+    /// The endpoint, e.g. `schema/add` or `get`.
+    endpoint: Option<String>,
+    /// Parameters as `-name value` pairs.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    params: Vec<String>,
+}
+
+/// `-name value` parameters, with `@file` values read from files.
+struct Params(BTreeMap<String, String>);
+
+impl Params {
+    fn parse(args: &[String]) -> Result<Params> {
+        let mut map = BTreeMap::new();
+        let mut it = args.iter();
+        while let Some(name) = it.next() {
+            let Some(key) = name.strip_prefix('-') else {
+                bail!("expected a parameter name like -ids, found '{name}'");
+            };
+            let key = key.trim_start_matches('-');
+            let value = it
+                .next()
+                .ok_or_else(|| anyhow!("parameter -{key} has no value"))?;
+            let value = match value.strip_prefix('@') {
+                Some(file) => std::fs::read_to_string(file)
+                    .with_context(|| format!("reading -{key} from {file}"))?,
+                None => value.clone(),
+            };
+            map.insert(key.to_string(), value);
+        }
+        Ok(Params(map))
+    }
+
+    fn opt(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn req(&self, key: &str) -> Result<&str> {
+        self.opt(key)
+            .ok_or_else(|| anyhow!("missing required parameter -{key}"))
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.opt(key)
+            .map(|v| {
+                serde_json::from_str(v).with_context(|| {
+                    format!("parameter -{key} is not valid JSON of the expected shape")
+                })
+            })
+            .transpose()
+    }
+
+    fn num<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>> {
+        self.opt(key)
+            .map(|v| {
+                v.trim()
+                    .parse::<T>()
+                    .map_err(|_| anyhow!("parameter -{key} must be a number, got '{v}'"))
+            })
+            .transpose()
+    }
+}
+
+fn print(value: &Value) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Runs one command.
+pub fn run(args: Args) -> Result<()> {
+    let params = Params::parse(&args.params)?;
+    let endpoint = args.endpoint.as_deref();
+    match (args.target.as_str(), endpoint) {
+        ("quickstart", _) => quickstart(),
+        ("ops", Some(ep)) => ops(ep, &params),
+        ("ops", None) => bail!("m1 ops needs an endpoint, e.g. `m1 ops env/list`\n\n{USAGE}"),
+        (_, None) => bail!("missing endpoint after '{}'\n\n{USAGE}", args.target),
+        (env, Some(ep)) => environment(&open(env)?, ep, &params),
+    }
+}
+
+fn catalog() -> Result<Catalog> {
+    Ok(Catalog::open(Catalog::default_home())?)
+}
+
+/// Opens an environment by catalog name, id, path or URL.
+fn open(target: &str) -> Result<Environment> {
+    if let Some(entry) = catalog()?.get(target)? {
+        return Ok(Environment::open(&entry.url)?);
+    }
+    if target.contains("://") || Path::new(target).exists() {
+        return Ok(Environment::open(target)?);
+    }
+    bail!(
+        "no environment named '{target}' in the catalog (see `m1 ops env/list`; create one with `m1 ops env/create -env {target}`)"
+    )
+}
+
+fn ops(endpoint: &str, p: &Params) -> Result<()> {
+    let cat = catalog()?;
+    match endpoint {
+        "env/create" => {
+            let name = p
+                .opt("env")
+                .or(p.opt("name"))
+                .ok_or_else(|| anyhow!("missing required parameter -env"))?;
+            let mut config = EnvConfig::default();
+            if let Some(s) = p.num("servers")? {
+                config.servers = s;
+            }
+            if let Some(s) = p.num("shards")? {
+                config.shards = s;
+            }
+            if let Some(s) = p.num("segmentRows")? {
+                config.segment_rows = s;
+            }
+            print(&serde_json::to_value(cat.create(
+                name,
+                p.opt("url"),
+                config,
+            )?)?)
+        }
+        "env/list" => print(&serde_json::to_value(cat.list()?)?),
+        "env/get" => {
+            let name = p.req("env")?;
+            let entry = cat
+                .get(name)?
+                .ok_or_else(|| anyhow!("no environment named '{name}'"))?;
+            print(&serde_json::to_value(entry)?)
+        }
+        "env/rename" => {
+            cat.rename(p.req("env")?, p.req("name")?)?;
+            Ok(())
+        }
+        "env/destroy" => {
+            cat.destroy(p.req("env")?)?;
+            Ok(())
+        }
+        other => bail!("unknown ops endpoint '{other}'\n\n{USAGE}"),
+    }
+}
+
+fn environment(env: &Environment, endpoint: &str, p: &Params) -> Result<()> {
+    match endpoint {
+        "schema" => print(&serde_json::to_value(env.schema()?.all())?),
+        "schema/add" => {
+            let props: Vec<Property> = p
+                .json("properties")?
+                .ok_or_else(|| anyhow!("missing required parameter -properties"))?;
+            env.add_properties(&props)?;
+            Ok(())
+        }
+        "schema/wipe" => Ok(env.wipe_schema()?),
+        "next" => print(&json!(env.next_key()?)),
+        "get" => {
+            let ids: Vec<u64> = p
+                .json("ids")?
+                .ok_or_else(|| anyhow!("missing required parameter -ids"))?;
+            let props: Option<Vec<String>> = p.json("properties")?;
+            print(&Value::Array(
+                env.get_json(&ids, props.as_deref())?
+                    .into_iter()
+                    .map(Value::Object)
+                    .collect(),
+            ))
+        }
+        "range" => {
+            let start: u64 = p
+                .num("start")?
+                .ok_or_else(|| anyhow!("missing required parameter -start"))?;
+            let end: u64 = p
+                .num("end")?
+                .ok_or_else(|| anyhow!("missing required parameter -end"))?;
+            let props: Option<Vec<String>> = p.json("properties")?;
+            let range = env.range(start, end, props.as_deref())?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            m1::encode::write_json_array(&mut out, range)?;
+            writeln!(out)?;
+            Ok(())
+        }
+        "publish" => {
+            let file = p.req("file")?;
+            let file = file.strip_prefix("file=").unwrap_or(file);
+            let rows = p.num::<i64>("rows")?.filter(|r| *r >= 0).map(|r| r as u64);
+            let report = env.publish(&PathBuf::from(file), &PublishOptions { rows })?;
+            print(&serde_json::to_value(report)?)
+        }
+        "vacuum" => {
+            let ms: u64 = p.num("olderThanMs")?.unwrap_or(3_600_000);
+            print(&serde_json::to_value(
+                env.vacuum(std::time::Duration::from_millis(ms))?,
+            )?)
+        }
+        other => bail!("unknown endpoint '{other}'\n\n{USAGE}"),
+    }
+}
+
+/// The bundled sample: 1,000 web events with nested objects, dates and tags.
+const SAMPLE: &str = include_str!("../samples/events.jsonl");
+const SAMPLE_SCHEMA: &str = include_str!("../samples/events.schema.json");
+
+fn quickstart() -> Result<()> {
+    let cat = catalog()?;
+    let name = "quickstart";
+    if cat.get(name)?.is_some() {
+        cat.destroy(name)?;
+    }
+    let entry = cat.create(name, None, EnvConfig::default())?;
+    println!("1. created environment '{name}' at {}", entry.url);
+    let env = Environment::open(&entry.url)?;
+    let props: Vec<Property> = serde_json::from_str(SAMPLE_SCHEMA)?;
+    env.add_properties(&props)?;
+    println!(
+        "2. added {} properties to the schema: m1 {name} schema",
+        props.len()
+    );
+    let sample = cat.home().join("quickstart-events.jsonl");
+    std::fs::write(&sample, SAMPLE)?;
+    let report = env.publish(&sample, &PublishOptions::default())?;
+    println!(
+        "3. published {} records from {} in {:.3}s (keys {}..={}): m1 {name} publish -file {}",
+        report.rows_published,
+        sample.display(),
+        report.seconds,
+        report.first_key.unwrap_or(0),
+        report.last_key.unwrap_or(0),
+        sample.display()
+    );
+    println!("4. m1 {name} next\n{}", env.next_key()?);
+    let got = env.get_json(&[10, 500, 999], None)?;
+    println!("5. m1 {name} get -ids '[10,500,999]'");
+    print(&Value::Array(got.into_iter().map(Value::Object).collect()))?;
+    let cols = vec![
+        "event.type".to_string(),
+        "geo.city".to_string(),
+        "event.time".to_string(),
+    ];
+    println!(
+        "6. m1 {name} range -start 0 -end 5 -properties '[\"event.type\",\"geo.city\",\"event.time\"]'"
+    );
+    let mut out = std::io::stdout().lock();
+    m1::encode::write_json_array(&mut out, env.range(0, 5, Some(&cols))?)?;
+    writeln!(out)?;
+    Ok(())
+}
