@@ -102,7 +102,7 @@ pub fn run(args: Args) -> Result<()> {
     let params = Params::parse(&args.params)?;
     let endpoint = args.endpoint.as_deref();
     match (args.target.as_str(), endpoint) {
-        ("quickstart", _) => quickstart(),
+        ("quickstart", None) => quickstart(),
         ("ops", Some(ep)) => ops(ep, &params),
         ("ops", None) => bail!("m1 ops needs an endpoint, e.g. `m1 ops env/list`\n\n{USAGE}"),
         (_, None) => bail!("missing endpoint after '{}'\n\n{USAGE}", args.target),

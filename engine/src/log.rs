@@ -375,6 +375,9 @@ impl TableState {
 
     /// Indices of the segments overlapping `[start, end)`, in key order.
     pub fn segments_in(&self, start: u64, end: u64) -> std::ops::Range<usize> {
+        if start >= end {
+            return 0..0;
+        }
         let first = self.segments.partition_point(|s| s.end <= start);
         let last = self.segments.partition_point(|s| s.start < end);
         first..last.max(first)
@@ -424,6 +427,7 @@ mod tests {
         assert_eq!(st.segments_in(5, 15), 0..2);
         assert_eq!(st.segments_in(20, 30), 2..2);
         assert_eq!(st.segments_in(15, 16), 1..2);
+        assert_eq!(st.segments_in(15, 5), 0..0);
     }
 
     #[test]
