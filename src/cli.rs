@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
-use m1::{Catalog, EnvConfig, Environment, Property, PublishOptions};
+use m1::{Catalog, CatalogEntry, EnvConfig, Environment, Property, PublishOptions};
 use serde_json::{Value, json};
 
 const USAGE: &str = "\
 Usage:
   m1 quickstart                         build a demo environment from a bundled sample and query it
-  m1 ops env/create -env NAME [-url URL] [-servers N] [-shards N]
+  m1 ops env/create -env NAME [-url URL] [-options JSON] [-servers N] [-shards N] [-segmentRows N]
+  m1 ops env/bucket/register -env NAME -bucket BUCKET [-options JSON] | env/bucket/deregister ...
   m1 ops env/list | env/get -env NAME | env/rename -env NAME -name NEW | env/destroy -env NAME
   m1 <env> schema | schema/add -properties JSON | schema/wipe
   m1 <env> next | get -ids JSON [-properties JSON] | range -start N -end N [-properties JSON]
@@ -47,12 +48,9 @@ impl Params {
                 bail!("expected a parameter name like -ids, found '{name}'");
             };
             let key = key.trim_start_matches('-');
-            let value = it
-                .next()
-                .ok_or_else(|| anyhow!("parameter -{key} has no value"))?;
+            let value = it.next().ok_or_else(|| anyhow!("parameter -{key} has no value"))?;
             let value = match value.strip_prefix('@') {
-                Some(file) => std::fs::read_to_string(file)
-                    .with_context(|| format!("reading -{key} from {file}"))?,
+                Some(file) => std::fs::read_to_string(file).with_context(|| format!("reading -{key} from {file}"))?,
                 None => value.clone(),
             };
             map.insert(key.to_string(), value);
@@ -65,27 +63,21 @@ impl Params {
     }
 
     fn req(&self, key: &str) -> Result<&str> {
-        self.opt(key)
-            .ok_or_else(|| anyhow!("missing required parameter -{key}"))
+        self.opt(key).ok_or_else(|| anyhow!("missing required parameter -{key}"))
     }
 
     fn json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.opt(key)
             .map(|v| {
-                serde_json::from_str(v).with_context(|| {
-                    format!("parameter -{key} is not valid JSON of the expected shape")
-                })
+                serde_json::from_str(v)
+                    .with_context(|| format!("parameter -{key} is not valid JSON of the expected shape"))
             })
             .transpose()
     }
 
     fn num<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>> {
         self.opt(key)
-            .map(|v| {
-                v.trim()
-                    .parse::<T>()
-                    .map_err(|_| anyhow!("parameter -{key} must be a number, got '{v}'"))
-            })
+            .map(|v| v.trim().parse::<T>().map_err(|_| anyhow!("parameter -{key} must be a number, got '{v}'")))
             .transpose()
     }
 }
@@ -116,8 +108,9 @@ fn catalog() -> Result<Catalog> {
 
 /// Opens an environment by catalog name, id, path or URL.
 fn open(target: &str) -> Result<Environment> {
-    if let Some(entry) = catalog()?.get(target)? {
-        return Ok(Environment::open(&entry.url)?);
+    let cat = catalog()?;
+    if cat.get(target)?.is_some() {
+        return Ok(Environment::from_engine(cat.open_env(target)?));
     }
     if target.contains("://") || Path::new(target).exists() {
         return Ok(Environment::open(target)?);
@@ -131,10 +124,7 @@ fn ops(endpoint: &str, p: &Params) -> Result<()> {
     let cat = catalog()?;
     match endpoint {
         "env/create" => {
-            let name = p
-                .opt("env")
-                .or(p.opt("name"))
-                .ok_or_else(|| anyhow!("missing required parameter -env"))?;
+            let name = p.opt("env").or(p.opt("name")).ok_or_else(|| anyhow!("missing required parameter -env"))?;
             let mut config = EnvConfig::default();
             if let Some(s) = p.num("servers")? {
                 config.servers = s;
@@ -145,19 +135,27 @@ fn ops(endpoint: &str, p: &Params) -> Result<()> {
             if let Some(s) = p.num("segmentRows")? {
                 config.segment_rows = s;
             }
-            print(&serde_json::to_value(cat.create(
-                name,
-                p.opt("url"),
-                config,
-            )?)?)
+            let options = p.json("options")?.unwrap_or_default();
+            let entry = cat.create_with(name, p.opt("url"), options, config)?;
+            print(&serde_json::to_value(entry.redacted())?)
         }
-        "env/list" => print(&serde_json::to_value(cat.list()?)?),
+        "env/list" => {
+            let list: Vec<_> = cat.list()?.iter().map(CatalogEntry::redacted).collect();
+            print(&serde_json::to_value(list)?)
+        }
         "env/get" => {
             let name = p.req("env")?;
-            let entry = cat
-                .get(name)?
-                .ok_or_else(|| anyhow!("no environment named '{name}'"))?;
-            print(&serde_json::to_value(entry)?)
+            let entry = cat.get(name)?.ok_or_else(|| anyhow!("no environment named '{name}'"))?;
+            print(&serde_json::to_value(entry.redacted())?)
+        }
+        "env/bucket/register" => {
+            let options = p.json("options")?.unwrap_or_default();
+            cat.register_bucket(p.req("env")?, p.req("bucket")?, options)?;
+            Ok(())
+        }
+        "env/bucket/deregister" => {
+            cat.deregister_bucket(p.req("env")?, p.req("bucket")?)?;
+            Ok(())
         }
         "env/rename" => {
             cat.rename(p.req("env")?, p.req("name")?)?;
@@ -175,33 +173,21 @@ fn environment(env: &Environment, endpoint: &str, p: &Params) -> Result<()> {
     match endpoint {
         "schema" => print(&serde_json::to_value(env.schema()?.all())?),
         "schema/add" => {
-            let props: Vec<Property> = p
-                .json("properties")?
-                .ok_or_else(|| anyhow!("missing required parameter -properties"))?;
+            let props: Vec<Property> =
+                p.json("properties")?.ok_or_else(|| anyhow!("missing required parameter -properties"))?;
             env.add_properties(&props)?;
             Ok(())
         }
         "schema/wipe" => Ok(env.wipe_schema()?),
         "next" => print(&json!(env.next_key()?)),
         "get" => {
-            let ids: Vec<u64> = p
-                .json("ids")?
-                .ok_or_else(|| anyhow!("missing required parameter -ids"))?;
+            let ids: Vec<u64> = p.json("ids")?.ok_or_else(|| anyhow!("missing required parameter -ids"))?;
             let props: Option<Vec<String>> = p.json("properties")?;
-            print(&Value::Array(
-                env.get_json(&ids, props.as_deref())?
-                    .into_iter()
-                    .map(Value::Object)
-                    .collect(),
-            ))
+            print(&Value::Array(env.get_json(&ids, props.as_deref())?.into_iter().map(Value::Object).collect()))
         }
         "range" => {
-            let start: u64 = p
-                .num("start")?
-                .ok_or_else(|| anyhow!("missing required parameter -start"))?;
-            let end: u64 = p
-                .num("end")?
-                .ok_or_else(|| anyhow!("missing required parameter -end"))?;
+            let start: u64 = p.num("start")?.ok_or_else(|| anyhow!("missing required parameter -start"))?;
+            let end: u64 = p.num("end")?.ok_or_else(|| anyhow!("missing required parameter -end"))?;
             let props: Option<Vec<String>> = p.json("properties")?;
             let range = env.range(start, end, props.as_deref())?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -218,9 +204,7 @@ fn environment(env: &Environment, endpoint: &str, p: &Params) -> Result<()> {
         }
         "vacuum" => {
             let ms: u64 = p.num("olderThanMs")?.unwrap_or(3_600_000);
-            print(&serde_json::to_value(
-                env.vacuum(std::time::Duration::from_millis(ms))?,
-            )?)
+            print(&serde_json::to_value(env.vacuum(std::time::Duration::from_millis(ms))?)?)
         }
         other => bail!("unknown endpoint '{other}'\n\n{USAGE}"),
     }
@@ -241,10 +225,7 @@ fn quickstart() -> Result<()> {
     let env = Environment::open(&entry.url)?;
     let props: Vec<Property> = serde_json::from_str(SAMPLE_SCHEMA)?;
     env.add_properties(&props)?;
-    println!(
-        "2. added {} properties to the schema: m1 {name} schema",
-        props.len()
-    );
+    println!("2. added {} properties to the schema: m1 {name} schema", props.len());
     let sample = cat.home().join("quickstart-events.jsonl");
     std::fs::write(&sample, SAMPLE)?;
     let report = env.publish(&sample, &PublishOptions::default())?;
@@ -261,14 +242,8 @@ fn quickstart() -> Result<()> {
     let got = env.get_json(&[10, 500, 999], None)?;
     println!("5. m1 {name} get -ids '[10,500,999]'");
     print(&Value::Array(got.into_iter().map(Value::Object).collect()))?;
-    let cols = vec![
-        "event.type".to_string(),
-        "geo.city".to_string(),
-        "event.time".to_string(),
-    ];
-    println!(
-        "6. m1 {name} range -start 0 -end 5 -properties '[\"event.type\",\"geo.city\",\"event.time\"]'"
-    );
+    let cols = vec!["event.type".to_string(), "geo.city".to_string(), "event.time".to_string()];
+    println!("6. m1 {name} range -start 0 -end 5 -properties '[\"event.type\",\"geo.city\",\"event.time\"]'");
     let mut out = std::io::stdout().lock();
     m1::encode::write_json_array(&mut out, env.range(0, 5, Some(&cols))?)?;
     writeln!(out)?;

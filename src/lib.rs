@@ -19,8 +19,8 @@ use std::path::Path;
 use arrow::array::RecordBatch;
 
 pub use m1_engine::{
-    AppendReport, Appender, Catalog, CatalogEntry, EngineError, EnvConfig, KEY, Property,
-    PropertyType, RAND, Schema, VacuumReport,
+    AppendReport, Appender, Catalog, CatalogEntry, EngineError, EnvConfig, KEY, Property, PropertyType, RAND, Schema,
+    VacuumReport,
 };
 pub use m1_ingest::{IngestError, PublishOptions, PublishReport};
 pub use m1_query::QueryError;
@@ -59,16 +59,12 @@ impl Environment {
 
     /// Creates an environment with explicit settings.
     pub fn create_with(location: &str, config: EnvConfig) -> Result<Environment> {
-        Ok(Environment {
-            inner: m1_engine::Environment::create(location, config)?,
-        })
+        Ok(Environment { inner: m1_engine::Environment::create(location, config)? })
     }
 
     /// Opens the environment at a local path or object-store URL.
     pub fn open(location: &str) -> Result<Environment> {
-        Ok(Environment {
-            inner: m1_engine::Environment::open(location)?,
-        })
+        Ok(Environment { inner: m1_engine::Environment::open(location)? })
     }
 
     /// Wraps an engine environment.
@@ -107,10 +103,7 @@ impl Environment {
     }
 
     /// Appends Arrow batches atomically.
-    pub fn append_batches<I: IntoIterator<Item = RecordBatch>>(
-        &self,
-        batches: I,
-    ) -> Result<AppendReport> {
+    pub fn append_batches<I: IntoIterator<Item = RecordBatch>>(&self, batches: I) -> Result<AppendReport> {
         Ok(self.inner.append_batches(batches)?)
     }
 
@@ -130,12 +123,7 @@ impl Environment {
     }
 
     /// The records with keys in `start..end`, streamed batch by batch in key order.
-    pub fn range(
-        &self,
-        start: u64,
-        end: u64,
-        properties: Option<&[String]>,
-    ) -> Result<m1_query::Range<'_>> {
+    pub fn range(&self, start: u64, end: u64, properties: Option<&[String]>) -> Result<m1_query::Range<'_>> {
         Ok(m1_query::range(&self.inner, start, end, properties)?)
     }
 

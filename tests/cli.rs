@@ -6,11 +6,7 @@ use std::process::{Command, Output};
 use serde_json::{Value, json};
 
 fn m1(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_m1"))
-        .env("M1_HOME", home)
-        .args(args)
-        .output()
-        .expect("m1 runs")
+    Command::new(env!("CARGO_BIN_EXE_m1")).env("M1_HOME", home).args(args).output().expect("m1 runs")
 }
 
 /// Runs m1, expects success, and parses stdout as JSON (`Null` when empty).
@@ -19,11 +15,7 @@ fn ok(home: &Path, args: &[&str]) -> Value {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "m1 {args:?} failed: {stderr}");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    if stdout.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&stdout).unwrap()
-    }
+    if stdout.trim().is_empty() { Value::Null } else { serde_json::from_str(&stdout).unwrap() }
 }
 
 /// Runs m1, expects failure, and returns stderr.
@@ -38,10 +30,7 @@ fn fails(home: &Path, args: &[&str]) -> String {
 fn seed_examples_work_against_a_catalog_environment() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let created = ok(
-        h,
-        &["ops", "env/create", "-env", "test-m1", "-servers", "2"],
-    );
+    let created = ok(h, &["ops", "env/create", "-env", "test-m1", "-servers", "2"]);
     assert_eq!(created["name"], "test-m1");
     assert_eq!(created["servers"], 2);
     assert!(fails(h, &["ops", "env/create", "-env", "test-m1"]).contains("already exists"));
@@ -58,38 +47,11 @@ fn seed_examples_work_against_a_catalog_environment() {
         ],
     );
     let file = h.join("schema.json");
-    std::fs::write(
-        &file,
-        r#"[{"name":"session.id","type":"string"},{"name":"event.time","type":"date"}]"#,
-    )
-    .unwrap();
-    ok(
-        h,
-        &[
-            "test-m1",
-            "schema/add",
-            "-properties",
-            &format!("@{}", file.display()),
-        ],
-    );
+    std::fs::write(&file, r#"[{"name":"session.id","type":"string"},{"name":"event.time","type":"date"}]"#).unwrap();
+    ok(h, &["test-m1", "schema/add", "-properties", &format!("@{}", file.display())]);
     let schema = ok(h, &["test-m1", "schema"]);
-    let names: Vec<&str> = schema
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "_m1key",
-            "_m1rand",
-            "myTags",
-            "myBoolean",
-            "session.id",
-            "event.time"
-        ]
-    );
+    let names: Vec<&str> = schema.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["_m1key", "_m1rand", "myTags", "myBoolean", "session.id", "event.time"]);
     assert_eq!(
         schema[2],
         json!({"name": "myTags", "type": "string", "multi": true, "description": "Represents important tags."})
@@ -97,32 +59,23 @@ fn seed_examples_work_against_a_catalog_environment() {
 
     let data = h.join("events.jsonl");
     let lines: String = (0..40)
-        .map(|i| format!("{{\"session\":{{\"id\":\"s{i}\"}},\"event\":{{\"time\":{}}},\"myTags\":[\"t{i}\"],\"extra\":1}}\n", 946702800 + i))
+        .map(|i| {
+            format!(
+                "{{\"session\":{{\"id\":\"s{i}\"}},\"event\":{{\"time\":{}}},\"myTags\":[\"t{i}\"],\"extra\":1}}\n",
+                946702800 + i
+            )
+        })
         .collect();
     std::fs::write(&data, lines).unwrap();
     let report = ok(h, &["test-m1", "publish", "-file", data.to_str().unwrap()]);
     assert_eq!(
-        (
-            report["rowsPublished"].as_u64(),
-            report["firstKey"].as_u64(),
-            report["lastKey"].as_u64()
-        ),
+        (report["rowsPublished"].as_u64(), report["firstKey"].as_u64(), report["lastKey"].as_u64()),
         (Some(40), Some(0), Some(39))
     );
     assert_eq!(report["unmapped"], json!(["extra"]));
     assert_eq!(ok(h, &["test-m1", "next"]), json!(40));
 
-    let got = ok(
-        h,
-        &[
-            "test-m1",
-            "get",
-            "-ids",
-            "[30,10,20,1000]",
-            "-properties",
-            r#"["_m1key","session.id"]"#,
-        ],
-    );
+    let got = ok(h, &["test-m1", "get", "-ids", "[30,10,20,1000]", "-properties", r#"["_m1key","session.id"]"#]);
     assert_eq!(
         got,
         json!([{"_m1key": 30, "session.id": "s30"}, {"_m1key": 10, "session.id": "s10"}, {"_m1key": 20, "session.id": "s20"}])
@@ -144,17 +97,36 @@ fn seed_examples_work_against_a_catalog_environment() {
         h,
         &[
             "ops",
-            "env/rename",
+            "env/bucket/register",
             "-env",
             "test-m1",
-            "-name",
-            "renamed-m1",
+            "-bucket",
+            "myBucket",
+            "-options",
+            r#"{"aws_endpoint":"http://127.0.0.1:9","aws_secret_access_key":"hush"}"#,
         ],
     );
+    let entry = ok(h, &["ops", "env/get", "-env", "test-m1"]);
     assert_eq!(
-        ok(h, &["ops", "env/get", "-env", "renamed-m1"])["url"],
-        created["url"]
+        entry["buckets"],
+        json!([{"name": "myBucket", "options": {"aws_endpoint": "http://127.0.0.1:9", "aws_secret_access_key": "****"}}])
     );
+    let catalog = std::fs::read_to_string(h.join("catalog.json")).unwrap();
+    assert!(catalog.contains("hush"), "the catalog keeps the secret for the engine");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(h.join("catalog.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "only the owner may read the catalog");
+    }
+    assert!(
+        fails(h, &["ops", "env/bucket/deregister", "-env", "test-m1", "-bucket", "other"]).contains("not registered")
+    );
+    ok(h, &["ops", "env/bucket/deregister", "-env", "test-m1", "-bucket", "myBucket"]);
+    assert!(ok(h, &["ops", "env/get", "-env", "test-m1"]).get("buckets").is_none());
+
+    ok(h, &["ops", "env/rename", "-env", "test-m1", "-name", "renamed-m1"]);
+    assert_eq!(ok(h, &["ops", "env/get", "-env", "renamed-m1"])["url"], created["url"]);
     let list = ok(h, &["ops", "env/list"]);
     assert_eq!(list.as_array().unwrap().len(), 1);
     ok(h, &["ops", "env/destroy", "-env", "renamed-m1"]);
@@ -171,62 +143,33 @@ fn bad_input_gives_a_clear_error_and_a_failing_exit() {
     assert!(fails(h, &["e1", "frobnicate"]).contains("unknown endpoint 'frobnicate'"));
     assert!(fails(h, &["e1", "get"]).contains("missing required parameter -ids"));
     assert!(fails(h, &["e1", "get", "-ids", "[1,"]).contains("-ids is not valid JSON"));
+    assert!(fails(h, &["e1", "range", "-start", "x", "-end", "2"]).contains("-start must be a number"));
     assert!(
-        fails(h, &["e1", "range", "-start", "x", "-end", "2"]).contains("-start must be a number")
-    );
-    assert!(
-        fails(
-            h,
-            &[
-                "e1",
-                "schema/add",
-                "-properties",
-                r#"[{"name":"a","type":"float"}]"#
-            ]
-        )
-        .contains("unknown type 'float'")
+        fails(h, &["e1", "schema/add", "-properties", r#"[{"name":"a","type":"float"}]"#])
+            .contains("unknown type 'float'")
     );
     assert!(
         fails(h, &["e1", "schema/add", "-properties", "@/no/such/file"])
             .contains("reading -properties from /no/such/file")
     );
-    ok(
-        h,
-        &[
-            "e1",
-            "schema/add",
-            "-properties",
-            r#"[{"name":"n","type":"integer"}]"#,
-        ],
-    );
+    ok(h, &["e1", "schema/add", "-properties", r#"[{"name":"n","type":"integer"}]"#]);
     let data = h.join("bad.jsonl");
     std::fs::write(&data, "{\"n\": 1}\n{\"n\": 2}\n{\"n\": \"three\"}\n").unwrap();
     let err = fails(h, &["e1", "publish", "-file", data.to_str().unwrap()]);
-    assert!(
-        err.contains("bad.jsonl:3: property 'n': value \"three\" is not a valid integer"),
-        "{err}"
-    );
+    assert!(err.contains("bad.jsonl:3: property 'n': value \"three\" is not a valid integer"), "{err}");
     std::fs::write(&data, "{\"n\": 1}\n[1]\n").unwrap();
     assert!(
         fails(h, &["e1", "publish", "-file", data.to_str().unwrap()])
             .contains("bad.jsonl:2: not a JSON object: found an array")
     );
-    assert_eq!(
-        ok(h, &["e1", "range", "-start", "0", "-end", "100"]),
-        json!([]),
-        "failed publishes commit nothing"
-    );
+    assert_eq!(ok(h, &["e1", "range", "-start", "0", "-end", "100"]), json!([]), "failed publishes commit nothing");
 }
 
 #[test]
 fn quickstart_runs_and_shows_its_records() {
     let home = tempfile::tempdir().unwrap();
     let out = m1(home.path(), &["quickstart"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("published 1000 records"), "{text}");
     assert!(text.contains("\"event.id\": \"ev00500\""), "{text}");

@@ -14,11 +14,7 @@ fn rec(v: Value) -> Record {
 }
 
 fn small_env(dir: &tempfile::TempDir, segment_rows: usize) -> Environment {
-    let config = EnvConfig {
-        segment_rows,
-        shards: 3,
-        ..EnvConfig::default()
-    };
+    let config = EnvConfig { segment_rows, shards: 3, ..EnvConfig::default() };
     Environment::create_with(dir.path().to_str().unwrap(), config).unwrap()
 }
 
@@ -38,36 +34,17 @@ fn base_schema() -> Vec<Property> {
 fn schema_add_wipe_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let env = small_env(&dir, 100);
-    let names = |env: &Environment| {
-        env.schema()
-            .unwrap()
-            .all()
-            .into_iter()
-            .map(|p| p.name)
-            .collect::<Vec<_>>()
-    };
+    let names = |env: &Environment| env.schema().unwrap().all().into_iter().map(|p| p.name).collect::<Vec<_>>();
     assert_eq!(names(&env), ["_m1key", "_m1rand"]);
     env.add_properties(&base_schema()).unwrap();
     let version = env.engine().snapshot().version;
     env.add_properties(&base_schema()[..2]).unwrap();
-    assert_eq!(
-        env.engine().snapshot().version,
-        version,
-        "an identical re-add commits nothing"
-    );
-    let err = env
-        .add_properties(&[Property::new("n", PropertyType::Double)])
-        .unwrap_err()
-        .to_string();
+    assert_eq!(env.engine().snapshot().version, version, "an identical re-add commits nothing");
+    let err = env.add_properties(&[Property::new("n", PropertyType::Double)]).unwrap_err().to_string();
     assert!(err.contains("'n' already exists as integer"), "{err}");
-    let err = env
-        .add_properties(&[Property::new("a b", PropertyType::Double)])
-        .unwrap_err()
-        .to_string();
+    let err = env.add_properties(&[Property::new("a b", PropertyType::Double)]).unwrap_err().to_string();
     assert!(err.contains("bad property name 'a b'"), "{err}");
-    let err = serde_json::from_str::<Vec<Property>>(r#"[{"name":"q","type":"uuid"}]"#)
-        .unwrap_err()
-        .to_string();
+    let err = serde_json::from_str::<Vec<Property>>(r#"[{"name":"q","type":"uuid"}]"#).unwrap_err().to_string();
     assert!(err.contains("unknown type 'uuid'"), "{err}");
 
     env.wipe_schema().unwrap();
@@ -82,23 +59,13 @@ fn properties_added_after_data_read_back_null_and_wiped_ones_disappear() {
     let dir = tempfile::tempdir().unwrap();
     let env = small_env(&dir, 100);
     env.add_properties(&base_schema()[..2]).unwrap();
-    env.append_json(
-        (0..150).map(|i| rec(json!({"name": format!("r{i}"), "n": i, "late": "ignored"}))),
-    )
-    .unwrap();
-    env.add_properties(&[Property::new("late", PropertyType::String)])
-        .unwrap();
-    env.append_json(
-        (150..200).map(|i| rec(json!({"name": format!("r{i}"), "late": format!("L{i}")}))),
-    )
-    .unwrap();
+    env.append_json((0..150).map(|i| rec(json!({"name": format!("r{i}"), "n": i, "late": "ignored"})))).unwrap();
+    env.add_properties(&[Property::new("late", PropertyType::String)]).unwrap();
+    env.append_json((150..200).map(|i| rec(json!({"name": format!("r{i}"), "late": format!("L{i}")})))).unwrap();
 
     let got = env.get_json(&[5, 160], None).unwrap();
     assert_eq!(got[0]["name"], "r5");
-    assert!(
-        got[0].get("late").is_none(),
-        "old segments have no value for a new property"
-    );
+    assert!(got[0].get("late").is_none(), "old segments have no value for a new property");
     assert_eq!(got[1]["late"], "L160");
     assert!(got[1].get("n").is_none(), "a missing value is left out");
 
@@ -106,13 +73,9 @@ fn properties_added_after_data_read_back_null_and_wiped_ones_disappear() {
     let got = env.get_json(&[5], None).unwrap();
     assert_eq!(got[0].keys().collect::<Vec<_>>(), ["_m1key", "_m1rand"]);
     // The column still exists in the files: it can come back only with its old type.
-    let err = env
-        .add_properties(&[Property::new("n", PropertyType::String)])
-        .unwrap_err()
-        .to_string();
+    let err = env.add_properties(&[Property::new("n", PropertyType::String)]).unwrap_err().to_string();
     assert!(err.contains("still holds it as integer"), "{err}");
-    env.add_properties(&[Property::new("n", PropertyType::Integer)])
-        .unwrap();
+    env.add_properties(&[Property::new("n", PropertyType::Integer)]).unwrap();
     assert_eq!(env.get_json(&[7], None).unwrap()[0]["n"], 7);
 }
 
@@ -121,50 +84,25 @@ fn keys_follow_input_order_and_get_returns_the_order_asked() {
     let dir = tempfile::tempdir().unwrap();
     let env = small_env(&dir, 64);
     env.add_properties(&base_schema()).unwrap();
-    let report = env
-        .append_json((0..300).map(|i| rec(json!({"n": i}))))
-        .unwrap();
-    assert_eq!(
-        (
-            report.rows,
-            report.first_key,
-            report.last_key,
-            report.segments
-        ),
-        (300, Some(0), Some(299), 5)
-    );
-    let report = env
-        .append_json((300..310).map(|i| rec(json!({"n": i}))))
-        .unwrap();
+    let report = env.append_json((0..300).map(|i| rec(json!({"n": i})))).unwrap();
+    assert_eq!((report.rows, report.first_key, report.last_key, report.segments), (300, Some(0), Some(299), 5));
+    let report = env.append_json((300..310).map(|i| rec(json!({"n": i})))).unwrap();
     assert_eq!((report.first_key, report.last_key), (Some(300), Some(309)));
     assert_eq!(env.next_key().unwrap(), 310);
 
     let ids = [299, 0, 64, 5000, 63, 299, 305];
     let got = env.get_json(&ids, Some(&["n".to_string()])).unwrap();
     let keys: Vec<_> = got.iter().map(|r| r["_m1key"].as_u64().unwrap()).collect();
-    assert_eq!(
-        keys,
-        [299, 0, 64, 63, 299, 305],
-        "order asked, unknown ids absent, repeats kept"
-    );
+    assert_eq!(keys, [299, 0, 64, 63, 299, 305], "order asked, unknown ids absent, repeats kept");
     for r in &got {
         assert_eq!(r["n"], r["_m1key"], "values belong to their keys");
         assert_eq!(r.len(), 2, "only _m1key and the properties asked for");
     }
-    let err = env
-        .get_json(&[1], Some(&["nope".to_string()]))
-        .unwrap_err()
-        .to_string();
+    let err = env.get_json(&[1], Some(&["nope".to_string()])).unwrap_err().to_string();
     assert!(err.contains("unknown property 'nope'"), "{err}");
     assert!(env.get_json(&[], None).unwrap().is_empty());
     // Segments are spread over the shards.
-    let shards: std::collections::BTreeSet<u32> = env
-        .engine()
-        .snapshot()
-        .segments
-        .iter()
-        .map(|s| s.shard)
-        .collect();
+    let shards: std::collections::BTreeSet<u32> = env.engine().snapshot().segments.iter().map(|s| s.shard).collect();
     assert_eq!(shards.len(), 3);
 }
 
@@ -174,10 +112,8 @@ fn typed_values_round_trip() {
     let env = small_env(&dir, 1000);
     env.add_properties(&base_schema()).unwrap();
     env.append_json([
-        rec(
-            json!({"name": "Zoë", "n": -7, "x": 1.5, "when": "2021-02-23T19:18:04.399Z", "ok": true,
-                   "tags": ["a", "b"], "body": "some long text"}),
-        ),
+        rec(json!({"name": "Zoë", "n": -7, "x": 1.5, "when": "2021-02-23T19:18:04.399Z", "ok": true,
+                   "tags": ["a", "b"], "body": "some long text"})),
         rec(json!({"when": 946702800, "x": "2.25", "n": "12", "ok": "false", "tags": "solo"})),
         rec(json!({"when": 1614107884399i64, "name": {"nested": 1}})),
     ])
@@ -198,10 +134,7 @@ fn typed_values_round_trip() {
         json!({"_m1key": 1, "n": 12, "x": 2.25, "when": "2000-01-01T05:00:00.000Z", "ok": false, "tags": ["solo"]})
     );
     // Nested objects are flattened, so "name" is absent and "name.nested" is unmapped.
-    assert_eq!(
-        strip(got[2].clone()),
-        json!({"_m1key": 2, "when": "2021-02-23T19:18:04.399Z"})
-    );
+    assert_eq!(strip(got[2].clone()), json!({"_m1key": 2, "when": "2021-02-23T19:18:04.399Z"}));
 }
 
 #[test]
@@ -209,22 +142,10 @@ fn a_bad_record_commits_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let env = small_env(&dir, 50);
     env.add_properties(&base_schema()).unwrap();
-    let rows = (0..120).map(|i| {
-        if i == 110 {
-            rec(json!({"n": "twelve"}))
-        } else {
-            rec(json!({"n": i}))
-        }
-    });
+    let rows = (0..120).map(|i| if i == 110 { rec(json!({"n": "twelve"})) } else { rec(json!({"n": i})) });
     let err = env.append_json(rows).unwrap_err().to_string();
-    assert_eq!(
-        err,
-        "record 111: property 'n': value \"twelve\" is not a valid integer"
-    );
-    assert!(
-        env.engine().snapshot().segments.is_empty(),
-        "no segment of the failed append is visible"
-    );
+    assert_eq!(err, "record 111: property 'n': value \"twelve\" is not a valid integer");
+    assert!(env.engine().snapshot().segments.is_empty(), "no segment of the failed append is visible");
     assert!(env.range(0, 1000, None).unwrap().next().is_none());
     // Keys reserved by the failed append are never handed out again.
     let next = env.next_key().unwrap();
@@ -245,29 +166,18 @@ fn arrow_batches_are_cast_to_the_schema() {
         Arc::new(Int32Array::from(vec![Some(1), None, Some(3)])),
         Arc::new(StringArray::from(vec!["a", "b", "c"])),
     ];
-    env.append_batches([RecordBatch::try_new(schema, cols).unwrap()])
-        .unwrap();
-    let got = env
-        .get_json(&[0, 1, 2], Some(&["n".into(), "name".into()]))
-        .unwrap();
+    env.append_batches([RecordBatch::try_new(schema, cols).unwrap()]).unwrap();
+    let got = env.get_json(&[0, 1, 2], Some(&["n".into(), "name".into()])).unwrap();
     assert_eq!(
         Value::Array(got.into_iter().map(Value::Object).collect()),
         json!([
             {"_m1key": 0, "n": 1, "name": "a"}, {"_m1key": 1, "name": "b"}, {"_m1key": 2, "n": 3, "name": "c"}
         ])
     );
-    let bad = Arc::new(ArrowSchema::new(vec![Field::new(
-        "zzz",
-        DataType::Int32,
-        true,
-    )]));
-    let batch =
-        RecordBatch::try_new(bad, vec![Arc::new(Int32Array::from(vec![1])) as ArrayRef]).unwrap();
+    let bad = Arc::new(ArrowSchema::new(vec![Field::new("zzz", DataType::Int32, true)]));
+    let batch = RecordBatch::try_new(bad, vec![Arc::new(Int32Array::from(vec![1])) as ArrayRef]).unwrap();
     let err = env.append_batches([batch]).unwrap_err().to_string();
-    assert!(
-        err.contains("column 'zzz' is not a schema property"),
-        "{err}"
-    );
+    assert!(err.contains("column 'zzz' is not a schema property"), "{err}");
 }
 
 #[test]
@@ -275,21 +185,14 @@ fn range_streams_in_bounded_batches_across_segments() {
     let dir = tempfile::tempdir().unwrap();
     let env = small_env(&dir, 10_000);
     env.add_properties(&base_schema()).unwrap();
-    env.append_json((0..25_000).map(|i| rec(json!({"n": i}))))
-        .unwrap();
+    env.append_json((0..25_000).map(|i| rec(json!({"n": i})))).unwrap();
     let props = ["n".to_string()];
     let mut expected = 5;
     for batch in env.range(5, 24_990, Some(&props)).unwrap() {
         let batch = batch.unwrap();
-        assert!(
-            batch.num_rows() <= m1_query::lake::RANGE_BATCH_ROWS,
-            "a range never materialises more than a batch"
-        );
+        assert!(batch.num_rows() <= m1_query::lake::RANGE_BATCH_ROWS, "a range never materialises more than a batch");
         for r in m1::encode::records(&batch) {
-            assert_eq!(
-                (r["_m1key"].as_u64(), r["n"].as_u64()),
-                (Some(expected), Some(expected))
-            );
+            assert_eq!((r["_m1key"].as_u64(), r["n"].as_u64()), (Some(expected), Some(expected)));
             expected += 1;
         }
     }
@@ -304,17 +207,10 @@ fn memory_urls_are_environments_too() {
     env.add_properties(&base_schema()[..1]).unwrap();
     env.append_json([rec(json!({"name": "m"}))]).unwrap();
     let again = Environment::open("memory://lake-test/envs/a").unwrap();
-    assert_eq!(
-        again.get_json(&[0], Some(&["name".into()])).unwrap()[0]["name"],
-        "m"
-    );
-    let err = Environment::create("memory://lake-test/envs/a")
-        .unwrap_err()
-        .to_string();
+    assert_eq!(again.get_json(&[0], Some(&["name".into()])).unwrap()[0]["name"], "m");
+    let err = Environment::create("memory://lake-test/envs/a").unwrap_err().to_string();
     assert!(err.contains("already exists"), "{err}");
-    let err = Environment::open("memory://lake-test/envs/none")
-        .unwrap_err()
-        .to_string();
+    let err = Environment::open("memory://lake-test/envs/none").unwrap_err().to_string();
     assert!(err.contains("no m1 environment"), "{err}");
 }
 
@@ -327,10 +223,7 @@ enum Step {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    let row = (
-        proptest::option::of(-1000i64..1000),
-        proptest::option::of("[a-zé ]{0,6}"),
-    );
+    let row = (proptest::option::of(-1000i64..1000), proptest::option::of("[a-zé ]{0,6}"));
     prop_oneof![
         proptest::collection::vec(row, 0..40).prop_map(Step::Append),
         proptest::collection::vec(0u64..200, 0..12).prop_map(Step::Get),

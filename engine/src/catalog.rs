@@ -3,6 +3,7 @@
 //! Invariant: names are unique. The catalog file is replaced atomically (write, fsync, rename),
 //! so a crash leaves the old or the new catalog, never a torn one.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::environment::{EnvConfig, Environment, now_ms};
 use crate::error::{EngineError, Result};
 use crate::schema::validate_name;
+use crate::storage::StoreOptions;
 
 /// One environment in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +30,57 @@ pub struct CatalogEntry {
     pub shards: u32,
     /// Creation time, epoch ms.
     pub created: i64,
+    /// Object-store settings for the environment's own location (endpoint, credentials).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// Buckets registered for this environment, with their object-store settings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<Bucket>,
+}
+
+/// A bucket registered with an environment (`env/bucket/register`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Bucket name (the host part of `s3://`, `gs://` or `az://` URLs).
+    pub name: String,
+    /// Object-store settings used for URLs in this bucket (endpoint, region, credentials).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+impl CatalogEntry {
+    /// The object-store settings for `url`: the environment's own, then a registered bucket's.
+    pub fn options_for(&self, url: &str) -> StoreOptions {
+        let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string));
+        let mut out: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(b) = self.buckets.iter().find(|b| Some(&b.name) == host.as_ref()) {
+            out.extend(b.options.clone());
+        }
+        if url == self.url {
+            out.extend(self.options.clone());
+        }
+        out.into_iter().collect()
+    }
+
+    /// A copy safe to print: option values that look secret are masked.
+    pub fn redacted(&self) -> CatalogEntry {
+        let mask = |m: &BTreeMap<String, String>| {
+            m.iter()
+                .map(|(k, v)| {
+                    let secret =
+                        ["secret", "key", "token", "password", "sas"].iter().any(|s| k.to_lowercase().contains(s))
+                            && !k.to_lowercase().contains("key_id");
+                    (k.clone(), if secret { "****".to_string() } else { v.clone() })
+                })
+                .collect()
+        };
+        let mut e = self.clone();
+        e.options = mask(&self.options);
+        for b in &mut e.buckets {
+            b.options = mask(&b.options);
+        }
+        e
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -47,9 +100,7 @@ impl Catalog {
         if let Some(h) = std::env::var_os("M1_HOME") {
             return PathBuf::from(h);
         }
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."));
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
         home.join(".m1")
     }
 
@@ -81,11 +132,14 @@ impl Catalog {
 
     fn save(&self, file: &CatalogFile) -> Result<()> {
         let path = self.file();
-        let tmp = self
-            .home
-            .join(format!(".catalog.{}.tmp", std::process::id()));
+        let tmp = self.home.join(format!(".catalog.{}.tmp", std::process::id()));
         let io = |e| EngineError::io(&tmp, e);
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create(true).truncate(true);
+        // The catalog may hold credentials: only the owner may read it.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+        let mut f = open.open(&tmp).map_err(io)?;
         f.write_all(&serde_json::to_vec_pretty(file)?).map_err(io)?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(|e| EngineError::io(&path, e))
@@ -100,35 +154,44 @@ impl Catalog {
 
     /// The environment named (or with id) `name`.
     pub fn get(&self, name: &str) -> Result<Option<CatalogEntry>> {
-        Ok(self
-            .load()?
-            .environments
-            .into_iter()
-            .find(|e| e.name == name || e.id == name))
+        Ok(self.load()?.environments.into_iter().find(|e| e.name == name || e.id == name))
     }
 
     fn require(&self, name: &str) -> Result<CatalogEntry> {
-        self.get(name)?.ok_or_else(|| {
-            EngineError::Catalog(format!(
-                "no environment named '{name}' (see `m1 ops env/list`)"
-            ))
-        })
+        self.get(name)?
+            .ok_or_else(|| EngineError::Catalog(format!("no environment named '{name}' (see `m1 ops env/list`)")))
+    }
+
+    /// Opens a catalog environment with its recorded object-store settings.
+    pub fn open_env(&self, name: &str) -> Result<Environment> {
+        let entry = self.require(name)?;
+        Environment::open_with(&entry.url, &entry.options_for(&entry.url))
     }
 
     /// Creates an environment and records it. Without `url` it lives in `$M1_HOME/envs/<name>`.
     pub fn create(&self, name: &str, url: Option<&str>, config: EnvConfig) -> Result<CatalogEntry> {
+        self.create_with(name, url, BTreeMap::new(), config)
+    }
+
+    /// [`Catalog::create`] with object-store settings for the location (kept in the catalog).
+    pub fn create_with(
+        &self,
+        name: &str,
+        url: Option<&str>,
+        options: BTreeMap<String, String>,
+        config: EnvConfig,
+    ) -> Result<CatalogEntry> {
         check_env_name(name)?;
         let mut file = self.load()?;
         if file.environments.iter().any(|e| e.name == name) {
-            return Err(EngineError::Catalog(format!(
-                "an environment named '{name}' already exists"
-            )));
+            return Err(EngineError::Catalog(format!("an environment named '{name}' already exists")));
         }
         let url = match url {
             Some(u) => u.to_string(),
             None => self.home.join("envs").join(name).display().to_string(),
         };
-        let env = Environment::create(&url, config)?;
+        let store_options: StoreOptions = options.clone().into_iter().collect();
+        let env = Environment::create_with(&url, &store_options, config)?;
         let entry = CatalogEntry {
             name: name.to_string(),
             id: env.config().id.clone(),
@@ -136,6 +199,8 @@ impl Catalog {
             servers: env.config().servers,
             shards: env.config().shards,
             created: now_ms(),
+            options,
+            buckets: Vec::new(),
         };
         file.environments.push(entry.clone());
         self.save(&file)?;
@@ -147,9 +212,7 @@ impl Catalog {
         check_env_name(new_name)?;
         let mut file = self.load()?;
         if file.environments.iter().any(|e| e.name == new_name) {
-            return Err(EngineError::Catalog(format!(
-                "an environment named '{new_name}' already exists"
-            )));
+            return Err(EngineError::Catalog(format!("an environment named '{new_name}' already exists")));
         }
         let entry = file
             .environments
@@ -165,7 +228,7 @@ impl Catalog {
     /// Deletes an environment's data and forgets it.
     pub fn destroy(&self, name: &str) -> Result<CatalogEntry> {
         let entry = self.require(name)?;
-        match Environment::open(&entry.url) {
+        match Environment::open_with(&entry.url, &entry.options_for(&entry.url)) {
             Ok(env) => env.destroy()?,
             Err(EngineError::NoEnvironment(_)) => {}
             Err(e) => return Err(e),
@@ -177,12 +240,49 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    fn update<F: FnOnce(&mut CatalogEntry) -> Result<()>>(&self, name: &str, change: F) -> Result<CatalogEntry> {
+        let mut file = self.load()?;
+        let entry =
+            file.environments.iter_mut().find(|e| e.name == name || e.id == name).ok_or_else(|| {
+                EngineError::Catalog(format!("no environment named '{name}' (see `m1 ops env/list`)"))
+            })?;
+        change(entry)?;
+        let out = entry.clone();
+        self.save(&file)?;
+        Ok(out)
+    }
+
+    /// Registers a bucket (with optional object-store settings) for an environment; registering
+    /// it again replaces its settings.
+    pub fn register_bucket(&self, env: &str, bucket: &str, options: BTreeMap<String, String>) -> Result<CatalogEntry> {
+        if bucket.is_empty() || bucket.contains('/') {
+            return Err(EngineError::Catalog(format!("bad bucket name '{bucket}': give the bucket name only")));
+        }
+        self.update(env, |e| {
+            e.buckets.retain(|b| b.name != bucket);
+            e.buckets.push(Bucket { name: bucket.to_string(), options });
+            Ok(())
+        })
+    }
+
+    /// Forgets a registered bucket.
+    pub fn deregister_bucket(&self, env: &str, bucket: &str) -> Result<CatalogEntry> {
+        self.update(env, |e| {
+            let before = e.buckets.len();
+            e.buckets.retain(|b| b.name != bucket);
+            if e.buckets.len() == before {
+                return Err(EngineError::Catalog(format!("bucket '{bucket}' is not registered with '{}'", e.name)));
+            }
+            Ok(())
+        })
+    }
+}
+
 fn check_env_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && name != "ops";
     if !ok {
         return Err(EngineError::Catalog(format!(
@@ -202,21 +302,31 @@ mod tests {
         let cat = Catalog::open(dir.path()).unwrap();
         let e = cat.create("test-m1", None, EnvConfig::default()).unwrap();
         assert!(Path::new(&e.url).join("_delta_log").exists());
-        let err = cat
-            .create("test-m1", None, EnvConfig::default())
-            .unwrap_err();
+        let err = cat.create("test-m1", None, EnvConfig::default()).unwrap_err();
         assert!(err.to_string().contains("already exists"), "{err}");
         assert!(cat.create("bad name", None, EnvConfig::default()).is_err());
         cat.rename("test-m1", "other").unwrap();
-        assert_eq!(
-            cat.list()
-                .unwrap()
-                .iter()
-                .map(|e| e.name.as_str())
-                .collect::<Vec<_>>(),
-            ["other"]
-        );
+        assert_eq!(cat.list().unwrap().iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["other"]);
         assert_eq!(cat.get(&e.id).unwrap().unwrap().name, "other");
+        cat.register_bucket(
+            "other",
+            "lake",
+            BTreeMap::from([("aws_endpoint".into(), "http://x".into()), ("aws_secret_access_key".into(), "s".into())]),
+        )
+        .unwrap();
+        let entry = cat.get("other").unwrap().unwrap();
+        assert_eq!(
+            entry.options_for("s3://lake/p"),
+            vec![
+                ("aws_endpoint".to_string(), "http://x".to_string()),
+                ("aws_secret_access_key".to_string(), "s".to_string())
+            ]
+        );
+        assert!(entry.options_for("s3://elsewhere/p").is_empty());
+        assert_eq!(entry.redacted().buckets[0].options["aws_secret_access_key"], "****");
+        assert!(cat.deregister_bucket("other", "nope").is_err());
+        cat.deregister_bucket("other", "lake").unwrap();
+        assert!(cat.get("other").unwrap().unwrap().buckets.is_empty());
         cat.destroy("other").unwrap();
         assert!(cat.list().unwrap().is_empty());
         assert!(!Path::new(&e.url).exists());

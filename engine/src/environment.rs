@@ -66,9 +66,7 @@ impl EnvConfig {
         SegmentOptions {
             segment_rows: self.segment_rows.max(1),
             page_rows: self.page_rows.max(1),
-            row_group_rows: SegmentOptions::default()
-                .row_group_rows
-                .min(self.segment_rows.max(1)),
+            row_group_rows: SegmentOptions::default().row_group_rows.min(self.segment_rows.max(1)),
             ..SegmentOptions::default()
         }
     }
@@ -95,10 +93,7 @@ pub const FRESHNESS: Duration = Duration::from_millis(50);
 
 impl std::fmt::Debug for Environment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Environment")
-            .field("url", &self.storage.url())
-            .field("id", &self.config.id)
-            .finish()
+        f.debug_struct("Environment").field("url", &self.storage.url()).field("id", &self.config.id).finish()
     }
 }
 
@@ -139,30 +134,16 @@ impl Environment {
     }
 
     /// [`Environment::create`] with object-store options (endpoint, credentials).
-    pub fn create_with(
-        location: &str,
-        options: &StoreOptions,
-        config: EnvConfig,
-    ) -> Result<Environment> {
+    pub fn create_with(location: &str, options: &StoreOptions, config: EnvConfig) -> Result<Environment> {
         let storage = Storage::open(location, options)?;
         if storage.head(&log::version_path(0))?.is_some() {
             return Err(EngineError::EnvironmentExists(storage.url().to_string()));
         }
-        storage.put(
-            CONFIG_FILE,
-            Bytes::from(serde_json::to_vec_pretty(&config)?),
-        )?;
+        storage.put(CONFIG_FILE, Bytes::from(serde_json::to_vec_pretty(&config)?))?;
         let now = now_ms();
         let v0 = log::encode(&[
-            log::commit_info(
-                "CREATE TABLE",
-                now,
-                serde_json::json!({"m1.env": config.id}),
-            ),
-            Action::Protocol(Protocol {
-                min_reader_version: 1,
-                min_writer_version: 2,
-            }),
+            log::commit_info("CREATE TABLE", now, serde_json::json!({"m1.env": config.id})),
+            Action::Protocol(Protocol { min_reader_version: 1, min_writer_version: 2 }),
             log::metadata_action(&config.id, &Schema::default(), &[], now),
             log::next_key_action(0, now),
         ]);
@@ -183,14 +164,10 @@ impl Environment {
     }
 
     fn open_storage(storage: Storage) -> Result<Environment> {
-        let state = TableState::load(&storage)?
-            .ok_or_else(|| EngineError::NoEnvironment(storage.url().into()))?;
+        let state = TableState::load(&storage)?.ok_or_else(|| EngineError::NoEnvironment(storage.url().into()))?;
         let config = match storage.get(CONFIG_FILE)? {
             Some(b) => serde_json::from_slice(&b)?,
-            None => EnvConfig {
-                id: state.table_id.clone(),
-                ..EnvConfig::default()
-            },
+            None => EnvConfig { id: state.table_id.clone(), ..EnvConfig::default() },
         };
         Ok(Environment {
             storage,
@@ -234,11 +211,7 @@ impl Environment {
     pub fn refresh(&self) -> Result<Arc<TableState>> {
         *self.checked.lock() = std::time::Instant::now();
         let current = self.snapshot();
-        if self
-            .storage
-            .head(&log::version_path(current.version + 1))?
-            .is_none()
-        {
+        if self.storage.head(&log::version_path(current.version + 1))?.is_none() {
             return Ok(current);
         }
         let mut next = (*current).clone();
@@ -274,10 +247,7 @@ impl Environment {
             };
             let version = state.version + 1;
             let body = log::encode(&actions);
-            if self
-                .storage
-                .put_if_absent(&log::version_path(version), body.clone())?
-            {
+            if self.storage.put_if_absent(&log::version_path(version), body.clone())? {
                 let mut next = (*state).clone();
                 next.apply(version, &body)?;
                 let next = Arc::new(next);
@@ -338,11 +308,7 @@ impl Environment {
             first = state.next_key;
             let now = now_ms();
             Ok(Some(vec![
-                log::commit_info(
-                    "RESERVE KEYS",
-                    now,
-                    serde_json::json!({"start": first, "count": count}),
-                ),
+                log::commit_info("RESERVE KEYS", now, serde_json::json!({"start": first, "count": count})),
                 log::next_key_action(first + count, now),
             ]))
         })?;
@@ -356,10 +322,7 @@ impl Environment {
     }
 
     /// Appends Arrow batches whose columns are schema properties, atomically.
-    pub fn append_batches<I: IntoIterator<Item = RecordBatch>>(
-        &self,
-        batches: I,
-    ) -> Result<AppendReport> {
+    pub fn append_batches<I: IntoIterator<Item = RecordBatch>>(&self, batches: I) -> Result<AppendReport> {
         let mut a = self.appender()?;
         for b in batches {
             a.write_batch(&b)?;
@@ -368,14 +331,10 @@ impl Environment {
     }
 
     /// Appends JSON records (nested objects are flattened to dotted names), atomically.
-    pub fn append_json<I: IntoIterator<Item = Map<String, Value>>>(
-        &self,
-        records: I,
-    ) -> Result<AppendReport> {
+    pub fn append_json<I: IntoIterator<Item = Map<String, Value>>>(&self, records: I) -> Result<AppendReport> {
         let mut a = self.appender()?;
         for (i, r) in records.into_iter().enumerate() {
-            a.write_json(r)
-                .map_err(|e| EngineError::BadData(format!("record {}: {e}", i + 1)))?;
+            a.write_json(r).map_err(|e| EngineError::BadData(format!("record {}: {e}", i + 1)))?;
         }
         a.commit()
     }
@@ -384,10 +343,8 @@ impl Environment {
     /// appends still in flight).
     pub fn vacuum(&self, min_age: Duration) -> Result<VacuumReport> {
         let state = self.refresh()?;
-        let live: std::collections::HashSet<&str> =
-            state.segments.iter().map(|s| s.path.as_str()).collect();
-        let cutoff = chrono::Utc::now()
-            - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
+        let live: std::collections::HashSet<&str> = state.segments.iter().map(|s| s.path.as_str()).collect();
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
         let mut report = VacuumReport::default();
         for meta in self.storage.list(LAKE_DIR)? {
             let rel = self.storage.relative(&meta.location);
@@ -476,11 +433,7 @@ impl<'e> Appender<'e> {
                         col.clone()
                     } else {
                         cast(col, &want).map_err(|e| {
-                            EngineError::BadData(format!(
-                                "column '{}' cannot become {}: {e}",
-                                p.name,
-                                p.ty.name()
-                            ))
+                            EngineError::BadData(format!("column '{}' cannot become {}: {e}", p.name, p.ty.name()))
                         })?
                     }
                 }
@@ -535,8 +488,7 @@ impl<'e> Appender<'e> {
             } else {
                 let keep = rows - taken;
                 chunks.push(cols.iter().map(|c| c.slice(0, keep)).collect());
-                self.pending
-                    .insert(0, cols.iter().map(|c| c.slice(keep, n - keep)).collect());
+                self.pending.insert(0, cols.iter().map(|c| c.slice(keep, n - keep)).collect());
                 taken = rows;
             }
         }
@@ -557,21 +509,11 @@ impl<'e> Appender<'e> {
         let options = self.env.config.segment_options();
         let bytes = segment::encode(&self.full, &batches, &options)?;
         let state = self.env.snapshot();
-        let shard = ((state.segments.len() + self.written.len())
-            % self.env.config.shards.max(1) as usize) as u32;
-        let path = format!(
-            "{LAKE_DIR}/shard={shard}/{start:020}-{}.parquet",
-            uuid::Uuid::new_v4().simple()
-        );
+        let shard = ((state.segments.len() + self.written.len()) % self.env.config.shards.max(1) as usize) as u32;
+        let path = format!("{LAKE_DIR}/shard={shard}/{start:020}-{}.parquet", uuid::Uuid::new_v4().simple());
         let size = bytes.len() as u64;
         self.env.storage.put(&path, bytes)?;
-        self.written.push(SegmentInfo {
-            path,
-            shard,
-            start,
-            end: start + rows as u64,
-            size,
-        });
+        self.written.push(SegmentInfo { path, shard, start, end: start + rows as u64, size });
         Ok(())
     }
 
@@ -585,22 +527,11 @@ impl<'e> Appender<'e> {
         let unmapped = self.unmapped.iter().cloned().collect();
         if self.written.is_empty() {
             let version = self.env.snapshot().version;
-            return Ok(AppendReport {
-                rows: 0,
-                first_key: None,
-                last_key: None,
-                segments: 0,
-                version,
-                unmapped,
-            });
+            return Ok(AppendReport { rows: 0, first_key: None, last_key: None, segments: 0, version, unmapped });
         }
         let now = now_ms();
         let rows: u64 = self.written.iter().map(SegmentInfo::rows).sum();
-        let mut actions = vec![log::commit_info(
-            "WRITE",
-            now,
-            serde_json::json!({"mode": "Append", "m1.rows": rows}),
-        )];
+        let mut actions = vec![log::commit_info("WRITE", now, serde_json::json!({"mode": "Append", "m1.rows": rows}))];
         actions.extend(self.written.iter().map(|s| Action::Add(s.to_add(now))));
         // Keys are already reserved, so a lost race only moves the commit to a later version.
         let state = self.env.commit(|_| Ok(Some(actions.clone())))?;

@@ -25,11 +25,7 @@ pub enum EngineError {
     BadData(String),
     /// A value could not be coerced to its property's type.
     #[error("property '{property}': value {value} is not a valid {expected}")]
-    BadValue {
-        property: String,
-        value: String,
-        expected: String,
-    },
+    BadValue { property: String, value: String, expected: String },
     /// The table log holds something m1 cannot read.
     #[error("table log version {version}: {reason}")]
     CorruptLog { version: u64, reason: String },
@@ -53,10 +49,7 @@ pub enum EngineError {
     Json(#[from] serde_json::Error),
     /// Local file I/O failed.
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 /// Result type of the engine.
@@ -64,9 +57,6 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 impl EngineError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        EngineError::Io {
-            path: path.into(),
-            source,
-        }
+        EngineError::Io { path: path.into(), source }
     }
 }

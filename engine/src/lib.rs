@@ -15,7 +15,7 @@ pub mod segment;
 pub mod storage;
 pub mod values;
 
-pub use catalog::{Catalog, CatalogEntry};
+pub use catalog::{Bucket, Catalog, CatalogEntry};
 pub use environment::{AppendReport, Appender, EnvConfig, Environment, VacuumReport};
 pub use error::{EngineError, Result};
 pub use log::{SegmentInfo, TableState};

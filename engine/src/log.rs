@@ -183,13 +183,10 @@ impl SegmentInfo {
 
     fn from_add(add: &Add, version: u64) -> Result<SegmentInfo> {
         let tag = |name: &str| -> Result<u64> {
-            add.tags
-                .get(name)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| EngineError::CorruptLog {
-                    version,
-                    reason: format!("add of '{}' lacks a numeric tag '{name}'", add.path),
-                })
+            add.tags.get(name).and_then(|v| v.parse().ok()).ok_or_else(|| EngineError::CorruptLog {
+                version,
+                reason: format!("add of '{}' lacks a numeric tag '{name}'", add.path),
+            })
         };
         Ok(SegmentInfo {
             path: add.path.clone(),
@@ -224,30 +221,16 @@ pub fn version_path(version: u64) -> String {
 }
 
 /// Builds the `metaData` action for a schema.
-pub fn metadata_action(
-    table_id: &str,
-    schema: &Schema,
-    columns: &[Property],
-    created_ms: i64,
-) -> Action {
+pub fn metadata_action(table_id: &str, schema: &Schema, columns: &[Property], created_ms: i64) -> Action {
     let mut all = Schema::builtins().to_vec();
     all.extend(columns.iter().cloned());
     let configuration = HashMap::from([
-        (
-            SCHEMA_CONF.to_string(),
-            serde_json::to_string(schema.properties()).expect("schema serializes"),
-        ),
-        (
-            COLUMNS_CONF.to_string(),
-            serde_json::to_string(columns).expect("columns serialize"),
-        ),
+        (SCHEMA_CONF.to_string(), serde_json::to_string(schema.properties()).expect("schema serializes")),
+        (COLUMNS_CONF.to_string(), serde_json::to_string(columns).expect("columns serialize")),
     ]);
     Action::MetaData(Metadata {
         id: table_id.to_string(),
-        format: Format {
-            provider: "parquet".into(),
-            options: HashMap::new(),
-        },
+        format: Format { provider: "parquet".into(), options: HashMap::new() },
         schema_string: Schema::delta_schema_string(&all),
         partition_columns: vec![],
         configuration,
@@ -257,11 +240,7 @@ pub fn metadata_action(
 
 /// The `txn` action recording the next key.
 pub fn next_key_action(next: u64, now_ms: i64) -> Action {
-    Action::Txn(Txn {
-        app_id: NEXT_KEY_APP.into(),
-        version: next as i64,
-        last_updated: Some(now_ms),
-    })
+    Action::Txn(Txn { app_id: NEXT_KEY_APP.into(), version: next as i64, last_updated: Some(now_ms) })
 }
 
 /// A `commitInfo` action naming the operation.
@@ -294,25 +273,20 @@ impl TableState {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let action: Action = serde_json::from_slice(line)
-                .map_err(|e| corrupt(format!("line {}: {e}", i + 1)))?;
+            let action: Action = serde_json::from_slice(line).map_err(|e| corrupt(format!("line {}: {e}", i + 1)))?;
             match action {
                 Action::MetaData(m) => {
                     self.table_id = m.id;
                     let conf = |k: &str| -> Result<Vec<Property>> {
                         match m.configuration.get(k) {
-                            Some(s) => {
-                                serde_json::from_str(s).map_err(|e| corrupt(format!("{k}: {e}")))
-                            }
+                            Some(s) => serde_json::from_str(s).map_err(|e| corrupt(format!("{k}: {e}"))),
                             None => Ok(Vec::new()),
                         }
                     };
                     let mut schema = Schema::default();
                     let props = conf(SCHEMA_CONF)?;
                     self.columns = conf(COLUMNS_CONF)?;
-                    schema
-                        .add(&props, &self.columns)
-                        .map_err(|e| corrupt(e.to_string()))?;
+                    schema.add(&props, &self.columns).map_err(|e| corrupt(e.to_string()))?;
                     self.schema = schema;
                 }
                 Action::Txn(t) if t.app_id == NEXT_KEY_APP => {
@@ -389,36 +363,20 @@ mod tests {
     use super::*;
 
     fn seg(start: u64, end: u64) -> SegmentInfo {
-        SegmentInfo {
-            path: format!("lake/shard=0/{start}.parquet"),
-            shard: 0,
-            start,
-            end,
-            size: 10,
-        }
+        SegmentInfo { path: format!("lake/shard=0/{start}.parquet"), shard: 0, start, end, size: 10 }
     }
 
     #[test]
     fn replay_tracks_segments_and_next_key() {
         let mut st = TableState::default();
         let v0 = encode(&[
-            Action::Protocol(Protocol {
-                min_reader_version: 1,
-                min_writer_version: 2,
-            }),
+            Action::Protocol(Protocol { min_reader_version: 1, min_writer_version: 2 }),
             metadata_action("t", &Schema::default(), &[], 0),
             next_key_action(0, 0),
         ]);
         st.apply(0, &v0).unwrap();
         st.apply(1, &encode(&[next_key_action(30, 0)])).unwrap();
-        st.apply(
-            2,
-            &encode(&[
-                Action::Add(seg(10, 20).to_add(0)),
-                Action::Add(seg(0, 10).to_add(0)),
-            ]),
-        )
-        .unwrap();
+        st.apply(2, &encode(&[Action::Add(seg(10, 20).to_add(0)), Action::Add(seg(0, 10).to_add(0))])).unwrap();
         assert_eq!(st.next_key, 30);
         assert_eq!(st.segments, vec![seg(0, 10), seg(10, 20)]);
         assert_eq!(st.segment_of(0), Some(0));
@@ -435,9 +393,6 @@ mod tests {
         let mut st = TableState::default();
         st.apply(0, b"{\"cdc\":{\"path\":\"x\"}}\n").unwrap();
         let err = st.apply(1, b"{not json").unwrap_err();
-        assert!(
-            err.to_string().contains("table log version 1: line 1"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("table log version 1: line 1"), "{err}");
     }
 }

@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder,
-    StringBuilder, TimestampMicrosecondBuilder, make_builder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
+    TimestampMicrosecondBuilder, make_builder,
 };
 use serde_json::{Map, Value};
 
@@ -17,11 +17,7 @@ use crate::values::{Scalar, coerce};
 pub fn flatten(record: Map<String, Value>) -> Map<String, Value> {
     fn walk(prefix: &str, obj: Map<String, Value>, out: &mut Map<String, Value>) {
         for (k, v) in obj {
-            let name = if prefix.is_empty() {
-                k
-            } else {
-                format!("{prefix}.{k}")
-            };
+            let name = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
             match v {
                 Value::Object(inner) if !inner.is_empty() => walk(&name, inner, out),
                 Value::Object(_) => {}
@@ -50,16 +46,8 @@ pub struct RowsBuilder {
 impl RowsBuilder {
     /// A builder for these properties (in column order).
     pub fn new(properties: &[Property]) -> RowsBuilder {
-        let builders = properties
-            .iter()
-            .map(|p| make_builder(&p.arrow_type(), 1024))
-            .collect();
-        RowsBuilder {
-            properties: properties.to_vec(),
-            builders,
-            unmapped: BTreeSet::new(),
-            rows: 0,
-        }
+        let builders = properties.iter().map(|p| make_builder(&p.arrow_type(), 1024)).collect();
+        RowsBuilder { properties: properties.to_vec(), builders, unmapped: BTreeSet::new(), rows: 0 }
     }
 
     /// Rows pushed since the last `finish`.
@@ -116,11 +104,7 @@ fn cell(p: &Property, v: &Value) -> Result<Cell> {
     let bad = |v: &Value| EngineError::BadValue {
         property: p.name.clone(),
         value: truncate(&v.to_string()),
-        expected: if p.multi {
-            format!("list of {}", p.ty.name())
-        } else {
-            p.ty.name().to_string()
-        },
+        expected: if p.multi { format!("list of {}", p.ty.name()) } else { p.ty.name().to_string() },
     };
     match (p.multi, v) {
         (true, Value::Array(items)) => {
@@ -135,9 +119,7 @@ fn cell(p: &Property, v: &Value) -> Result<Cell> {
             None => Cell::Null,
         }),
         // A list for a single-valued string keeps its JSON text; other types refuse it.
-        (false, Value::Array(_)) if !matches!(p.ty, PropertyType::String | PropertyType::Text) => {
-            Err(bad(v))
-        }
+        (false, Value::Array(_)) if !matches!(p.ty, PropertyType::String | PropertyType::Text) => Err(bad(v)),
         (false, v) => Ok(match coerce(v, p.ty).map_err(|_| bad(v))? {
             Some(s) => Cell::One(s),
             None => Cell::Null,
@@ -197,10 +179,8 @@ fn append(p: &Property, b: &mut dyn ArrayBuilder, v: Cell) {
         };
         return append_scalar(b, v);
     }
-    let list = b
-        .as_any_mut()
-        .downcast_mut::<ListBuilder<Box<dyn ArrayBuilder>>>()
-        .expect("multi properties build lists");
+    let list =
+        b.as_any_mut().downcast_mut::<ListBuilder<Box<dyn ArrayBuilder>>>().expect("multi properties build lists");
     match v {
         Cell::Many(items) => {
             for item in items {
@@ -221,15 +201,9 @@ mod tests {
 
     #[test]
     fn flattens_nested_objects() {
-        let rec = json!({"a": {"b": 1, "c": {"d": "x"}}, "e": [1, 2], "f": {}})
-            .as_object()
-            .unwrap()
-            .clone();
+        let rec = json!({"a": {"b": 1, "c": {"d": "x"}}, "e": [1, 2], "f": {}}).as_object().unwrap().clone();
         let flat = flatten(rec);
-        assert_eq!(
-            Value::Object(flat),
-            json!({"a.b": 1, "a.c.d": "x", "e": [1, 2]})
-        );
+        assert_eq!(Value::Object(flat), json!({"a.b": 1, "a.c.d": "x", "e": [1, 2]}));
     }
 
     #[test]
@@ -240,37 +214,18 @@ mod tests {
             Property::new("when", PropertyType::Date),
         ];
         let mut b = RowsBuilder::new(&props);
-        b.push(
-            json!({"n": 1, "tags": ["a", "b"], "when": 946702800, "x": 1})
-                .as_object()
-                .unwrap(),
-        )
-        .unwrap();
-        b.push(json!({"n": null, "tags": "c"}).as_object().unwrap())
-            .unwrap();
-        let err = b
-            .push(json!({"n": "nope", "tags": "d"}).as_object().unwrap())
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "property 'n': value \"nope\" is not a valid integer"
-        );
+        b.push(json!({"n": 1, "tags": ["a", "b"], "when": 946702800, "x": 1}).as_object().unwrap()).unwrap();
+        b.push(json!({"n": null, "tags": "c"}).as_object().unwrap()).unwrap();
+        let err = b.push(json!({"n": "nope", "tags": "d"}).as_object().unwrap()).unwrap_err();
+        assert_eq!(err.to_string(), "property 'n': value \"nope\" is not a valid integer");
         assert_eq!(b.len(), 2);
         let cols = b.finish();
         let n = cols[0].as_primitive::<Int64Type>();
         assert_eq!((n.value(0), n.is_null(1)), (1, true));
         let tags = cols[1].as_list::<i32>();
-        assert_eq!(
-            tags.value(0).as_string::<i32>().iter().collect::<Vec<_>>(),
-            vec![Some("a"), Some("b")]
-        );
+        assert_eq!(tags.value(0).as_string::<i32>().iter().collect::<Vec<_>>(), vec![Some("a"), Some("b")]);
         assert_eq!(tags.value(1).as_string::<i32>().value(0), "c");
-        assert_eq!(
-            cols[2]
-                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
-                .value(0),
-            946702800000000
-        );
+        assert_eq!(cols[2].as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(0), 946702800000000);
         assert!(cols[2].is_null(1));
         assert_eq!(b.unmapped().iter().collect::<Vec<_>>(), vec!["x"]);
     }

@@ -125,12 +125,7 @@ mod type_name {
 impl Property {
     /// A single-valued property without description.
     pub fn new(name: &str, ty: PropertyType) -> Property {
-        Property {
-            name: name.to_string(),
-            ty,
-            multi: false,
-            description: None,
-        }
+        Property { name: name.to_string(), ty, multi: false, description: None }
     }
 
     /// The same property holding a list of values.
@@ -170,11 +165,7 @@ impl Property {
 
 /// Checks a property name: dotted segments of letters, digits, `_`, `-`, `@` or `$`.
 pub fn validate_name(name: &str) -> Result<()> {
-    let bad = |why: &str| {
-        Err(EngineError::Schema(format!(
-            "bad property name '{name}': {why}"
-        )))
-    };
+    let bad = |why: &str| Err(EngineError::Schema(format!("bad property name '{name}': {why}")));
     if name.is_empty() {
         return bad("it is empty");
     }
@@ -185,13 +176,8 @@ pub fn validate_name(name: &str) -> Result<()> {
         if part.is_empty() {
             return bad("it has an empty segment between dots");
         }
-        if let Some(c) = part
-            .chars()
-            .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '@' | '$')))
-        {
-            return bad(&format!(
-                "character {c:?} is not allowed (use letters, digits, _, -, and dots for nesting)"
-            ));
+        if let Some(c) = part.chars().find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '@' | '$'))) {
+            return bad(&format!("character {c:?} is not allowed (use letters, digits, _, -, and dots for nesting)"));
         }
     }
     if name == KEY || name == RAND {
@@ -209,10 +195,7 @@ pub struct Schema {
 impl Schema {
     /// The built-in properties every record has.
     pub fn builtins() -> [Property; 2] {
-        [
-            Property::new(KEY, PropertyType::Integer),
-            Property::new(RAND, PropertyType::Double),
-        ]
+        [Property::new(KEY, PropertyType::Integer), Property::new(RAND, PropertyType::Double)]
     }
 
     /// User-defined properties, in the order added.
@@ -222,10 +205,7 @@ impl Schema {
 
     /// Every property including the built-ins, as `/schema` lists them.
     pub fn all(&self) -> Vec<Property> {
-        Self::builtins()
-            .into_iter()
-            .chain(self.properties.iter().cloned())
-            .collect()
+        Self::builtins().into_iter().chain(self.properties.iter().cloned()).collect()
     }
 
     /// Looks a property up by name (built-ins included).
@@ -282,9 +262,7 @@ impl Schema {
 
     /// The Arrow schema of a full record: `_m1key`, `_m1rand`, then the properties.
     pub fn arrow_schema(&self) -> SchemaRef {
-        Arc::new(ArrowSchema::new(
-            self.all().iter().map(Property::field).collect::<Vec<_>>(),
-        ))
+        Arc::new(ArrowSchema::new(self.all().iter().map(Property::field).collect::<Vec<_>>()))
     }
 
     /// The Delta `schemaString` for a set of columns.
@@ -295,11 +273,7 @@ impl Schema {
 }
 
 fn describe(p: &Property) -> String {
-    if p.multi {
-        format!("multi {}", p.ty.name())
-    } else {
-        p.ty.name().to_string()
-    }
+    if p.multi { format!("multi {}", p.ty.name()) } else { p.ty.name().to_string() }
 }
 
 #[cfg(test)]
@@ -321,8 +295,7 @@ mod tests {
             }
         );
         assert_eq!(props[1], Property::new("myBoolean", PropertyType::Boolean));
-        let err =
-            serde_json::from_str::<Vec<Property>>(r#"[{"name":"x","type":"float"}]"#).unwrap_err();
+        let err = serde_json::from_str::<Vec<Property>>(r#"[{"name":"x","type":"float"}]"#).unwrap_err();
         assert!(err.to_string().contains("unknown type 'float'"), "{err}");
     }
 
@@ -332,20 +305,11 @@ mod tests {
         let p = Property::new("session.id", PropertyType::String);
         assert!(s.add(std::slice::from_ref(&p), &[]).unwrap());
         assert!(!s.add(std::slice::from_ref(&p), &[]).unwrap());
-        let err = s
-            .add(&[Property::new("session.id", PropertyType::Integer)], &[])
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("already exists as string"),
-            "{err}"
-        );
-        let err = s
-            .add(&[Property::new("bad..name", PropertyType::Integer)], &[])
-            .unwrap_err();
+        let err = s.add(&[Property::new("session.id", PropertyType::Integer)], &[]).unwrap_err();
+        assert!(err.to_string().contains("already exists as string"), "{err}");
+        let err = s.add(&[Property::new("bad..name", PropertyType::Integer)], &[]).unwrap_err();
         assert!(err.to_string().contains("empty segment"), "{err}");
-        let err = s
-            .add(&[Property::new("_m1key", PropertyType::Integer)], &[])
-            .unwrap_err();
+        let err = s.add(&[Property::new("_m1key", PropertyType::Integer)], &[]).unwrap_err();
         assert!(err.to_string().contains("built in"), "{err}");
     }
 
@@ -353,17 +317,9 @@ mod tests {
     fn wiped_columns_keep_their_type() {
         let mut s = Schema::default();
         let cols = vec![Property::new("n", PropertyType::Integer)];
-        let err = s
-            .add(&[Property::new("n", PropertyType::Double)], &cols)
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("still holds it as integer"),
-            "{err}"
-        );
-        assert!(
-            s.add(&[Property::new("n", PropertyType::Integer)], &cols)
-                .unwrap()
-        );
+        let err = s.add(&[Property::new("n", PropertyType::Double)], &cols).unwrap_err();
+        assert!(err.to_string().contains("still holds it as integer"), "{err}");
+        assert!(s.add(&[Property::new("n", PropertyType::Integer)], &cols).unwrap());
         s.wipe();
         assert_eq!(s.all().len(), 2);
     }

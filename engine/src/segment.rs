@@ -14,8 +14,8 @@ use parking_lot::RwLock;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
-    ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
 };
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::PageIndexPolicy;
@@ -41,12 +41,7 @@ pub struct SegmentOptions {
 
 impl Default for SegmentOptions {
     fn default() -> Self {
-        SegmentOptions {
-            segment_rows: 1 << 20,
-            row_group_rows: 1 << 17,
-            page_rows: 1024,
-            zstd_level: 1,
-        }
+        SegmentOptions { segment_rows: 1 << 20, row_group_rows: 1 << 17, page_rows: 1024, zstd_level: 1 }
     }
 }
 
@@ -64,14 +59,9 @@ impl SegmentOptions {
 }
 
 /// Encodes record batches (already carrying `_m1key` and `_m1rand`) as one Parquet file.
-pub fn encode(
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    options: &SegmentOptions,
-) -> Result<Bytes> {
+pub fn encode(schema: &SchemaRef, batches: &[RecordBatch], options: &SegmentOptions) -> Result<Bytes> {
     let mut out = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut out, schema.clone(), Some(options.writer_properties()?))?;
+    let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(options.writer_properties()?))?;
     for b in batches {
         writer.write(b)?;
     }
@@ -83,11 +73,7 @@ pub fn encode(
 #[derive(Clone)]
 enum SegmentBytes {
     Mapped(Bytes),
-    Remote {
-        storage: Storage,
-        path: String,
-        len: u64,
-    },
+    Remote { storage: Storage, path: String, len: u64 },
 }
 
 impl Length for SegmentBytes {
@@ -112,9 +98,7 @@ impl ChunkReader for SegmentBytes {
             SegmentBytes::Mapped(b) => {
                 let end = start as usize + length;
                 if end > b.len() {
-                    return Err(parquet::errors::ParquetError::EOF(format!(
-                        "read past end of segment at {end}"
-                    )));
+                    return Err(parquet::errors::ParquetError::EOF(format!("read past end of segment at {end}")));
                 }
                 Ok(b.slice(start as usize..end))
             }
@@ -141,58 +125,27 @@ impl OpenSegment {
                 let file = std::fs::File::open(&path).map_err(|e| EngineError::io(&path, e))?;
                 // SAFETY: segment files are immutable once committed; m1 never writes to them again
                 // and vacuum removes only files that no commit references.
-                let map =
-                    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| EngineError::io(&path, e))?;
+                let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| EngineError::io(&path, e))?;
                 SegmentBytes::Mapped(Bytes::from_owner(map))
             }
-            None => SegmentBytes::Remote {
-                storage: storage.clone(),
-                path: info.path.clone(),
-                len: info.size,
-            },
+            None => SegmentBytes::Remote { storage: storage.clone(), path: info.path.clone(), len: info.size },
         };
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let meta = ArrowReaderMetadata::load(&bytes, options)?;
-        let columns = meta
-            .schema()
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.name().clone(), i))
-            .collect();
-        Ok(OpenSegment {
-            bytes,
-            meta,
-            columns,
-        })
+        let columns = meta.schema().fields().iter().enumerate().map(|(i, f)| (f.name().clone(), i)).collect();
+        Ok(OpenSegment { bytes, meta, columns })
     }
 
     /// Reads the rows chosen by `selection`, shaped as `schema` (columns the file lacks are null).
-    pub fn read(
-        &self,
-        selection: RowSelection,
-        schema: &SchemaRef,
-        batch_size: usize,
-    ) -> Result<SegmentRows> {
-        let roots: Vec<usize> = schema
-            .fields()
-            .iter()
-            .filter_map(|f| self.columns.get(f.name()).copied())
-            .collect();
-        let mask =
-            ProjectionMask::roots(self.meta.metadata().file_metadata().schema_descr(), roots);
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
-            self.bytes.clone(),
-            self.meta.clone(),
-        )
-        .with_projection(mask)
-        .with_row_selection(selection)
-        .with_batch_size(batch_size)
-        .build()?;
-        Ok(SegmentRows {
-            reader,
-            schema: schema.clone(),
-        })
+    pub fn read(&self, selection: RowSelection, schema: &SchemaRef, batch_size: usize) -> Result<SegmentRows> {
+        let roots: Vec<usize> = schema.fields().iter().filter_map(|f| self.columns.get(f.name()).copied()).collect();
+        let mask = ProjectionMask::roots(self.meta.metadata().file_metadata().schema_descr(), roots);
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(self.bytes.clone(), self.meta.clone())
+            .with_projection(mask)
+            .with_row_selection(selection)
+            .with_batch_size(batch_size)
+            .build()?;
+        Ok(SegmentRows { reader, schema: schema.clone() })
     }
 
     /// Number of rows in the file.

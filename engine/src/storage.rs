@@ -44,8 +44,7 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
 
 /// `memory://` stores live as long as the process, shared by name, so an environment on
 /// `memory://x` can be reopened like any other.
-static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// Extra settings for remote stores (endpoint, credentials), as object_store config keys.
 pub type StoreOptions = Vec<(String, String)>;
@@ -71,10 +70,7 @@ impl Storage {
     /// Remote stores read credentials and endpoints from the usual environment variables
     /// (`AWS_*`, `GOOGLE_*`, `AZURE_*`); `options` override them.
     pub fn open(location: &str, options: &StoreOptions) -> Result<Storage> {
-        let bad = |reason: String| EngineError::BadLocation {
-            url: location.to_string(),
-            reason,
-        };
+        let bad = |reason: String| EngineError::BadLocation { url: location.to_string(), reason };
         if !location.contains("://") {
             return Self::local(FsPath::new(location));
         }
@@ -82,50 +78,33 @@ impl Storage {
         let root = Path::from_url_path(url.path()).map_err(|e| bad(e.to_string()))?;
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => {
-                let path = url
-                    .to_file_path()
-                    .map_err(|_| bad("not a local file path".into()))?;
+                let path = url.to_file_path().map_err(|_| bad("not a local file path".into()))?;
                 return Self::local(&path);
             }
             "memory" => {
                 let name = url.host_str().unwrap_or_default().to_string();
-                MEMORY_STORES
-                    .lock()
-                    .entry(name)
-                    .or_insert_with(|| Arc::new(InMemory::new()))
-                    .clone()
+                MEMORY_STORES.lock().entry(name).or_insert_with(|| Arc::new(InMemory::new())).clone()
             }
             "s3" | "s3a" => {
                 let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(location);
                 for (k, v) in options {
-                    let key = k
-                        .to_ascii_lowercase()
-                        .parse()
-                        .map_err(|e: object_store::Error| bad(e.to_string()))?;
+                    let key = k.to_ascii_lowercase().parse().map_err(|e: object_store::Error| bad(e.to_string()))?;
                     b = b.with_config(key, v);
                 }
                 Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
             }
             "gs" => {
-                let mut b =
-                    object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(location);
+                let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(location);
                 for (k, v) in options {
-                    let key = k
-                        .to_ascii_lowercase()
-                        .parse()
-                        .map_err(|e: object_store::Error| bad(e.to_string()))?;
+                    let key = k.to_ascii_lowercase().parse().map_err(|e: object_store::Error| bad(e.to_string()))?;
                     b = b.with_config(key, v);
                 }
                 Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
             }
             "az" | "azure" | "abfs" | "abfss" => {
-                let mut b =
-                    object_store::azure::MicrosoftAzureBuilder::from_env().with_url(location);
+                let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(location);
                 for (k, v) in options {
-                    let key = k
-                        .to_ascii_lowercase()
-                        .parse()
-                        .map_err(|e: object_store::Error| bad(e.to_string()))?;
+                    let key = k.to_ascii_lowercase().parse().map_err(|e: object_store::Error| bad(e.to_string()))?;
                     b = b.with_config(key, v);
                 }
                 Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
@@ -133,12 +112,7 @@ impl Storage {
             other => return Err(bad(format!("unsupported scheme '{other}'"))),
         };
         // Cloud URLs carry the bucket in the host; the URL path is the prefix inside it.
-        Ok(Storage {
-            store,
-            root,
-            url: location.trim_end_matches('/').to_string(),
-            local_root: None,
-        })
+        Ok(Storage { store, root, url: location.trim_end_matches('/').to_string(), local_root: None })
     }
 
     fn local(path: &FsPath) -> Result<Storage> {
@@ -180,10 +154,7 @@ impl Storage {
     /// The path of `full` relative to the root.
     pub fn relative(&self, full: &Path) -> String {
         match full.prefix_match(&self.root) {
-            Some(parts) => parts
-                .map(|p| p.as_ref().to_string())
-                .collect::<Vec<_>>()
-                .join("/"),
+            Some(parts) => parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"),
             None => full.to_string(),
         }
     }
@@ -227,14 +198,8 @@ impl Storage {
     /// first. This is the one primitive the table log's optimistic concurrency rests on.
     pub fn put_if_absent(&self, rel: &str, bytes: Bytes) -> Result<bool> {
         let path = self.path(rel);
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match block_on(
-            self.store
-                .put_opts(&path, PutPayload::from_bytes(bytes), opts),
-        ) {
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match block_on(self.store.put_opts(&path, PutPayload::from_bytes(bytes), opts)) {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(e.into()),
@@ -244,8 +209,7 @@ impl Storage {
     /// Lists every file under a relative prefix (recursively).
     pub fn list(&self, rel_prefix: &str) -> Result<Vec<ObjectMeta>> {
         let path = self.path(rel_prefix);
-        block_on(async { self.store.list(Some(&path)).try_collect::<Vec<_>>().await })
-            .map_err(Into::into)
+        block_on(async { self.store.list(Some(&path)).try_collect::<Vec<_>>().await }).map_err(Into::into)
     }
 
     /// Deletes a file; deleting a missing file is not an error.

@@ -34,21 +34,13 @@ pub fn parse_date(s: &str) -> Option<i64> {
     if let Ok(d) = DateTime::parse_from_rfc3339(s) {
         return Some(d.timestamp_millis());
     }
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f%z",
-        "%Y-%m-%d %H:%M:%S%.f%z",
-        "%Y-%m-%d %H:%M:%S%.f%:z",
-    ] {
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%:z"] {
         if let Ok(d) = DateTime::parse_from_str(s, fmt) {
             return Some(d.timestamp_millis());
         }
     }
     let naive = s.strip_suffix('Z').unwrap_or(s);
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ] {
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
         if let Ok(d) = NaiveDateTime::parse_from_str(naive, fmt) {
             return Some(d.and_utc().timestamp_millis());
         }
@@ -56,10 +48,7 @@ pub fn parse_date(s: &str) -> Option<i64> {
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis());
     }
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || b == b'-' || b == b'.')
-    {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'.') {
         return s.parse::<f64>().ok().and_then(epoch_to_ms);
     }
     None
@@ -70,11 +59,7 @@ pub fn epoch_to_ms(n: f64) -> Option<i64> {
     if !n.is_finite() {
         return None;
     }
-    let ms = if n.abs() < SECONDS_LIMIT {
-        n * 1000.0
-    } else {
-        n
-    };
+    let ms = if n.abs() < SECONDS_LIMIT { n * 1000.0 } else { n };
     // The range chrono can render; anything beyond is not a date anyone means.
     (ms.abs() < 8.2e15).then(|| ms.round() as i64)
 }
@@ -108,9 +93,7 @@ pub fn coerce(value: &Value, ty: PropertyType) -> Result<Option<Scalar>, CoerceE
         (T::Integer, Value::String(s)) => Scalar::Int(s.trim().parse().map_err(|_| CoerceError)?),
         (T::Double, Value::Number(n)) => Scalar::Double(n.as_f64().ok_or(CoerceError)?),
         (T::Double, Value::String(s)) => Scalar::Double(s.trim().parse().map_err(|_| CoerceError)?),
-        (T::Date, Value::Number(n)) => {
-            Scalar::DateMs(n.as_f64().and_then(epoch_to_ms).ok_or(CoerceError)?)
-        }
+        (T::Date, Value::Number(n)) => Scalar::DateMs(n.as_f64().and_then(epoch_to_ms).ok_or(CoerceError)?),
         (T::Date, Value::String(s)) => Scalar::DateMs(parse_date(s).ok_or(CoerceError)?),
         (T::Boolean, Value::Bool(b)) => Scalar::Bool(*b),
         (T::Boolean, Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
@@ -135,10 +118,7 @@ mod tests {
     #[test]
     fn dates_follow_the_spec_rules() {
         assert_eq!(parse_date("2021-02-23T19:18:04.399Z"), Some(1614107884399));
-        assert_eq!(
-            parse_date("2021-02-23T20:18:04.399+01:00"),
-            Some(1614107884399)
-        );
+        assert_eq!(parse_date("2021-02-23T20:18:04.399+01:00"), Some(1614107884399));
         assert_eq!(parse_date("2021-02-23 19:18:04.399"), Some(1614107884399));
         assert_eq!(parse_date("2021-02-23"), Some(1614038400000));
         assert_eq!(parse_date("946702800"), Some(946702800000));
@@ -157,18 +137,9 @@ mod tests {
         assert_eq!(coerce(&json!(42.5), T::Integer), Err(CoerceError));
         assert_eq!(coerce(&json!("x"), T::Double), Err(CoerceError));
         assert_eq!(coerce(&json!(""), T::Double), Ok(None));
-        assert_eq!(
-            coerce(&json!(7), T::String),
-            Ok(Some(Scalar::Str("7".into())))
-        );
-        assert_eq!(
-            coerce(&json!("TRUE"), T::Boolean),
-            Ok(Some(Scalar::Bool(true)))
-        );
-        assert_eq!(
-            coerce(&json!(946702800), T::Date),
-            Ok(Some(Scalar::DateMs(946702800000)))
-        );
+        assert_eq!(coerce(&json!(7), T::String), Ok(Some(Scalar::Str("7".into()))));
+        assert_eq!(coerce(&json!("TRUE"), T::Boolean), Ok(Some(Scalar::Bool(true))));
+        assert_eq!(coerce(&json!(946702800), T::Date), Ok(Some(Scalar::DateMs(946702800000))));
         assert_eq!(coerce(&json!(null), T::Date), Ok(None));
         assert_eq!(coerce(&json!({"a": 1}), T::Integer), Err(CoerceError));
     }

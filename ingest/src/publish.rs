@@ -40,16 +40,9 @@ pub struct PublishOptions {
 }
 
 /// Publishes a `.jsonl` file (one JSON object per line) atomically: every record or none.
-pub fn publish_jsonl(
-    env: &Environment,
-    path: &Path,
-    options: &PublishOptions,
-) -> Result<PublishReport> {
+pub fn publish_jsonl(env: &Environment, path: &Path, options: &PublishOptions) -> Result<PublishReport> {
     let started = Instant::now();
-    let read_err = |e| IngestError::Read {
-        path: path.to_path_buf(),
-        source: e,
-    };
+    let read_err = |e| IngestError::Read { path: path.to_path_buf(), source: e };
     let name = path.display().to_string();
     match path.extension().and_then(|e| e.to_str()) {
         Some("jsonl" | "ndjson" | "json") => {}
@@ -79,27 +72,17 @@ pub fn publish_jsonl(
             Ok(Value::Object(m)) => m,
             Ok(other) => {
                 let reason = format!("found {}", kind(&other));
-                return Err(IngestError::BadRecord {
-                    path: path.to_path_buf(),
-                    line: line_no,
-                    reason,
-                });
+                return Err(IngestError::BadRecord { path: path.to_path_buf(), line: line_no, reason });
             }
             Err(e) => {
-                return Err(IngestError::BadRecord {
-                    path: path.to_path_buf(),
-                    line: line_no,
-                    reason: e.to_string(),
-                });
+                return Err(IngestError::BadRecord { path: path.to_path_buf(), line: line_no, reason: e.to_string() });
             }
         };
-        appender
-            .write_json(record)
-            .map_err(|e| IngestError::BadValue {
-                path: path.to_path_buf(),
-                line: line_no,
-                source: e,
-            })?;
+        appender.write_json(record).map_err(|e| IngestError::BadValue {
+            path: path.to_path_buf(),
+            line: line_no,
+            source: e,
+        })?;
         rows += 1;
     }
     let report = appender.commit()?;

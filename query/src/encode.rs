@@ -32,16 +32,12 @@ pub fn value_at(col: &dyn Array, row: usize) -> Option<Value> {
             let us = col.as_primitive::<TimestampMicrosecondType>().value(row);
             Value::String(format_date_ms(us.div_euclid(1000)))
         }
-        DataType::Timestamp(TimeUnit::Millisecond, _) => Value::String(format_date_ms(
-            col.as_primitive::<TimestampMillisecondType>().value(row),
-        )),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            Value::String(format_date_ms(col.as_primitive::<TimestampMillisecondType>().value(row)))
+        }
         DataType::List(_) => {
             let list = col.as_list::<i32>().value(row);
-            Value::Array(
-                (0..list.len())
-                    .map(|i| value_at(list.as_ref(), i).unwrap_or(Value::Null))
-                    .collect(),
-            )
+            Value::Array((0..list.len()).map(|i| value_at(list.as_ref(), i).unwrap_or(Value::Null)).collect())
         }
         other => Value::String(format!("<{other}>")),
     })

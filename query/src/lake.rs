@@ -29,18 +29,12 @@ pub fn output_schema(schema: &Schema, properties: Option<&[String]>) -> Result<S
                 if n == KEY || out.iter().any(|p| &p.name == n) {
                     continue;
                 }
-                out.push(
-                    schema
-                        .get(n)
-                        .ok_or_else(|| EngineError::UnknownProperty(n.clone()))?,
-                );
+                out.push(schema.get(n).ok_or_else(|| EngineError::UnknownProperty(n.clone()))?);
             }
             out
         }
     };
-    Ok(Arc::new(ArrowSchema::new(
-        props.iter().map(Property::field).collect::<Vec<_>>(),
-    )))
+    Ok(Arc::new(ArrowSchema::new(props.iter().map(Property::field).collect::<Vec<_>>())))
 }
 
 /// Reads the records with keys `ids`, in the order asked; keys that do not exist are absent.
@@ -51,20 +45,12 @@ pub fn get(env: &Environment, ids: &[u64], properties: Option<&[String]>) -> Res
 }
 
 /// [`get`] against a given table state and output schema.
-pub fn get_in(
-    env: &Environment,
-    state: &TableState,
-    schema: &SchemaRef,
-    ids: &[u64],
-) -> Result<RecordBatch> {
+pub fn get_in(env: &Environment, state: &TableState, schema: &SchemaRef, ids: &[u64]) -> Result<RecordBatch> {
     // Distinct row offsets per segment, in key order.
     let mut by_segment: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
     for &id in ids {
         if let Some(s) = state.segment_of(id) {
-            by_segment
-                .entry(s)
-                .or_default()
-                .push(id - state.segments[s].start);
+            by_segment.entry(s).or_default().push(id - state.segments[s].start);
         }
     }
     let mut batches = Vec::new();
@@ -76,16 +62,10 @@ pub fn get_in(
         let info = &state.segments[seg];
         let open = env.segment_cache().get(env.storage(), info)?;
         let mut next = offsets.iter();
-        for batch in open.read(
-            select_rows(&offsets, info.rows()),
-            schema,
-            offsets.len().max(1),
-        )? {
+        for batch in open.read(select_rows(&offsets, info.rows()), schema, offsets.len().max(1))? {
             let batch = batch?;
             for row in 0..batch.num_rows() {
-                let offset = *next
-                    .next()
-                    .expect("a segment returns only the rows selected");
+                let offset = *next.next().expect("a segment returns only the rows selected");
                 located.insert((seg, offset), (batches.len(), row));
             }
             batches.push(batch);
@@ -107,24 +87,11 @@ pub fn get_in(
 }
 
 /// Streams the records with keys in `start..end`, in key order, batch by batch.
-pub fn range<'e>(
-    env: &'e Environment,
-    start: u64,
-    end: u64,
-    properties: Option<&[String]>,
-) -> Result<Range<'e>> {
+pub fn range<'e>(env: &'e Environment, start: u64, end: u64, properties: Option<&[String]>) -> Result<Range<'e>> {
     let state = env.fresh_snapshot()?;
     let schema = output_schema(&state.schema, properties)?;
     let segments = state.segments_in(start, end);
-    Ok(Range {
-        env,
-        state,
-        schema,
-        start,
-        end,
-        segments,
-        current: None,
-    })
+    Ok(Range { env, state, schema, start, end, segments, current: None })
 }
 
 /// An iterator over the batches of a key range; it holds one segment's reader at a time.
@@ -152,11 +119,7 @@ impl Range<'_> {
         let from = self.start.max(info.start) - info.start;
         let to = self.end.min(info.end) - info.start;
         let open = self.env.segment_cache().get(self.env.storage(), info)?;
-        self.current = Some(open.read(
-            select_span(from, to, info.rows()),
-            &self.schema,
-            RANGE_BATCH_ROWS,
-        )?);
+        self.current = Some(open.read(select_span(from, to, info.rows()), &self.schema, RANGE_BATCH_ROWS)?);
         Ok(true)
     }
 }
