@@ -286,3 +286,48 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn vacuum_removes_only_old_unreferenced_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = small_env(&dir, 10);
+    env.add_properties(&base_schema()).unwrap();
+    env.append_json((0..25).map(|i| rec(json!({"n": i})))).unwrap();
+    // An append abandoned after writing two full segments leaves two orphan files.
+    let mut abandoned = env.engine().appender().unwrap();
+    for i in 0..25 {
+        abandoned.write_json(rec(json!({"n": 100 + i}))).unwrap();
+    }
+    drop(abandoned);
+    let parquet_files =
+        || walk(&dir.path().join("lake")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).count();
+    // The abandoned append's writer threads may still be finishing their uploads.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while parquet_files() < 5 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(parquet_files(), 5, "3 committed segments and 2 orphans");
+
+    let kept = env.vacuum(std::time::Duration::from_secs(3600)).unwrap();
+    assert_eq!((kept.files_deleted, kept.files_kept), (0, 2), "young orphans may belong to an append in flight");
+    let gone = env.vacuum(std::time::Duration::ZERO).unwrap();
+    assert_eq!((gone.files_deleted, gone.files_kept), (2, 0));
+    assert!(gone.bytes_deleted > 0);
+    assert_eq!(parquet_files(), 3);
+    let all: Vec<i64> = env
+        .range(0, env.next_key().unwrap(), Some(&["n".into()]))
+        .unwrap()
+        .flat_map(|b| m1::encode::records(&b.unwrap()))
+        .map(|r| r["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(all, (0..25).collect::<Vec<_>>());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}

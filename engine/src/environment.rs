@@ -383,8 +383,10 @@ pub struct Appender<'e> {
     full: SchemaRef,
     json: RowsBuilder,
     /// Property columns waiting to be written, aligned to `schema.properties()`.
-    pending: Vec<Vec<ArrayRef>>,
+    pending: std::collections::VecDeque<Vec<ArrayRef>>,
     pending_rows: usize,
+    /// Segments being encoded and uploaded on worker threads, oldest first.
+    in_flight: std::collections::VecDeque<std::thread::JoinHandle<Result<SegmentInfo>>>,
     written: Vec<SegmentInfo>,
     unmapped: std::collections::BTreeSet<String>,
 }
@@ -399,8 +401,9 @@ impl<'e> Appender<'e> {
             full: schema.arrow_schema(),
             json: RowsBuilder::new(schema.properties()),
             schema,
-            pending: Vec::new(),
+            pending: Default::default(),
             pending_rows: 0,
+            in_flight: Default::default(),
             written: Vec::new(),
             unmapped: Default::default(),
         }
@@ -447,7 +450,7 @@ impl<'e> Appender<'e> {
     /// the append as it was.
     pub fn write_json(&mut self, record: Map<String, Value>) -> Result<()> {
         self.json.push(&flatten(record))?;
-        if self.json.len() >= JSON_CHUNK {
+        if self.json.len() >= JSON_CHUNK.min(self.env.config.segment_rows) {
             self.drain_json()?;
         }
         Ok(())
@@ -466,7 +469,7 @@ impl<'e> Appender<'e> {
         if rows == 0 {
             return Ok(());
         }
-        self.pending.push(columns);
+        self.pending.push_back(columns);
         self.pending_rows += rows;
         let target = self.env.config.segment_options().segment_rows;
         while self.pending_rows >= target {
@@ -480,7 +483,7 @@ impl<'e> Appender<'e> {
         let mut chunks = Vec::new();
         let mut taken = 0;
         while taken < rows {
-            let cols = self.pending.remove(0);
+            let cols = self.pending.pop_front().expect("pending rows are counted");
             let n = cols.first().map_or(0, |c| c.len());
             if taken + n <= rows {
                 taken += n;
@@ -488,7 +491,7 @@ impl<'e> Appender<'e> {
             } else {
                 let keep = rows - taken;
                 chunks.push(cols.iter().map(|c| c.slice(0, keep)).collect());
-                self.pending.insert(0, cols.iter().map(|c| c.slice(keep, n - keep)).collect());
+                self.pending.push_front(cols.iter().map(|c| c.slice(keep, n - keep)).collect());
                 taken = rows;
             }
         }
@@ -506,14 +509,31 @@ impl<'e> Appender<'e> {
             all.extend(cols);
             batches.push(RecordBatch::try_new(self.full.clone(), all)?);
         }
-        let options = self.env.config.segment_options();
-        let bytes = segment::encode(&self.full, &batches, &options)?;
         let state = self.env.snapshot();
-        let shard = ((state.segments.len() + self.written.len()) % self.env.config.shards.max(1) as usize) as u32;
+        let started = self.written.len() + self.in_flight.len();
+        let shard = ((state.segments.len() + started) % self.env.config.shards.max(1) as usize) as u32;
         let path = format!("{LAKE_DIR}/shard={shard}/{start:020}-{}.parquet", uuid::Uuid::new_v4().simple());
-        let size = bytes.len() as u64;
-        self.env.storage.put(&path, bytes)?;
-        self.written.push(SegmentInfo { path, shard, start, end: start + rows as u64, size });
+        let (schema, options, storage) =
+            (self.full.clone(), self.env.config.segment_options(), self.env.storage.clone());
+        // Encoding and upload run on up to `servers` threads; keys are already fixed, so the
+        // order in which segments finish does not matter.
+        if self.in_flight.len() >= self.env.config.servers.max(1) as usize {
+            self.join_oldest()?;
+        }
+        self.in_flight.push_back(std::thread::spawn(move || {
+            let bytes = segment::encode(&schema, &batches, &options)?;
+            let size = bytes.len() as u64;
+            storage.put(&path, bytes)?;
+            Ok(SegmentInfo { path, shard, start, end: start + rows as u64, size })
+        }));
+        Ok(())
+    }
+
+    fn join_oldest(&mut self) -> Result<()> {
+        if let Some(handle) = self.in_flight.pop_front() {
+            let info = handle.join().map_err(|_| EngineError::BadData("a segment writer thread panicked".into()))??;
+            self.written.push(info);
+        }
         Ok(())
     }
 
@@ -522,6 +542,9 @@ impl<'e> Appender<'e> {
         self.drain_json()?;
         if self.pending_rows > 0 {
             self.write_segment(self.pending_rows)?;
+        }
+        while !self.in_flight.is_empty() {
+            self.join_oldest()?;
         }
         self.unmapped.extend(self.json.unmapped().iter().cloned());
         let unmapped = self.unmapped.iter().cloned().collect();
