@@ -12,6 +12,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::checkpoint;
 use crate::error::{EngineError, Result};
 use crate::log::{self, Action, Protocol, SegmentInfo, TableState};
 use crate::rows::{RowsBuilder, flatten};
@@ -250,6 +251,10 @@ impl Environment {
             if self.storage.put_if_absent(&log::version_path(version), body.clone())? {
                 let mut next = (*state).clone();
                 next.apply(version, &body)?;
+                if version % checkpoint::CHECKPOINT_INTERVAL == 0 {
+                    // The commit stands either way; without a checkpoint, readers replay the log.
+                    let _ = checkpoint::write(&self.storage, &next);
+                }
                 let next = Arc::new(next);
                 let mut slot = self.state.write();
                 if slot.version < next.version {

@@ -6,6 +6,7 @@
 //! from the key ranges in the log and its row by offset.
 
 pub mod catalog;
+pub mod checkpoint;
 pub mod environment;
 pub mod error;
 pub mod log;

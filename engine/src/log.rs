@@ -330,13 +330,18 @@ impl TableState {
         Ok(advanced)
     }
 
-    /// Replays the log from version 0.
+    /// Loads the state from the newest checkpoint and the commits after it, or by replaying
+    /// the log from version 0 when there is no usable checkpoint.
     pub fn load(storage: &Storage) -> Result<Option<TableState>> {
-        let Some(body) = storage.get(&version_path(0))? else {
-            return Ok(None);
+        let mut state = match crate::checkpoint::load(storage) {
+            Some(state) => state,
+            None => {
+                let Some(body) = storage.get(&version_path(0))? else { return Ok(None) };
+                let mut state = TableState::default();
+                state.apply(0, &body)?;
+                state
+            }
         };
-        let mut state = TableState::default();
-        state.apply(0, &body)?;
         state.catch_up(storage)?;
         Ok(Some(state))
     }
