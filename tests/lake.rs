@@ -361,3 +361,34 @@ fn opening_uses_checkpoints_and_survives_losing_them() {
     std::fs::remove_file(log.join("_last_checkpoint")).unwrap();
     same(&Environment::open(dir.path().to_str().unwrap()).unwrap());
 }
+
+#[test]
+fn racing_creators_agree_on_one_configuration() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("env").to_str().unwrap().to_string();
+        let barrier = std::sync::Barrier::new(2);
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2u32)
+                .map(|i| {
+                    let (path, barrier) = (&path, &barrier);
+                    s.spawn(move || {
+                        let config = EnvConfig { id: format!("creator{i}"), shards: 1 + i, ..EnvConfig::default() };
+                        barrier.wait();
+                        m1_engine::Environment::create(path, config).map(|e| e.config().id.clone())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: exactly one creator wins: {results:?}");
+        let opened = m1_engine::Environment::open(&path).unwrap();
+        assert_eq!(&opened.config().id, winners[0], "round {round}");
+        assert_eq!(opened.snapshot().table_id, *winners[0]);
+        assert_eq!(opened.config().shards, if winners[0] == "creator0" { 1 } else { 2 });
+        // Without env.json the settings come from the log.
+        std::fs::remove_file(dir.path().join("env").join("env.json")).unwrap();
+        assert_eq!(&m1_engine::Environment::open(&path).unwrap().config().id, winners[0]);
+    }
+}

@@ -22,6 +22,8 @@ use crate::storage::{Storage, StoreOptions};
 
 /// File holding the environment's configuration, relative to its root.
 pub const CONFIG_FILE: &str = "env.json";
+/// Where version 0's `commitInfo` carries the environment settings.
+const CONFIG_PARAM: &str = "m1.config";
 /// Directory of the lake's segments.
 pub const LAKE_DIR: &str = "lake";
 /// How many times a commit is retried after losing a race before giving up.
@@ -140,10 +142,11 @@ impl Environment {
         if storage.head(&log::version_path(0))?.is_some() {
             return Err(EngineError::EnvironmentExists(storage.url().to_string()));
         }
-        storage.put(CONFIG_FILE, Bytes::from(serde_json::to_vec_pretty(&config)?))?;
         let now = now_ms();
+        // The settings travel in version 0, so only the creator that wins version 0 decides them;
+        // env.json is a readable copy written afterwards.
         let v0 = log::encode(&[
-            log::commit_info("CREATE TABLE", now, serde_json::json!({"m1.env": config.id})),
+            log::commit_info("CREATE TABLE", now, serde_json::json!({ CONFIG_PARAM: config })),
             Action::Protocol(Protocol { min_reader_version: 1, min_writer_version: 2 }),
             log::metadata_action(&config.id, &Schema::default(), &[], now),
             log::next_key_action(0, now),
@@ -151,6 +154,7 @@ impl Environment {
         if !storage.put_if_absent(&log::version_path(0), v0)? {
             return Err(EngineError::EnvironmentExists(storage.url().to_string()));
         }
+        storage.put(CONFIG_FILE, Bytes::from(serde_json::to_vec_pretty(&config)?))?;
         Self::open_storage(storage)
     }
 
@@ -168,7 +172,7 @@ impl Environment {
         let state = TableState::load(&storage)?.ok_or_else(|| EngineError::NoEnvironment(storage.url().into()))?;
         let config = match storage.get(CONFIG_FILE)? {
             Some(b) => serde_json::from_slice(&b)?,
-            None => EnvConfig { id: state.table_id.clone(), ..EnvConfig::default() },
+            None => Self::config_from_log(&storage, &state)?,
         };
         Ok(Environment {
             storage,
@@ -177,6 +181,21 @@ impl Environment {
             cache: SegmentCache::default(),
             checked: parking_lot::Mutex::new(std::time::Instant::now()),
         })
+    }
+
+    /// The settings recorded in version 0, for when env.json is missing (a crash right after
+    /// creation, or a copy of the lake without it).
+    fn config_from_log(storage: &Storage, state: &TableState) -> Result<EnvConfig> {
+        let fallback = EnvConfig { id: state.table_id.clone(), ..EnvConfig::default() };
+        let Some(v0) = storage.get(&log::version_path(0))? else { return Ok(fallback) };
+        for line in v0.split(|b| *b == b'\n') {
+            if let Ok(Action::CommitInfo(info)) = serde_json::from_slice::<Action>(line)
+                && let Some(config) = info.get("operationParameters").and_then(|p| p.get(CONFIG_PARAM))
+            {
+                return Ok(serde_json::from_value(config.clone())?);
+            }
+        }
+        Ok(fallback)
     }
 
     /// The environment's storage.

@@ -1,0 +1,417 @@
+//! Environments on S3: every engine path (create, append, open, get, range, schema changes,
+//! conditional puts under concurrent writers) against moto, an S3 server on loopback.
+//!
+//! Each test starts its own `moto_server` on a free port of 127.0.0.1 and stops it when done.
+//! The server comes from the Python venv the tests use: `$M1_PYTHON`'s directory, else
+//! `<repo>/.venv/bin`. A missing server fails the test with the command that installs it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use m1::{EngineError, EnvConfig, Environment, Property, PropertyType, Record};
+use serde_json::{Value, json};
+
+const INSTALL_HINT: &str = "create the test venv with `python3 -m venv .venv && \
+     .venv/bin/pip install 'moto[server]' deltalake pyarrow duckdb polars` in the repository \
+     (or run `.ci/run`), or point M1_PYTHON at a Python that has these packages";
+
+/// The Python interpreter the tests use.
+fn python() -> PathBuf {
+    match std::env::var_os("M1_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
+    }
+}
+
+/// Runs `tests/support/python.py` with `args` and parses the JSON it prints.
+fn run_python(args: &[&str]) -> Value {
+    let py = python();
+    assert!(py.exists(), "Python for the S3 tests not found at {}: {INSTALL_HINT}", py.display());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/python.py");
+    let out = Command::new(&py)
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL_HINT}", py.display()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => {}
+        Some(3) => panic!("{}: {stderr}\n{INSTALL_HINT}", py.display()),
+        _ => panic!("`python.py {}` failed ({}):\n{stderr}", args.first().unwrap_or(&""), out.status),
+    }
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("python.py printed no JSON ({e}):\n{}\n{stderr}", String::from_utf8_lossy(&out.stdout))
+    })
+}
+
+/// A moto S3 server on loopback; dropping it stops the server.
+struct Moto {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let bin = python().parent().expect("python has a directory").join("moto_server");
+        assert!(
+            bin.exists(),
+            "moto_server not found at {} (needs the PyPI package moto[server]): {INSTALL_HINT}",
+            bin.display()
+        );
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+            l.local_addr().unwrap().port()
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("moto.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}; {INSTALL_HINT}", bin.display()));
+        let mut moto = Moto { child, port, log, _dir: dir };
+        moto.wait_ready();
+        moto
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("moto_server exited ({status}) before answering:\n{}", self.log_text());
+            }
+            if self.request("GET", "/").is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not answer on port {} within 60 s:\n{}",
+                self.port,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// One bodiless HTTP/1.1 request; returns the status code.
+    fn request(&self, method: &str, path: &str) -> std::io::Result<u16> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n",
+            self.port
+        )?;
+        let mut response = Vec::new();
+        s.read_to_end(&mut response)?;
+        let head = String::from_utf8_lossy(&response);
+        head.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head}")))
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        let status = self.request("PUT", &format!("/{bucket}")).expect("create bucket");
+        assert_eq!(status, 200, "PUT /{bucket} on moto");
+    }
+
+    /// object_store settings for this server.
+    fn options(&self) -> Vec<(String, String)> {
+        [
+            ("aws_endpoint", self.endpoint().as_str()),
+            ("aws_access_key_id", "test-key"),
+            ("aws_secret_access_key", "test-secret"),
+            ("aws_region", "us-east-1"),
+            ("aws_allow_http", "true"),
+            ("aws_virtual_hosted_style_request", "false"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn create(url: &str, moto: &Moto, config: EnvConfig) -> Environment {
+    Environment::from_engine(
+        m1_engine::Environment::create_with(url, &moto.options(), config)
+            .unwrap_or_else(|e| panic!("create {url}: {e}")),
+    )
+}
+
+fn open(url: &str, moto: &Moto) -> Environment {
+    Environment::from_engine(
+        m1_engine::Environment::open_with(url, &moto.options()).unwrap_or_else(|e| panic!("open {url}: {e}")),
+    )
+}
+
+fn rec(v: Value) -> Record {
+    v.as_object().unwrap().clone()
+}
+
+/// Record number `i` of the lifecycle test.
+fn item(i: usize) -> Record {
+    let mut r = rec(json!({
+        "name": format!("item-{i} ✓"),
+        "n": i as i64 - 100,
+        "score": i as f64 / 4.0,
+        "when": 1_614_107_884_399i64 + i as i64 * 1000,
+        "tags": [format!("t{}", i % 3), "all"],
+        "ok": i.is_multiple_of(2),
+    }));
+    if i % 10 == 7 {
+        r.remove("name");
+    }
+    r
+}
+
+fn keys_of(records: &[Record]) -> Vec<u64> {
+    records.iter().map(|r| r["_m1key"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn environment_lifecycle_on_s3() {
+    let moto = Moto::start();
+    let bucket = "m1-lake";
+    moto.create_bucket(bucket);
+    let url = format!("s3://{bucket}/envs/t1");
+
+    let env = create(&url, &moto, EnvConfig { segment_rows: 50, shards: 2, ..Default::default() });
+    env.add_properties(&[
+        Property::new("name", PropertyType::String),
+        Property::new("n", PropertyType::Integer),
+        Property::new("score", PropertyType::Double),
+        Property::new("when", PropertyType::Date),
+        Property::new("tags", PropertyType::String).multi(),
+        Property::new("ok", PropertyType::Boolean),
+    ])
+    .unwrap();
+    let first = env.append_json((0..120).map(item)).unwrap();
+    assert_eq!((first.rows, first.first_key), (120, Some(0)));
+    assert_eq!(first.segments, 3);
+    let second = env.append_json((120..200).map(item)).unwrap();
+    assert_eq!((second.rows, second.first_key), (80, Some(120)));
+    assert_eq!(env.next_key().unwrap(), 200);
+
+    // A second handle opened from the URL sees everything.
+    let reopened = open(&url, &moto);
+    assert_eq!(reopened.next_key().unwrap(), 200);
+    assert_eq!(reopened.schema().unwrap(), env.schema().unwrap());
+
+    // get: values, the order asked, unknown ids absent.
+    let got = reopened.get_json(&[150, 3, 999, 0, 199, 200], None).unwrap();
+    assert_eq!(keys_of(&got), vec![150, 3, 0, 199]);
+    let g150 = &got[0];
+    assert_eq!(g150["name"], "item-150 ✓");
+    assert_eq!(g150["n"], 50);
+    assert_eq!(g150["score"], 37.5);
+    assert_eq!(g150["when"], "2021-02-23T19:20:34.399Z");
+    assert_eq!(g150["tags"], json!(["t0", "all"]));
+    assert_eq!(g150["ok"], true);
+    assert!(g150["_m1rand"].is_f64());
+    assert_eq!(got[1]["n"], -97);
+    assert_eq!(got[1]["ok"], false);
+    assert_eq!(got[2]["when"], "2021-02-23T19:18:04.399Z");
+    assert!(reopened.get_json(&[17], None).unwrap()[0].get("name").is_none());
+    let narrow = reopened.get_json(&[5, 4], Some(&["n".to_string()])).unwrap();
+    assert_eq!(narrow, vec![rec(json!({"_m1key": 5, "n": -95})), rec(json!({"_m1key": 4, "n": -96}))]);
+
+    // range: key order, bounds respected, across segments and appends.
+    let mut seen = Vec::new();
+    for batch in reopened.range(40, 160, None).unwrap() {
+        for r in m1::encode::records(&batch.unwrap()) {
+            assert_eq!(r["n"], r["_m1key"].as_i64().unwrap() - 100);
+            seen.push(r["_m1key"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(seen, (40..160).collect::<Vec<_>>());
+    let tail: usize = reopened.range(190, 1000, None).unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(tail, 10);
+
+    // A schema change after data, from the second handle; old rows read null for it.
+    reopened.add_properties(&[Property::new("extra", PropertyType::Double)]).unwrap();
+    let third = reopened
+        .append_json((200..230).map(|i| {
+            let mut r = item(i);
+            r.insert("extra".into(), json!(i as f64 + 0.5));
+            r
+        }))
+        .unwrap();
+    assert_eq!(third.first_key, Some(200));
+    assert!(third.unmapped.is_empty(), "{:?}", third.unmapped);
+    // The first handle catches up with the other handle's commits.
+    assert!(env.schema().unwrap().get("extra").is_some());
+    assert_eq!(env.next_key().unwrap(), 230);
+    let mixed = env.get_json(&[10, 210, 199, 200], None).unwrap();
+    assert_eq!(keys_of(&mixed), vec![10, 210, 199, 200]);
+    assert!(mixed[0].get("extra").is_none(), "{:?}", mixed[0]);
+    assert_eq!(mixed[1]["extra"], 210.5);
+    assert!(mixed[2].get("extra").is_none(), "{:?}", mixed[2]);
+    assert_eq!(mixed[3]["extra"], 200.5);
+    assert_eq!(mixed[1]["name"], "item-210 ✓");
+    let extra_only = env.get_json(&[3, 203], Some(&["extra".to_string()])).unwrap();
+    assert_eq!(extra_only, vec![rec(json!({"_m1key": 3})), rec(json!({"_m1key": 203, "extra": 203.5}))]);
+
+    // Creating again at the same URL is refused.
+    match m1_engine::Environment::create_with(&url, &moto.options(), EnvConfig::default()) {
+        Err(EngineError::EnvironmentExists(at)) => assert!(at.contains("envs/t1"), "{at}"),
+        Err(e) => panic!("second create failed with the wrong error: {e}"),
+        Ok(_) => panic!("second create at {url} succeeded"),
+    }
+    assert_eq!(open(&url, &moto).next_key().unwrap(), 230);
+
+    // Conditional create, the primitive the table log's concurrency rests on, works on S3.
+    let storage = env.engine().storage();
+    assert!(
+        !storage.put_if_absent("_delta_log/00000000000000000000.json", Default::default()).unwrap(),
+        "put-if-absent overwrote log version 0"
+    );
+    assert!(storage.put_if_absent("probe", Default::default()).unwrap());
+    assert!(!storage.put_if_absent("probe", Default::default()).unwrap());
+    storage.delete("probe").unwrap();
+    assert_eq!(open(&url, &moto).next_key().unwrap(), 230);
+
+    // The objects are in the bucket, seen through object_store ...
+    let listed: Vec<String> = storage.list("").unwrap().iter().map(|m| storage.relative(&m.location)).collect();
+    let state = env.engine().snapshot();
+    assert!(listed.contains(&"_delta_log/00000000000000000000.json".to_string()), "{listed:?}");
+    let logs = listed.iter().filter(|p| p.starts_with("_delta_log/")).count();
+    assert_eq!(logs as u64, state.version + 1, "{listed:?}");
+    let mut parquet: Vec<&String> = listed.iter().filter(|p| p.ends_with(".parquet")).collect();
+    parquet.sort();
+    let mut segments: Vec<&String> = state.segments.iter().map(|s| &s.path).collect();
+    segments.sort();
+    assert_eq!(parquet, segments, "one object per committed segment");
+    assert!(parquet.iter().all(|p| p.starts_with("lake/shard=")));
+    assert!(listed.contains(&"env.json".to_string()), "{listed:?}");
+
+    // ... and through boto3, the S3 client moto brings, under the URL's prefix.
+    let objects = run_python(&["s3-list", &moto.endpoint(), bucket, "envs/t1/"]);
+    let keys: Vec<&str> = objects["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+    assert!(keys.contains(&"envs/t1/_delta_log/00000000000000000000.json"), "{keys:?}");
+    assert_eq!(keys.iter().filter(|k| k.ends_with(".parquet")).count(), segments.len(), "{keys:?}");
+    assert_eq!(keys.len(), listed.len(), "{keys:?}");
+
+    // delta-rs reads the table straight from the bucket.
+    let delta_options = json!({
+        "AWS_ENDPOINT_URL": moto.endpoint(),
+        "AWS_ACCESS_KEY_ID": "test-key",
+        "AWS_SECRET_ACCESS_KEY": "test-secret",
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+    })
+    .to_string();
+    let delta = run_python(&["delta", &url, "[0, 150, 229]", &delta_options]);
+    assert_eq!(delta["rows"], 230);
+    assert_eq!(delta["version"], json!(state.version));
+    assert_eq!(delta["txn_m1_next"], 230);
+    let m1_rows = env.get_json(&[0, 150, 229], None).unwrap();
+    for r in &m1_rows {
+        let k = r["_m1key"].to_string();
+        let theirs = &delta["records"][&k];
+        for (name, v) in r {
+            if name == "_m1rand" || name == "score" || name == "extra" {
+                let (a, b) = (v.as_f64().unwrap(), theirs[name].as_f64().unwrap());
+                assert!((a - b).abs() <= 1e-14 * a.abs().max(b.abs()), "{name} of {k}");
+            } else {
+                assert_eq!(&theirs[name], v, "{name} of {k}");
+            }
+        }
+        assert_eq!(theirs.as_object().unwrap().len(), r.len(), "{theirs}");
+    }
+}
+
+#[test]
+fn concurrent_appends_on_s3_get_disjoint_keys() {
+    let moto = Moto::start();
+    let bucket = "m1-race";
+    moto.create_bucket(bucket);
+    let url = format!("s3://{bucket}/envs/race");
+    let env = create(&url, &moto, EnvConfig { segment_rows: 25, shards: 3, ..Default::default() });
+    env.add_properties(&[Property::new("writer", PropertyType::String), Property::new("seq", PropertyType::Integer)])
+        .unwrap();
+
+    const APPENDS: usize = 4;
+    const ROWS: usize = 60;
+    let barrier = std::sync::Barrier::new(2);
+    let reports: Vec<Vec<m1::AppendReport>> = std::thread::scope(|s| {
+        let handles: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|writer| {
+                let (barrier, url, moto) = (&barrier, &url, &moto);
+                s.spawn(move || {
+                    let handle = open(url, moto);
+                    barrier.wait();
+                    (0..APPENDS)
+                        .map(|n| {
+                            handle
+                                .append_json((0..ROWS).map(|i| rec(json!({"writer": writer, "seq": n * ROWS + i}))))
+                                .unwrap_or_else(|e| panic!("writer {writer}, append {n}: {e}"))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in reports.iter().flatten() {
+        assert_eq!(r.rows, ROWS as u64);
+        assert_eq!(r.segments, 3, "{r:?}");
+    }
+    let mut versions: Vec<u64> = reports.iter().flatten().map(|r| r.version).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    assert_eq!(versions.len(), 2 * APPENDS, "every append has its own log version");
+
+    let total = (2 * APPENDS * ROWS) as u64;
+    assert_eq!(env.next_key().unwrap(), total, "no key was lost or handed out twice");
+    let mut seen = std::collections::HashMap::new();
+    let mut keys = Vec::new();
+    for batch in env.range(0, u64::MAX, None).unwrap() {
+        for r in m1::encode::records(&batch.unwrap()) {
+            let key = r["_m1key"].as_u64().unwrap();
+            keys.push(key);
+            let id = (r["writer"].as_str().unwrap().to_string(), r["seq"].as_u64().unwrap());
+            if let Some(other) = seen.insert(id.clone(), key) {
+                panic!("record {id:?} stored twice, at keys {other} and {key}");
+            }
+        }
+    }
+    assert_eq!(keys, (0..total).collect::<Vec<_>>(), "keys are dense and unique");
+    for writer in ["a", "b"] {
+        for seq in 0..(APPENDS * ROWS) as u64 {
+            assert!(seen.contains_key(&(writer.to_string(), seq)), "record {writer}/{seq} missing");
+        }
+    }
+    // Every segment is a committed, disjoint key range.
+    let state = env.engine().snapshot();
+    for pair in state.segments.windows(2) {
+        assert_eq!(pair[0].end, pair[1].start, "{:?}", state.segments);
+    }
+    assert_eq!(state.segments.len(), 2 * APPENDS * 3);
+}
