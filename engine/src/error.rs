@@ -36,14 +36,16 @@ pub enum EngineError {
     #[error("catalog: {0}")]
     Catalog(String),
     /// An object store request failed.
+    #[cfg(feature = "storage")]
     #[error("storage: {0}")]
     Store(#[from] object_store::Error),
     /// Reading or writing Parquet failed.
+    #[cfg(feature = "storage")]
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     /// An Arrow computation failed.
     #[error("arrow: {0}")]
-    Arrow(#[from] arrow::error::ArrowError),
+    Arrow(#[from] arrow_schema::ArrowError),
     /// JSON in the log or catalog could not be (de)serialized.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

@@ -5,20 +5,32 @@
 //! segments and commits them atomically to a Delta Lake table log. Readers find a key's segment
 //! from the key ranges in the log and its row by offset.
 
+#[cfg(feature = "storage")]
 pub mod catalog;
+#[cfg(feature = "storage")]
 pub mod checkpoint;
+#[cfg(feature = "storage")]
 pub mod environment;
 pub mod error;
+#[cfg(feature = "storage")]
 pub mod log;
+pub mod record;
+#[cfg(feature = "storage")]
 pub mod rows;
 pub mod schema;
+#[cfg(feature = "storage")]
 pub mod segment;
+#[cfg(feature = "storage")]
 pub mod storage;
 pub mod values;
 
+#[cfg(feature = "storage")]
 pub use catalog::{Bucket, Catalog, CatalogEntry};
+#[cfg(feature = "storage")]
 pub use environment::{AppendReport, Appender, EnvConfig, Environment, VacuumReport};
 pub use error::{EngineError, Result};
+#[cfg(feature = "storage")]
 pub use log::{SegmentInfo, TableState};
 pub use schema::{KEY, Property, PropertyType, RAND, Schema};
+#[cfg(feature = "storage")]
 pub use storage::Storage;

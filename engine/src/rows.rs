@@ -9,31 +9,9 @@ use arrow::array::{
 use serde_json::{Map, Value};
 
 use crate::error::{EngineError, Result};
+pub use crate::record::flatten;
 use crate::schema::{Property, PropertyType};
 use crate::values::{Scalar, coerce};
-
-/// Flattens nested objects into dotted names: `{"a": {"b": 1}}` becomes `{"a.b": 1}`.
-/// Arrays are kept whole: they feed `multi` properties.
-pub fn flatten(record: Map<String, Value>) -> Map<String, Value> {
-    fn walk(prefix: &str, obj: Map<String, Value>, out: &mut Map<String, Value>) {
-        for (k, v) in obj {
-            let name = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
-            match v {
-                Value::Object(inner) if !inner.is_empty() => walk(&name, inner, out),
-                Value::Object(_) => {}
-                other => {
-                    out.insert(name, other);
-                }
-            }
-        }
-    }
-    if !record.values().any(Value::is_object) {
-        return record;
-    }
-    let mut out = Map::with_capacity(record.len());
-    walk("", record, &mut out);
-    out
-}
 
 /// Accumulates flat JSON records into one Arrow column per schema property.
 pub struct RowsBuilder {
@@ -198,13 +176,6 @@ mod tests {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::Int64Type;
     use serde_json::json;
-
-    #[test]
-    fn flattens_nested_objects() {
-        let rec = json!({"a": {"b": 1, "c": {"d": "x"}}, "e": [1, 2], "f": {}}).as_object().unwrap().clone();
-        let flat = flatten(rec);
-        assert_eq!(Value::Object(flat), json!({"a.b": 1, "a.c.d": "x", "e": [1, 2]}));
-    }
 
     #[test]
     fn builds_typed_columns_and_reports_unmapped() {

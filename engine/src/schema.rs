@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};

@@ -1,9 +1,12 @@
 //! m1-ingest: getting files into the lake.
 //!
-//! [`publish::publish_jsonl`] publishes a local `.jsonl` file as one atomic append.
+//! With the `publish` feature (default), [`publish::publish_jsonl`] publishes a local `.jsonl`
+//! file as one atomic append.
 
 pub mod error;
+#[cfg(feature = "publish")]
 pub mod publish;
 
 pub use error::{IngestError, Result};
+#[cfg(feature = "publish")]
 pub use publish::{PublishOptions, PublishReport, publish_jsonl};

@@ -9,6 +9,7 @@ pub enum QueryError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// Arrow failed while assembling results.
+    #[cfg(feature = "lake")]
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     /// Writing results to the output failed.

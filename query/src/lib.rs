@@ -1,11 +1,15 @@
-//! m1-query: reading the lake.
+//! m1-query: asking questions of records.
 //!
-//! [`lake::get`] answers key lookups and [`lake::range`] streams key ranges, both as Arrow
-//! batches; [`encode`] turns batches into the JSON records of the API.
+//! With the `lake` feature (default), [`lake::get`] answers key lookups and [`lake::range`]
+//! streams key ranges, both as Arrow batches, and [`encode`] turns batches into the JSON records
+//! of the API.
 
+#[cfg(feature = "lake")]
 pub mod encode;
 pub mod error;
+#[cfg(feature = "lake")]
 pub mod lake;
 
 pub use error::{QueryError, Result};
+#[cfg(feature = "lake")]
 pub use lake::{Range, get, range};
