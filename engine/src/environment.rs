@@ -467,7 +467,7 @@ impl<'e> Appender<'e> {
                 Err(_) => new_null_array(&p.arrow_type(), batch.num_rows()),
             });
         }
-        self.push_columns(columns, batch.num_rows())
+        self.write_columns(columns, batch.num_rows())
     }
 
     /// Adds one JSON record (nested objects are flattened). A bad value is an error and leaves
@@ -484,12 +484,20 @@ impl<'e> Appender<'e> {
         let rows = self.json.len();
         if rows > 0 {
             let cols = self.json.finish();
-            self.push_columns(cols, rows)?;
+            self.write_columns(cols, rows)?;
         }
         Ok(())
     }
 
-    fn push_columns(&mut self, columns: Vec<ArrayRef>, rows: usize) -> Result<()> {
+    /// Adds `rows` records given as one column per schema property, in schema order and of the
+    /// properties' Arrow types (as [`RowsBuilder`] builds them).
+    pub fn write_columns(&mut self, columns: Vec<ArrayRef>, rows: usize) -> Result<()> {
+        if columns.len() != self.schema.properties().len() || columns.iter().any(|c| c.len() != rows) {
+            return Err(EngineError::BadData(format!(
+                "expected {} columns of {rows} rows, one per schema property",
+                self.schema.properties().len()
+            )));
+        }
         if rows == 0 {
             return Ok(());
         }

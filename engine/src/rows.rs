@@ -16,6 +16,7 @@ use crate::values::{Scalar, coerce};
 /// Accumulates flat JSON records into one Arrow column per schema property.
 pub struct RowsBuilder {
     properties: Vec<Property>,
+    names: std::collections::HashSet<String>,
     builders: Vec<Box<dyn ArrayBuilder>>,
     unmapped: BTreeSet<String>,
     rows: usize,
@@ -25,7 +26,8 @@ impl RowsBuilder {
     /// A builder for these properties (in column order).
     pub fn new(properties: &[Property]) -> RowsBuilder {
         let builders = properties.iter().map(|p| make_builder(&p.arrow_type(), 1024)).collect();
-        RowsBuilder { properties: properties.to_vec(), builders, unmapped: BTreeSet::new(), rows: 0 }
+        let names = properties.iter().map(|p| p.name.clone()).collect();
+        RowsBuilder { properties: properties.to_vec(), names, builders, unmapped: BTreeSet::new(), rows: 0 }
     }
 
     /// Rows pushed since the last `finish`.
@@ -53,16 +55,40 @@ impl RowsBuilder {
                 Some(v) => cell(p, v)?,
             });
         }
-        for name in record.keys() {
-            if !self.properties.iter().any(|p| &p.name == name) && !self.unmapped.contains(name) {
-                self.unmapped.insert(name.clone());
+        self.commit_row(record, values);
+        Ok(())
+    }
+
+    /// Appends one flat record, storing null for each value that does not fit its type; returns
+    /// those values' errors (permissive publishing).
+    pub fn push_lenient(&mut self, record: &Map<String, Value>) -> Vec<EngineError> {
+        let mut errors = Vec::new();
+        let mut values: Vec<Cell> = Vec::with_capacity(self.properties.len());
+        for p in &self.properties {
+            values.push(match record.get(&p.name) {
+                None => Cell::Null,
+                Some(v) => cell(p, v).unwrap_or_else(|e| {
+                    errors.push(e);
+                    Cell::Null
+                }),
+            });
+        }
+        self.commit_row(record, values);
+        errors
+    }
+
+    fn commit_row(&mut self, record: &Map<String, Value>, values: Vec<Cell>) {
+        if record.len() > values.len() || record.keys().any(|k| !self.names.contains(k.as_str())) {
+            for name in record.keys() {
+                if !self.names.contains(name.as_str()) && !self.unmapped.contains(name) {
+                    self.unmapped.insert(name.clone());
+                }
             }
         }
         for ((p, b), v) in self.properties.iter().zip(&mut self.builders).zip(values) {
             append(p, b.as_mut(), v);
         }
         self.rows += 1;
-        Ok(())
     }
 
     /// Takes the accumulated columns, leaving the builder empty.

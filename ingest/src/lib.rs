@@ -6,7 +6,9 @@
 pub mod error;
 #[cfg(feature = "publish")]
 pub mod publish;
+pub mod rules;
 
 pub use error::{IngestError, Result};
 #[cfg(feature = "publish")]
 pub use publish::{PublishOptions, PublishReport, publish_jsonl};
+pub use rules::{RuleError, RuleSet};
