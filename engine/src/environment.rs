@@ -110,6 +110,10 @@ pub struct AppendReport {
     pub first_key: Option<u64>,
     /// Last key assigned, if any record was committed.
     pub last_key: Option<u64>,
+    /// The key ranges `[start, end)` this append holds, in order. An append spanning several
+    /// segments reserves keys segment by segment, so another writer's segments may sit between
+    /// its `first_key` and `last_key`; these ranges say exactly which keys are this append's.
+    pub key_ranges: Vec<(u64, u64)>,
     /// Segments written.
     pub segments: usize,
     /// Table log version of the commit (unchanged when nothing was appended).
@@ -383,6 +387,21 @@ impl Environment {
             report.files_deleted += 1;
             report.bytes_deleted += meta.size;
         }
+        if let Some(root) = self.storage.local_root() {
+            // A writer killed mid-upload leaves `<name>#<n>` staging files, which the local object
+            // store hides from listings; only the filesystem shows them.
+            let cutoff = std::time::SystemTime::now().checked_sub(min_age).unwrap_or(std::time::UNIX_EPOCH);
+            for dir in [LAKE_DIR, log::LOG_DIR] {
+                for (path, meta) in staging_files(&root.join(dir)) {
+                    if meta.modified().map_or(true, |m| m > cutoff) {
+                        report.files_kept += 1;
+                    } else if std::fs::remove_file(&path).is_ok() {
+                        report.files_deleted += 1;
+                        report.bytes_deleted += meta.len();
+                    }
+                }
+            }
+        }
         Ok(report)
     }
 
@@ -395,6 +414,29 @@ impl Environment {
         }
         Ok(())
     }
+}
+
+/// Files under `dir` (recursively) named like the local store's staging files: `<name>#<digits>`.
+fn staging_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, std::fs::Metadata)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            out.extend(staging_files(&path));
+            continue;
+        }
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some((_, n)) = name.rsplit_once('#')
+            && !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+        {
+            out.push((path, meta));
+        }
+    }
+    out
 }
 
 /// An append in progress. Segments are written as they fill; the records become visible all at
@@ -582,7 +624,15 @@ impl<'e> Appender<'e> {
         let unmapped = self.unmapped.iter().cloned().collect();
         if self.written.is_empty() {
             let version = self.env.snapshot().version;
-            return Ok(AppendReport { rows: 0, first_key: None, last_key: None, segments: 0, version, unmapped });
+            return Ok(AppendReport {
+                rows: 0,
+                first_key: None,
+                last_key: None,
+                key_ranges: Vec::new(),
+                segments: 0,
+                version,
+                unmapped,
+            });
         }
         let now = now_ms();
         let rows: u64 = self.written.iter().map(SegmentInfo::rows).sum();
@@ -594,6 +644,13 @@ impl<'e> Appender<'e> {
             rows,
             first_key: self.written.first().map(|s| s.start),
             last_key: self.written.last().map(|s| s.end - 1),
+            key_ranges: self.written.iter().fold(Vec::new(), |mut ranges: Vec<(u64, u64)>, s| {
+                match ranges.last_mut() {
+                    Some(last) if last.1 == s.start => last.1 = s.end,
+                    _ => ranges.push((s.start, s.end)),
+                }
+                ranges
+            }),
             segments: self.written.len(),
             version: state.version,
             unmapped,
