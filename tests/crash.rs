@@ -503,22 +503,23 @@ fn crash_safety_under_sigkill() {
     }
     let orphans = parquet_before.len() - live.len();
     assert!(orphans > 0, "no kill left an orphan segment in {KILLS} rounds");
+    let log_staging = files_under(&root, "_delta_log").iter().filter(|p| is_staging(p)).count();
     let vacuum = env.vacuum(Duration::ZERO).unwrap();
     let after = files_under(&root, "lake");
     let parquet_after: BTreeSet<String> = after.iter().filter(|p| p.ends_with(".parquet")).cloned().collect();
     assert_eq!(parquet_after, live, "after vacuum the lake holds exactly the committed segments");
     assert_eq!(parquet_after.len(), env.engine().snapshot().segments.len());
     assert_eq!(vacuum.files_kept, 0, "{vacuum:?}");
-    assert_eq!(vacuum.files_deleted, before.len() - after.len(), "{vacuum:?}");
+    assert_eq!(vacuum.files_deleted, before.len() - after.len() + log_staging, "{vacuum:?}");
     assert!(vacuum.files_deleted >= orphans, "{vacuum:?}");
-    // A kill in the middle of writing a segment leaves the object store's staging file
-    // (`<segment>.parquet#<n>`). The store's listing hides those, so vacuum cannot see them: they
-    // are tolerated here (and counted) but nothing else may remain.
+    // A kill in the middle of writing a segment or a commit leaves the object store's staging
+    // file (`<name>#<n>`); vacuum removes those too, so nothing but live segments remains.
     let other_after: Vec<_> = after.iter().filter(|p| !p.ends_with(".parquet")).collect();
-    for p in &other_after {
-        assert!(is_staging(p), "unexpected file under lake/ after vacuum: {p}");
-    }
-    assert_eq!(other_after.len(), other_before.len());
+    assert!(
+        other_after.is_empty(),
+        "unexpected files under lake/ after vacuum: {other_after:?} (before: {other_before:?})"
+    );
+    assert!(files_under(&root, "_delta_log").iter().all(|p| !is_staging(p)), "staging files left in the log");
 
     // Everything still reads back, with a fresh handle too.
     drop(env);
