@@ -433,7 +433,6 @@ fn crash_safety_under_sigkill() {
     let mut known: BTreeMap<u64, Append> = BTreeMap::new();
     let mut next_seq = 0u64;
     let (mut reported_total, mut unreported_total) = (0usize, 0usize);
-    let mut log_staging = Vec::new();
 
     for round in 0..KILLS {
         let mut child = Command::new(&exe)
@@ -473,7 +472,7 @@ fn crash_safety_under_sigkill() {
         let env = Environment::open(&dir).unwrap();
         // Full content of the whole lake every few rounds (and at the end); ids otherwise.
         let full = round % 5 == 4;
-        log_staging = check_log(&root, &env);
+        check_log(&root, &env);
         let added = check_after_kill(&env, &mut known, expect_seq, full);
         unreported_total += added.len();
         // Whole content of this round's appends, through `range` over each reported range.
