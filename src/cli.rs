@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
-use m1::{Catalog, CatalogEntry, EnvConfig, Environment, Property, PublishOptions};
+use m1::{Catalog, CatalogEntry, EnvConfig, Environment, Property, PublishRequest};
 use serde_json::{Value, json};
 
 const USAGE: &str = "\
@@ -18,7 +18,10 @@ Usage:
   m1 ops env/list | env/get -env NAME | env/rename -env NAME -name NEW | env/destroy -env NAME
   m1 <env> schema | schema/add -properties JSON | schema/wipe
   m1 <env> next | get -ids JSON [-properties JSON] | range -start N -end N [-properties JSON]
-  m1 <env> publish -file PATH.jsonl [-rows N] | vacuum [-olderThanMs N]
+  m1 <env> publish -file PATH|URL|DIR|GLOB [-rules JSON] [-format csv|txt|json|jsonl] [-compression gz|zip|zst]
+           [-encoding CHARSET] [-delimiter C] [-headers true|false] [-rows N] [-infer true] [-permissive true]
+  m1 <env> system [-name value ...] | vacuum [-olderThanMs N]
+  m1 ops env/outbound -env NAME -enable true|false
 
 <env> is a name from the local catalog ($M1_HOME, default ~/.m1) or a path or URL.
 A parameter value of @file reads the value from that file.";
@@ -98,7 +101,10 @@ pub fn run(args: Args) -> Result<()> {
         ("ops", Some(ep)) => ops(ep, &params),
         ("ops", None) => bail!("m1 ops needs an endpoint, e.g. `m1 ops env/list`\n\n{USAGE}"),
         (_, None) => bail!("missing endpoint after '{}'\n\n{USAGE}", args.target),
-        (env, Some(ep)) => environment(&open(env)?, ep, &params),
+        (env, Some(ep)) => {
+            let (env, entry) = open(env)?;
+            environment(&env, entry.as_ref(), ep, &params)
+        }
     }
 }
 
@@ -106,14 +112,14 @@ fn catalog() -> Result<Catalog> {
     Ok(Catalog::open(Catalog::default_home())?)
 }
 
-/// Opens an environment by catalog name, id, path or URL.
-fn open(target: &str) -> Result<Environment> {
+/// Opens an environment by catalog name, id, path or URL (with its catalog entry, if any).
+fn open(target: &str) -> Result<(Environment, Option<CatalogEntry>)> {
     let cat = catalog()?;
-    if cat.get(target)?.is_some() {
-        return Ok(Environment::from_engine(cat.open_env(target)?));
+    if let Some(entry) = cat.get(target)? {
+        return Ok((Environment::from_engine(cat.open_env(target)?), Some(entry)));
     }
     if target.contains("://") || Path::new(target).exists() {
-        return Ok(Environment::open(target)?);
+        return Ok((Environment::open(target)?, None));
     }
     bail!(
         "no environment named '{target}' in the catalog (see `m1 ops env/list`; create one with `m1 ops env/create -env {target}`)"
@@ -148,6 +154,11 @@ fn ops(endpoint: &str, p: &Params) -> Result<()> {
             let entry = cat.get(name)?.ok_or_else(|| anyhow!("no environment named '{name}'"))?;
             print(&serde_json::to_value(entry.redacted())?)
         }
+        "env/outbound" => {
+            let enable = flag(p, "enable")?.ok_or_else(|| anyhow!("missing required parameter -enable"))?;
+            cat.set_outbound(p.req("env")?, enable)?;
+            Ok(())
+        }
         "env/bucket/register" => {
             let options = p.json("options")?.unwrap_or_default();
             cat.register_bucket(p.req("env")?, p.req("bucket")?, options)?;
@@ -169,7 +180,7 @@ fn ops(endpoint: &str, p: &Params) -> Result<()> {
     }
 }
 
-fn environment(env: &Environment, endpoint: &str, p: &Params) -> Result<()> {
+fn environment(env: &Environment, entry: Option<&CatalogEntry>, endpoint: &str, p: &Params) -> Result<()> {
     match endpoint {
         "schema" => print(&serde_json::to_value(env.schema()?.all())?),
         "schema/add" => {
@@ -196,11 +207,16 @@ fn environment(env: &Environment, endpoint: &str, p: &Params) -> Result<()> {
             Ok(())
         }
         "publish" => {
-            let file = p.req("file")?;
-            let file = file.strip_prefix("file=").unwrap_or(file);
-            let rows = p.num::<i64>("rows")?.filter(|r| *r >= 0).map(|r| r as u64);
-            let report = env.publish(&PathBuf::from(file), &PublishOptions { rows })?;
+            let report = publish(env, &publish_request(env, entry, p)?)?;
             print(&serde_json::to_value(report)?)
+        }
+        "system" => {
+            let changes: std::collections::BTreeMap<String, Value> =
+                p.0.iter()
+                    .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.clone()))))
+                    .collect();
+            let params = if changes.is_empty() { env.engine().system()? } else { env.engine().set_system(&changes)? };
+            print(&serde_json::to_value(params)?)
         }
         "vacuum" => {
             let ms: u64 = p.num("olderThanMs")?.unwrap_or(3_600_000);
@@ -208,6 +224,66 @@ fn environment(env: &Environment, endpoint: &str, p: &Params) -> Result<()> {
         }
         other => bail!("unknown endpoint '{other}'\n\n{USAGE}"),
     }
+}
+
+/// Builds a publish request from the seed's parameters (`-file`, `-rules`, `-format`, ...).
+fn publish_request(env: &Environment, entry: Option<&CatalogEntry>, p: &Params) -> Result<PublishRequest> {
+    let file = p.req("file")?;
+    let mut req = PublishRequest::new(file.strip_prefix("file=").unwrap_or(file));
+    req.rules = p.opt("rules").map(str::to_string);
+    req.format = p.opt("format").map(m1_ingest::Format::parse).transpose()?;
+    req.compression = p.opt("compression").map(m1_ingest::Compression::parse).transpose()?;
+    req.encoding = p.opt("encoding").map(str::to_string);
+    req.delimiter = match p.opt("delimiter") {
+        None => None,
+        Some("\\t" | "tab" | "\t") => Some(b'\t'),
+        Some(d) if d.len() == 1 => Some(d.as_bytes()[0]),
+        Some(d) => bail!("parameter -delimiter must be one character (or 'tab'), got '{d}'"),
+    };
+    req.headers = flag(p, "headers")?.unwrap_or(true);
+    req.rows = p.num::<i64>("rows")?.filter(|r| *r >= 0).map(|r| r as u64);
+    req.infer = flag(p, "infer")?.unwrap_or(false);
+    let default_permissive = env.engine().system()?.get("publish-permissive").and_then(Value::as_bool).unwrap_or(false);
+    req.permissive = flag(p, "permissive")?.unwrap_or(default_permissive);
+    req.zip_entries = p.json("entries")?;
+    if let Some(entry) = entry {
+        req.outbound = entry.outbound;
+        req.store_options = entry.options_for(&req.file);
+    }
+    Ok(req)
+}
+
+fn flag(p: &Params, key: &str) -> Result<Option<bool>> {
+    p.opt(key)
+        .map(|v| match v.trim() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            other => Err(anyhow!("parameter -{key} must be true or false, got '{other}'")),
+        })
+        .transpose()
+}
+
+/// Publishes with a progress bar on a terminal (bytes and rows/s on stderr).
+fn publish(env: &Environment, req: &PublishRequest) -> Result<m1::PublishReport> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return Ok(env.publish(req)?);
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}")
+            .expect("valid template"),
+    );
+    let report = env.publish_with_progress(req, &|p: &m1::Progress| {
+        if let Some(total) = p.bytes_total {
+            bar.set_length(total);
+        }
+        bar.set_position(p.bytes_read);
+        let rate = p.rows as f64 / p.elapsed.as_secs_f64().max(1e-3);
+        bar.set_message(format!("{} rows, {:.0} rows/s", p.rows, rate));
+    });
+    bar.finish_and_clear();
+    Ok(report?)
 }
 
 /// The bundled sample: 1,000 web events with nested objects, dates and tags.
@@ -228,7 +304,7 @@ fn quickstart() -> Result<()> {
     println!("2. added {} properties to the schema: m1 {name} schema", props.len());
     let sample = cat.home().join("quickstart-events.jsonl");
     std::fs::write(&sample, SAMPLE)?;
-    let report = env.publish(&sample, &PublishOptions::default())?;
+    let report = env.publish(&PublishRequest::new(sample.display().to_string()))?;
     println!(
         "3. published {} records from {} in {:.3}s (keys {}..={}): m1 {name} publish -file {}",
         report.rows_published,

@@ -14,15 +14,13 @@
 //! # Ok::<(), m1::Error>(())
 //! ```
 
-use std::path::Path;
-
 use arrow::array::RecordBatch;
 
 pub use m1_engine::{
     AppendReport, Appender, Catalog, CatalogEntry, EngineError, EnvConfig, KEY, Property, PropertyType, RAND, Schema,
     VacuumReport,
 };
-pub use m1_ingest::{IngestError, PublishOptions, PublishReport};
+pub use m1_ingest::{IngestError, Progress, PublishReport, PublishRequest};
 pub use m1_query::QueryError;
 
 /// Any error m1 reports.
@@ -107,9 +105,18 @@ impl Environment {
         Ok(self.inner.append_batches(batches)?)
     }
 
-    /// Publishes a local `.jsonl` file atomically.
-    pub fn publish(&self, file: &Path, options: &PublishOptions) -> Result<PublishReport> {
-        Ok(m1_ingest::publish_jsonl(&self.inner, file, options)?)
+    /// Publishes the files `request.file` names, atomically (`/publish`).
+    pub fn publish(&self, request: &PublishRequest) -> Result<PublishReport> {
+        self.publish_with_progress(request, &|_| {})
+    }
+
+    /// [`Environment::publish`], calling `progress` about ten times a second.
+    pub fn publish_with_progress(
+        &self,
+        request: &PublishRequest,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<PublishReport> {
+        Ok(m1_ingest::publish(&self.inner, request, progress)?)
     }
 
     /// The records with these keys, in the order asked, as one Arrow batch.

@@ -33,6 +33,9 @@ pub struct CatalogEntry {
     /// Object-store settings for the environment's own location (endpoint, credentials).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// Whether `/publish` may read from the internet (`http(s)://`), set by `env/outbound`.
+    #[serde(default)]
+    pub outbound: bool,
     /// Buckets registered for this environment, with their object-store settings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buckets: Vec<Bucket>,
@@ -200,6 +203,7 @@ impl Catalog {
             shards: env.config().shards,
             created: now_ms(),
             options,
+            outbound: false,
             buckets: Vec::new(),
         };
         file.environments.push(entry.clone());
@@ -262,6 +266,14 @@ impl Catalog {
         self.update(env, |e| {
             e.buckets.retain(|b| b.name != bucket);
             e.buckets.push(Bucket { name: bucket.to_string(), options });
+            Ok(())
+        })
+    }
+
+    /// Turns reads from the internet on or off for an environment (`env/outbound`).
+    pub fn set_outbound(&self, env: &str, enable: bool) -> Result<CatalogEntry> {
+        self.update(env, |e| {
+            e.outbound = enable;
             Ok(())
         })
     }

@@ -202,6 +202,19 @@ impl Environment {
         Ok(fallback)
     }
 
+    /// The system parameters (defaults overlaid with what was set).
+    pub fn system(&self) -> Result<std::collections::BTreeMap<String, Value>> {
+        crate::system::load(&self.storage)
+    }
+
+    /// Sets system parameters; returns them all.
+    pub fn set_system(
+        &self,
+        changes: &std::collections::BTreeMap<String, Value>,
+    ) -> Result<std::collections::BTreeMap<String, Value>> {
+        crate::system::set(&self.storage, changes)
+    }
+
     /// The environment's storage.
     pub fn storage(&self) -> &Storage {
         &self.storage

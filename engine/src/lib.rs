@@ -22,6 +22,8 @@ pub mod schema;
 pub mod segment;
 #[cfg(feature = "storage")]
 pub mod storage;
+#[cfg(feature = "storage")]
+pub mod system;
 pub mod values;
 
 #[cfg(feature = "storage")]

@@ -10,15 +10,26 @@ pub enum IngestError {
     /// The file could not be opened or read.
     #[error("{path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    /// A line is not a JSON object.
-    #[error("{path}:{line}: not a JSON object: {reason}")]
-    BadRecord { path: PathBuf, line: u64, reason: String },
-    /// A value does not fit the schema.
-    #[error("{path}:{line}: {source}")]
-    BadValue { path: PathBuf, line: u64, source: EngineError },
-    /// The format or compression is not supported yet.
+    /// A record does not fit: a value of the wrong type, a failed `cast` (strict mode).
+    #[error("{file}:{line}{}: {message}", column.map(|c| format!(":{c}")).unwrap_or_default())]
+    Row { file: String, line: u64, column: Option<u64>, message: String },
+    /// The TransformRuleSet is not valid.
+    #[error("rules: {0}")]
+    Rules(#[from] crate::rules::RuleError),
+    /// Something this machine cannot do for the input (e.g. start a decoder).
     #[error("{0}")]
     Unsupported(String),
+    /// A source could not be listed or opened.
+    #[error("{0}")]
+    Source(String),
+    /// A record could not be read at a known place: a bad header row, a JSON syntax error, a
+    /// corrupt or truncated compressed stream.
+    #[error(transparent)]
+    Record(#[from] crate::format::RecordError),
+    /// A reader option is not valid: an unknown format, compression or charset name, a bad
+    /// delimiter, `headers=false` without column names, duplicate column names.
+    #[error("{0}")]
+    InvalidOption(String),
     /// The storage core failed.
     #[error(transparent)]
     Engine(#[from] EngineError),

@@ -1,14 +1,23 @@
 //! m1-ingest: getting files into the lake.
 //!
-//! With the `publish` feature (default), [`publish::publish_jsonl`] publishes a local `.jsonl`
-//! file as one atomic append.
+//! Sources ([`source`]) give byte streams, [`compression`] and [`charset`] turn them into UTF-8
+//! text, [`format`] parses records, [`rules`] transforms them, and [`publish`] (with the default
+//! `publish` feature) runs all of it as a parallel pipeline into one atomic append.
 
+pub mod charset;
+pub mod compression;
 pub mod error;
+pub mod format;
 #[cfg(feature = "publish")]
 pub mod publish;
 pub mod rules;
-
-pub use error::{IngestError, Result};
 #[cfg(feature = "publish")]
-pub use publish::{PublishOptions, PublishReport, publish_jsonl};
+pub mod source;
+
+pub use charset::decode_charset;
+pub use compression::{Compression, decompress};
+pub use error::{IngestError, Result};
+pub use format::{Format, FormatOptions, RecordError, SourceOptions, SourceRecord, open_records, read_source};
+#[cfg(feature = "publish")]
+pub use publish::{Progress, PublishReport, PublishRequest, Rejection, publish};
 pub use rules::{RuleError, RuleSet};

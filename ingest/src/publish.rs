@@ -1,110 +1,616 @@
-//! Publishing a file into the lake as one atomic append.
+//! `/publish`: files into the lake as one atomic append, through a pipeline of threads.
+//!
+//! ```text
+//!  reader thread                 worker threads (servers)           this thread
+//!  source -> decompress ->  ==>  rules -> typing into Arrow   ==>   reorder by chunk number ->
+//!  charset -> parse, in chunks   columns, per chunk                 Appender (segments are
+//!                                                                   encoded on its threads)
+//! ```
+//! Channels are bounded, so memory stays bounded whatever the file size. Chunks carry sequence
+//! numbers and are appended in order, so keys follow input order. Nothing is visible until the
+//! final commit: any strict-mode error, or a crash, leaves the lake as it was.
 
-use std::io::BufRead;
-use std::path::Path;
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use m1_engine::Environment;
+use arrow::array::ArrayRef;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use m1_engine::rows::RowsBuilder;
+use m1_engine::schema::{Property, PropertyType};
+use m1_engine::storage::StoreOptions;
+use m1_engine::{EngineError, Environment};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::compression::Compression;
 use crate::error::{IngestError, Result};
+use crate::format::{Format, FormatOptions, RecordError, SourceOptions, SourceRecord, read_source};
+use crate::rules::RuleSet;
+use crate::source::{SourceFile, resolve};
+
+/// Records per chunk handed from the reader to the workers.
+const CHUNK_RECORDS: usize = 2048;
+/// Rejections listed in a report (all are counted).
+const MAX_LISTED: usize = 100;
+/// Records sampled to infer the types of new properties.
+const INFER_SAMPLE: usize = 1000;
+
+/// Everything `/publish` takes (SPEC §4).
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    /// Path, URL, directory, prefix or glob.
+    pub file: String,
+    /// TransformRuleSet JSON.
+    pub rules: Option<String>,
+    /// Format; from each file's name when absent.
+    pub format: Option<Format>,
+    /// Compression; from each file's name when absent.
+    pub compression: Option<Compression>,
+    /// Charset label (UTF-8 when absent).
+    pub encoding: Option<String>,
+    /// Delimiter for csv/txt.
+    pub delimiter: Option<u8>,
+    /// Whether delimited files start with a header row.
+    pub headers: bool,
+    /// Stop after this many records (all when absent).
+    pub rows: Option<u64>,
+    /// Add properties missing from the schema with inferred types before publishing.
+    pub infer: bool,
+    /// Null values that fail coercion and skip unparseable rows instead of failing.
+    pub permissive: bool,
+    /// Allow `http(s)://` sources.
+    pub outbound: bool,
+    /// Object-store settings for remote sources.
+    pub store_options: StoreOptions,
+    /// For zip files: only these entries.
+    pub zip_entries: Option<Vec<String>>,
+}
+
+impl PublishRequest {
+    /// A request for `file` with every other parameter at its default.
+    pub fn new(file: impl Into<String>) -> PublishRequest {
+        PublishRequest {
+            file: file.into(),
+            rules: None,
+            format: None,
+            compression: None,
+            encoding: None,
+            delimiter: None,
+            headers: true,
+            rows: None,
+            infer: false,
+            permissive: false,
+            outbound: false,
+            store_options: StoreOptions::new(),
+            zip_entries: None,
+        }
+    }
+}
+
+/// A record or value a permissive publish skipped or nulled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// File it came from.
+    pub file: String,
+    /// Line where the record starts.
+    pub line: u64,
+    /// Column, for delimited files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u64>,
+    /// What happened: the error message.
+    pub reason: String,
+    /// `skipped` (the record) or `nulled` (one value).
+    pub action: &'static str,
+}
+
+/// Live progress of a publish.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Bytes read from the sources (compressed size).
+    pub bytes_read: u64,
+    /// Total size of the sources, when known.
+    pub bytes_total: Option<u64>,
+    /// Records typed so far.
+    pub rows: u64,
+    /// Time since the publish started.
+    pub elapsed: Duration,
+}
 
 /// What a publish did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PublishReport {
-    /// The file published.
+    /// The `file` parameter.
     pub file: String,
-    /// Records read from the file.
+    /// Files read.
+    pub files: usize,
+    /// Records read from the files.
     pub rows_read: u64,
-    /// Records committed to the lake.
+    /// Records committed.
     pub rows_published: u64,
+    /// Records dropped by `filter` rules.
+    pub rows_filtered: u64,
+    /// Records skipped because they could not be parsed (permissive mode).
+    pub rows_rejected: u64,
+    /// Values set to null because they did not fit their type (permissive mode).
+    pub values_nulled: u64,
+    /// The first rejections, with positions.
+    pub rejections: Vec<Rejection>,
+    /// Properties in the input that are not in the schema (not stored in the lake).
+    pub unmapped: Vec<String>,
+    /// Properties added to the schema by `infer`.
+    pub inferred: Vec<Property>,
     /// First key assigned.
     pub first_key: Option<u64>,
     /// Last key assigned.
     pub last_key: Option<u64>,
-    /// Properties present in the input but not in the schema (not stored in the lake).
-    pub unmapped: Vec<String>,
-    /// Bytes read.
+    /// Exact key ranges `[start, end)` of the published records.
+    pub key_ranges: Vec<(u64, u64)>,
+    /// Bytes read (compressed size).
     pub bytes: u64,
     /// Wall time.
     pub seconds: f64,
+    /// Records published per second.
+    pub rows_per_second: f64,
 }
 
-/// Options of a publish.
-#[derive(Debug, Clone, Default)]
-pub struct PublishOptions {
-    /// Stop after this many records (`None` = all).
-    pub rows: Option<u64>,
+/// Counts bytes as they are read, for progress and the report.
+struct Counted<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
 }
 
-/// Publishes a `.jsonl` file (one JSON object per line) atomically: every record or none.
-pub fn publish_jsonl(env: &Environment, path: &Path, options: &PublishOptions) -> Result<PublishReport> {
-    let started = Instant::now();
-    let read_err = |e| IngestError::Read { path: path.to_path_buf(), source: e };
-    let name = path.display().to_string();
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("jsonl" | "ndjson" | "json") => {}
-        _ => {
-            return Err(IngestError::Unsupported(format!(
-                "{name}: only .jsonl files can be published so far (one JSON object per line)"
-            )));
-        }
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut appender = env.appender()?;
-    let (mut line_no, mut rows, mut bytes) = (0u64, 0u64, 0u64);
-    let mut line = String::new();
-    while options.rows.is_none_or(|cap| rows < cap) {
-        line.clear();
-        let n = reader.read_line(&mut line).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        bytes += n as u64;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record = match serde_json::from_str::<Value>(&line) {
-            Ok(Value::Object(m)) => m,
-            Ok(other) => {
-                let reason = format!("found {}", kind(&other));
-                return Err(IngestError::BadRecord { path: path.to_path_buf(), line: line_no, reason });
-            }
-            Err(e) => {
-                return Err(IngestError::BadRecord { path: path.to_path_buf(), line: line_no, reason: e.to_string() });
-            }
-        };
-        appender.write_json(record).map_err(|e| IngestError::BadValue {
-            path: path.to_path_buf(),
-            line: line_no,
-            source: e,
-        })?;
-        rows += 1;
+}
+
+/// Compiles `filter` rules with the query language, typed by the environment's schema.
+fn filter_compiler(
+    schema: m1_engine::Schema,
+) -> impl Fn(&str) -> std::result::Result<crate::rules::RecordTest, String> {
+    move |q: &str| {
+        let query = m1_query::syntax::parse(q).map_err(|e| e.to_string())?;
+        let schema = schema.clone();
+        let matcher = m1_query::matcher::Matcher::new(&query, move |name: &str| schema.get(name).map(|p| p.ty));
+        Ok(Box::new(move |r: &m1_engine::record::Record| matcher.matches(r)) as crate::rules::RecordTest)
     }
-    let report = appender.commit()?;
-    Ok(PublishReport {
-        file: name,
-        rows_read: rows,
-        rows_published: report.rows,
-        first_key: report.first_key,
-        last_key: report.last_key,
-        unmapped: report.unmapped,
-        bytes,
-        seconds: started.elapsed().as_secs_f64(),
+}
+
+fn source_options(req: &PublishRequest, rules: &RuleSet, file: &SourceFile) -> Result<SourceOptions> {
+    let (base, compression) = Compression::split_name(&file.name);
+    let format = match req.format {
+        Some(f) => f,
+        None => Format::from_name(base).ok_or_else(|| {
+            IngestError::Source(format!(
+                "{}: cannot tell the format from the name; give -format (csv, txt, json or jsonl)",
+                file.name
+            ))
+        })?,
+    };
+    let mut fo = FormatOptions::new(format);
+    fo.delimiter = req.delimiter;
+    fo.headers = req.headers;
+    fo.columns = rules.columns().map(<[String]>::to_vec);
+    Ok(SourceOptions {
+        compression: Some(req.compression.unwrap_or(compression)),
+        encoding: req.encoding.clone(),
+        zip_entries: req.zip_entries.clone(),
+        format: fo,
     })
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// One chunk of parsed records (or parse errors) on its way to the workers.
+struct RawChunk {
+    seq: u64,
+    file: Arc<str>,
+    delimited: bool,
+    items: Vec<std::result::Result<SourceRecord, RecordError>>,
+}
+
+/// One chunk typed into columns.
+struct TypedChunk {
+    seq: u64,
+    columns: Vec<ArrayRef>,
+    rows: usize,
+    read: u64,
+    filtered: u64,
+    rejected: u64,
+    nulled: u64,
+    rejections: Vec<Rejection>,
+    unmapped: BTreeSet<String>,
+}
+
+/// Publishes the files `req.file` names into `env`, atomically. `progress` is called about ten
+/// times a second.
+pub fn publish(
+    env: &Environment,
+    req: &PublishRequest,
+    progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<PublishReport> {
+    let started = Instant::now();
+    let schema = env.schema()?;
+    let compile = filter_compiler(schema.clone());
+    let rules = match &req.rules {
+        Some(json) => RuleSet::parse(json, &compile)?,
+        None => RuleSet::empty(),
+    };
+    let files = resolve(&req.file, &req.store_options, req.outbound)?;
+    let options: Vec<SourceOptions> = files.iter().map(|f| source_options(req, &rules, f)).collect::<Result<_>>()?;
+    let inferred = if req.infer { infer(env, &files[0], &options[0], &rules)? } else { Vec::new() };
+
+    let mut appender = env.appender()?;
+    let properties = appender.schema().properties().to_vec();
+    let bytes = Arc::new(AtomicU64::new(0));
+    let abort = AtomicBool::new(false);
+    let servers = env.config().servers.max(1) as usize;
+    let (raw_tx, raw_rx) = bounded::<RawChunk>(servers * 2);
+    let (typed_tx, typed_rx) = bounded::<Result<TypedChunk>>(servers * 2);
+    let bytes_total = files.iter().map(|f| f.size).sum::<Option<u64>>();
+
+    let outcome: Result<(u64, u64, u64, u64, u64, Vec<Rejection>, BTreeSet<String>)> = std::thread::scope(|s| {
+        let reader = s.spawn(|| read_all(&files, &options, req, &bytes, &abort, raw_tx));
+        for _ in 0..servers {
+            let (rx, tx) = (raw_rx.clone(), typed_tx.clone());
+            let (rules, properties, abort) = (&rules, &properties, &abort);
+            s.spawn(move || work(rx, tx, rules, properties, req.permissive, abort));
+        }
+        drop((raw_rx, typed_tx));
+        let mut pending: BTreeMap<u64, TypedChunk> = BTreeMap::new();
+        let mut next_seq = 0u64;
+        let (mut read, mut published, mut filtered, mut rejected, mut nulled) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut rejections = Vec::new();
+        let mut unmapped = BTreeSet::new();
+        let mut last_progress = Instant::now();
+        let mut failure = None;
+        for typed in typed_rx.iter() {
+            let chunk = match typed {
+                Ok(c) => c,
+                Err(e) => {
+                    abort.store(true, Ordering::Relaxed);
+                    failure.get_or_insert(e);
+                    continue;
+                }
+            };
+            if failure.is_some() {
+                continue;
+            }
+            pending.insert(chunk.seq, chunk);
+            while let Some(chunk) = pending.remove(&next_seq) {
+                next_seq += 1;
+                read += chunk.read;
+                filtered += chunk.filtered;
+                rejected += chunk.rejected;
+                nulled += chunk.nulled;
+                for r in chunk.rejections {
+                    if rejections.len() < MAX_LISTED {
+                        rejections.push(r);
+                    }
+                }
+                unmapped.extend(chunk.unmapped);
+                published += chunk.rows as u64;
+                if chunk.rows > 0
+                    && let Err(e) = appender.write_columns(chunk.columns, chunk.rows)
+                {
+                    abort.store(true, Ordering::Relaxed);
+                    failure.get_or_insert(e.into());
+                }
+            }
+            if last_progress.elapsed() >= Duration::from_millis(100) {
+                last_progress = Instant::now();
+                let bytes_read = bytes.load(Ordering::Relaxed);
+                progress(&Progress { bytes_read, bytes_total, rows: published, elapsed: started.elapsed() });
+            }
+        }
+        let read_result =
+            reader.join().unwrap_or_else(|_| Err(IngestError::Source("the reader thread panicked".into())));
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        read_result?;
+        Ok((read, published, filtered, rejected, nulled, rejections, unmapped))
+    });
+    let (rows_read, published, rows_filtered, rows_rejected, values_nulled, rejections, unmapped) = outcome?;
+    let report = appender.commit()?;
+    debug_assert_eq!(report.rows, published);
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes = bytes.load(Ordering::Relaxed);
+    progress(&Progress { bytes_read: bytes, bytes_total, rows: report.rows, elapsed: started.elapsed() });
+    Ok(PublishReport {
+        file: req.file.clone(),
+        files: files.len(),
+        rows_read,
+        rows_published: report.rows,
+        rows_filtered,
+        rows_rejected,
+        values_nulled,
+        rejections,
+        unmapped: unmapped.into_iter().collect(),
+        inferred,
+        first_key: report.first_key,
+        last_key: report.last_key,
+        key_ranges: report.key_ranges,
+        bytes,
+        seconds,
+        rows_per_second: if seconds > 0.0 { report.rows as f64 / seconds } else { 0.0 },
+    })
+}
+
+/// The reader stage: every file in order, parsed into numbered chunks.
+fn read_all(
+    files: &[SourceFile],
+    options: &[SourceOptions],
+    req: &PublishRequest,
+    bytes: &Arc<AtomicU64>,
+    abort: &AtomicBool,
+    tx: Sender<RawChunk>,
+) -> Result<()> {
+    let mut seq = 0u64;
+    let mut remaining = req.rows.unwrap_or(u64::MAX);
+    for (file, options) in files.iter().zip(options) {
+        if remaining == 0 || abort.load(Ordering::Relaxed) {
+            break;
+        }
+        let name: Arc<str> = Arc::from(file.name.as_str());
+        let delimited = matches!(options.format.format, Some(Format::Csv | Format::Txt));
+        let input = Box::new(Counted { inner: file.open()?, count: bytes.clone() });
+        let records = read_source(input, options, &file.name)?;
+        let mut items = Vec::with_capacity(CHUNK_RECORDS);
+        for item in records {
+            let fatal = matches!(&item, Err(e) if e.fatal);
+            if item.is_ok() {
+                remaining -= 1;
+            }
+            items.push(item);
+            if items.len() == CHUNK_RECORDS || remaining == 0 || fatal {
+                let chunk = RawChunk { seq, file: name.clone(), delimited, items: std::mem::take(&mut items) };
+                seq += 1;
+                if tx.send(chunk).is_err() || abort.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+            }
+            if remaining == 0 || fatal {
+                break;
+            }
+        }
+        if !items.is_empty() {
+            let _ = tx.send(RawChunk { seq, file: name, delimited, items });
+            seq += 1;
+        }
+    }
+    Ok(())
+}
+
+/// The worker stage: rules and typing for one chunk at a time.
+fn work(
+    rx: Receiver<RawChunk>,
+    tx: Sender<Result<TypedChunk>>,
+    rules: &RuleSet,
+    properties: &[Property],
+    permissive: bool,
+    abort: &AtomicBool,
+) {
+    let mut builder = RowsBuilder::new(properties);
+    for chunk in rx.iter() {
+        if abort.load(Ordering::Relaxed) {
+            continue;
+        }
+        let result = type_chunk(&chunk, &mut builder, rules, permissive);
+        if tx.send(result).is_err() {
+            return;
+        }
+    }
+}
+
+fn type_chunk(chunk: &RawChunk, builder: &mut RowsBuilder, rules: &RuleSet, permissive: bool) -> Result<TypedChunk> {
+    let mut out = TypedChunk {
+        seq: chunk.seq,
+        columns: Vec::new(),
+        rows: 0,
+        read: 0,
+        filtered: 0,
+        rejected: 0,
+        nulled: 0,
+        rejections: Vec::new(),
+        unmapped: BTreeSet::new(),
+    };
+    let file = &*chunk.file;
+    let mut casts = Vec::new();
+    for item in &chunk.items {
+        let source = match item {
+            Ok(r) => r,
+            Err(e) if permissive && !e.fatal => {
+                out.rejected += 1;
+                if out.rejections.len() < MAX_LISTED {
+                    out.rejections.push(Rejection {
+                        file: e.file.clone(),
+                        line: e.line,
+                        column: e.column,
+                        reason: e.message.clone(),
+                        action: "skipped",
+                    });
+                }
+                continue;
+            }
+            Err(e) => return Err(IngestError::Record(e.clone())),
+        };
+        out.read += 1;
+        let record = if permissive {
+            casts.clear();
+            let kept = rules.apply_lenient(source.record.clone(), &mut casts);
+            for c in casts.drain(..) {
+                out.nulled += 1;
+                if out.rejections.len() < MAX_LISTED {
+                    out.rejections.push(Rejection {
+                        file: file.to_string(),
+                        line: source.line,
+                        column: None,
+                        reason: c.to_string(),
+                        action: "nulled",
+                    });
+                }
+            }
+            kept
+        } else {
+            rules.apply(source.record.clone()).map_err(|e| IngestError::Row {
+                file: file.to_string(),
+                line: source.line,
+                column: None,
+                message: e.to_string(),
+            })?
+        };
+        let Some(record) = record else {
+            out.filtered += 1;
+            continue;
+        };
+        let column_of = |property: &str| {
+            chunk.delimited.then(|| record.keys().position(|k| k == property).map(|i| i as u64 + 1)).flatten()
+        };
+        if permissive {
+            for e in builder.push_lenient(&record) {
+                out.nulled += 1;
+                if out.rejections.len() < MAX_LISTED {
+                    let column = match &e {
+                        EngineError::BadValue { property, .. } => column_of(property),
+                        _ => None,
+                    };
+                    let reason = e.to_string();
+                    out.rejections.push(Rejection {
+                        file: file.to_string(),
+                        line: source.line,
+                        column,
+                        reason,
+                        action: "nulled",
+                    });
+                }
+            }
+        } else if let Err(e) = builder.push(&record) {
+            let column = match &e {
+                EngineError::BadValue { property, .. } => column_of(property),
+                _ => None,
+            };
+            return Err(IngestError::Row { file: file.to_string(), line: source.line, column, message: e.to_string() });
+        }
+    }
+    out.rows = builder.len();
+    out.unmapped = builder.unmapped().clone();
+    out.columns = builder.finish();
+    Ok(out)
+}
+
+/// Reads a sample of the first file and adds every property it has that the schema lacks, typed
+/// by the values seen (or by a `cast` rule).
+fn infer(env: &Environment, file: &SourceFile, options: &SourceOptions, rules: &RuleSet) -> Result<Vec<Property>> {
+    let schema = env.schema()?;
+    let mut seen: BTreeMap<String, (usize, Guess)> = BTreeMap::new();
+    let records = read_source(file.open()?, options, &file.name)?;
+    for item in records.take(INFER_SAMPLE) {
+        let Ok(source) = item else { continue };
+        let Ok(Some(record)) = rules.apply(source.record) else { continue };
+        for (name, value) in record {
+            if schema.get(&name).is_some() {
+                continue;
+            }
+            let order = seen.len();
+            let entry = seen.entry(name).or_insert((order, Guess::default()));
+            entry.1.observe(&value);
+        }
+    }
+    let mut found: Vec<(usize, Property)> = seen
+        .into_iter()
+        .filter_map(|(name, (order, guess))| {
+            let cast = rules.casts().iter().find(|(p, _)| *p == name).map(|(_, t)| *t);
+            let (ty, multi) = match (cast, guess.finish()) {
+                (Some(t), Some((_, multi))) => (t, multi),
+                (Some(t), None) => (t, false),
+                (None, Some(g)) => g,
+                (None, None) => return None,
+            };
+            if m1_engine::schema::validate_name(&name).is_err() {
+                return None;
+            }
+            Some((order, Property { name, ty, multi, description: None }))
+        })
+        .collect();
+    found.sort_by_key(|(order, _)| *order);
+    let properties: Vec<Property> = found.into_iter().map(|(_, p)| p).collect();
+    if !properties.is_empty() {
+        env.add_properties(&properties)?;
+    }
+    Ok(properties)
+}
+
+/// The narrowest type every non-null value seen fits.
+#[derive(Default)]
+struct Guess {
+    any: bool,
+    multi: bool,
+    int: bool,
+    double: bool,
+    boolean: bool,
+    date: bool,
+    other: bool,
+}
+
+impl Guess {
+    fn observe(&mut self, v: &Value) {
+        match v {
+            Value::Null => {}
+            Value::Array(items) => {
+                self.multi = true;
+                for i in items {
+                    self.observe(i);
+                }
+            }
+            Value::Bool(_) => self.mark(|g| g.boolean = true),
+            Value::Number(n) if n.is_i64() || n.is_u64() => self.mark(|g| g.int = true),
+            Value::Number(_) => self.mark(|g| g.double = true),
+            Value::String(s) if s.trim().is_empty() => {}
+            Value::String(s) => {
+                let s = s.trim();
+                if s.parse::<i64>().is_ok() {
+                    self.mark(|g| g.int = true)
+                } else if s.parse::<f64>().is_ok() {
+                    self.mark(|g| g.double = true)
+                } else if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") {
+                    self.mark(|g| g.boolean = true)
+                } else if s.len() >= 10 && s.as_bytes()[4] == b'-' && m1_engine::values::parse_date(s).is_some() {
+                    self.mark(|g| g.date = true)
+                } else {
+                    self.mark(|g| g.other = true)
+                }
+            }
+            Value::Object(_) => self.mark(|g| g.other = true),
+        }
+    }
+
+    fn mark(&mut self, f: impl FnOnce(&mut Guess)) {
+        self.any = true;
+        f(self);
+    }
+
+    fn finish(&self) -> Option<(PropertyType, bool)> {
+        if !self.any {
+            return None;
+        }
+        let kinds = [self.int || self.double, self.boolean, self.date, self.other].iter().filter(|k| **k).count();
+        let ty = if kinds > 1 || self.other {
+            PropertyType::String
+        } else if self.double {
+            PropertyType::Double
+        } else if self.int {
+            PropertyType::Integer
+        } else if self.boolean {
+            PropertyType::Boolean
+        } else {
+            PropertyType::Date
+        };
+        Some((ty, self.multi))
     }
 }

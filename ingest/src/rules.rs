@@ -289,8 +289,19 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
-    /// Applies every rule in order. `Ok(None)` means a `filter` dropped the record.
-    pub fn apply(&self, mut record: Record) -> Result<Option<Record>, CastError> {
+    /// Applies every rule in order. `Ok(None)` means a `filter` dropped the record; a value a
+    /// `cast` cannot convert is an error.
+    pub fn apply(&self, record: Record) -> Result<Option<Record>, CastError> {
+        self.run(record, None)
+    }
+
+    /// Applies every rule in order, setting values a `cast` cannot convert to null and adding
+    /// their errors to `nulled` (permissive publishing). `None` means a `filter` dropped it.
+    pub fn apply_lenient(&self, record: Record, nulled: &mut Vec<CastError>) -> Option<Record> {
+        self.run(record, Some(nulled)).unwrap_or(None)
+    }
+
+    fn run(&self, mut record: Record, mut nulled: Option<&mut Vec<CastError>>) -> Result<Option<Record>, CastError> {
         for (index, rule) in self.rules.iter().enumerate() {
             match rule {
                 Rule::Columns => {}
@@ -321,16 +332,27 @@ impl RuleSet {
                 }
                 Rule::Cast { property, ty, date } => {
                     if let Some(v) = record.get_mut(property) {
-                        let cast = cast_value(v, *ty, date).ok_or_else(|| CastError {
-                            index,
-                            property: property.clone(),
-                            value: v.to_string(),
-                            expected: match date {
-                                DateInput::Format(f) => format!("date in the format '{f}'"),
-                                _ => ty.name().to_string(),
-                            },
-                        })?;
-                        *v = cast;
+                        match cast_value(v, *ty, date) {
+                            Some(cast) => *v = cast,
+                            None => {
+                                let err = CastError {
+                                    index,
+                                    property: property.clone(),
+                                    value: v.to_string(),
+                                    expected: match date {
+                                        DateInput::Format(f) => format!("date in the format '{f}'"),
+                                        _ => ty.name().to_string(),
+                                    },
+                                };
+                                match nulled.as_deref_mut() {
+                                    Some(list) => {
+                                        list.push(err);
+                                        *v = Value::Null;
+                                    }
+                                    None => return Err(err),
+                                }
+                            }
+                        }
                     }
                 }
                 Rule::Split { property, separator } => {
@@ -602,6 +624,9 @@ mod tests {
         assert_eq!(set.casts(), &[("n".to_string(), PropertyType::Integer)]);
         let err = set.apply(rec(json!({"n":"4x"}))).unwrap_err();
         assert_eq!(err.to_string(), "rule 0 (cast): property 'n': value \"4x\" is not a valid integer");
+        let mut nulled = Vec::new();
+        let kept = set.apply_lenient(rec(json!({"n":"4x","m":1})), &mut nulled).unwrap();
+        assert_eq!((Value::Object(kept), nulled.len()), (json!({"n":null,"m":1}), 1));
         let set = parse(r#"[{"op":"cast","property":"t","type":"date","format":"%Y"}]"#).unwrap();
         assert!(set.apply(rec(json!({"t":"soon"}))).unwrap_err().to_string().contains("date in the format '%Y'"));
     }

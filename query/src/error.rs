@@ -2,6 +2,8 @@
 
 use m1_engine::EngineError;
 
+use crate::syntax::SyntaxError;
+
 /// What can go wrong answering a read.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -15,6 +17,9 @@ pub enum QueryError {
     /// Writing results to the output failed.
     #[error("writing results: {0}")]
     Output(#[from] std::io::Error),
+    /// A query does not parse.
+    #[error("query syntax: {0}")]
+    Syntax(#[from] SyntaxError),
     /// A request parameter is invalid.
     #[error("{0}")]
     BadRequest(String),

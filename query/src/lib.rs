@@ -1,5 +1,8 @@
 //! m1-query: asking questions of records.
 //!
+//! Always: the query language — [`syntax::parse`] turns Lucene/Solr query text into a
+//! [`Query`], and a [`Matcher`] evaluates one against a single record.
+//!
 //! With the `lake` feature (default), [`lake::get`] answers key lookups and [`lake::range`]
 //! streams key ranges, both as Arrow batches, and [`encode`] turns batches into the JSON records
 //! of the API.
@@ -9,7 +12,11 @@ pub mod encode;
 pub mod error;
 #[cfg(feature = "lake")]
 pub mod lake;
+pub mod matcher;
+pub mod syntax;
 
 pub use error::{QueryError, Result};
 #[cfg(feature = "lake")]
 pub use lake::{Range, get, range};
+pub use matcher::Matcher;
+pub use syntax::{Query, SyntaxError, parse};

@@ -1,0 +1,171 @@
+//! Charset decoding: any input encoding becomes a UTF-8 stream for the format readers.
+//!
+//! The `encoding` parameter takes any WHATWG label (`utf-8`, `latin1`, `windows-1252`,
+//! `shift_jis`, `euc-jp`, `gbk`, `big5`, `euc-kr`, `utf-16le`, ...) and the common Java charset
+//! names (`UTF8`, `ISO8859_1`, `Cp1252`, `UTF-16`, `UnicodeLittleUnmarked`, `MS932`, `EUC_JP`,
+//! `MS936`, `MS949`, ...). Following the WHATWG Encoding Standard, which `encoding_rs`
+//! implements, `ISO-8859-1`/`latin1`/`US-ASCII` decode as `windows-1252` (a superset), and a
+//! byte-order mark at the start of the stream wins over the label and is removed.
+//! Java's `UTF-16` is big-endian unless a BOM says otherwise.
+//!
+//! Bytes that are invalid in the encoding — including invalid UTF-8 in the default UTF-8 — are
+//! replaced by U+FFFD (the replacement character), as Java's readers do: the record is kept and
+//! the damage stays visible in the value. Nothing is dropped silently.
+
+use std::io::Read;
+
+use encoding_rs::Encoding;
+
+use crate::error::{IngestError, Result};
+
+/// Finds the encoding a WHATWG label or Java charset name means (case-insensitive).
+pub fn encoding_for_label(label: &str) -> Result<&'static Encoding> {
+    let lower = label.trim().to_ascii_lowercase();
+    let java = match lower.as_str() {
+        "utf-16" | "utf16" | "unicode" | "unicodebig" | "x-utf-16be-bom" | "utf_16" => Some(encoding_rs::UTF_16BE),
+        "unicodebigunmarked" | "utf_16be" => Some(encoding_rs::UTF_16BE),
+        "unicodelittle" | "unicodelittleunmarked" | "x-utf-16le-bom" | "utf_16le" => Some(encoding_rs::UTF_16LE),
+        "ms936" | "cp936" | "windows-936" => Some(encoding_rs::GBK),
+        "ms949" | "cp949" | "x-windows-949" | "windows-949" => Some(encoding_rs::EUC_KR),
+        "ms950" | "cp950" | "x-windows-950" | "windows-950" => Some(encoding_rs::BIG5),
+        "pck" | "cp943" | "cp932" => Some(encoding_rs::SHIFT_JIS),
+        "ascii" | "us-ascii" | "ascii7" | "iso646-us" | "default" => Some(encoding_rs::WINDOWS_1252),
+        _ => None,
+    };
+    let found = java
+        .or_else(|| Encoding::for_label_no_replacement(lower.as_bytes()))
+        .or_else(|| Encoding::for_label_no_replacement(lower.replace('_', "-").as_bytes()))
+        .or_else(|| {
+            // Java's historical names: ISO8859_1, 8859_15.
+            let dashed = lower.replace('_', "-");
+            let part = dashed.trim_start_matches("iso").trim_start_matches('-').strip_prefix("8859")?;
+            Encoding::for_label_no_replacement(format!("iso-8859-{}", part.trim_start_matches('-')).as_bytes())
+        })
+        .or_else(|| {
+            lower.strip_prefix("cp").and_then(|n| Encoding::for_label_no_replacement(format!("windows-{n}").as_bytes()))
+        });
+    found.ok_or_else(|| {
+        let hint = if lower.contains("32") && lower.contains("utf") { " (UTF-32 is not supported)" } else { "" };
+        IngestError::InvalidOption(format!(
+            "unknown charset {label:?}{hint}: use a WHATWG or Java charset name such as UTF-8, ISO-8859-1, \
+             windows-1252, UTF-16LE, UTF-16BE, Shift_JIS, EUC-JP, GBK"
+        ))
+    })
+}
+
+/// Wraps `reader` so it yields UTF-8: decodes from the charset `label` (UTF-8 when `None`),
+/// removes a byte-order mark, and replaces invalid bytes with U+FFFD (see the module
+/// documentation). An unknown label is an error before anything is read.
+pub fn decode_charset(reader: Box<dyn Read + Send>, label: Option<&str>) -> Result<Box<dyn Read + Send>> {
+    let encoding = match label {
+        Some(l) if !l.trim().is_empty() => encoding_for_label(l)?,
+        _ => encoding_rs::UTF_8,
+    };
+    let decoder = encoding_rs_io::DecodeReaderBytesBuilder::new()
+        .encoding(Some(encoding))
+        .bom_override(true)
+        .strip_bom(true)
+        .build_with_buffer(reader, vec![0u8; 64 * 1024])
+        .map_err(|e| IngestError::Source(format!("charset decoder: {e}")))?;
+    Ok(Box::new(decoder))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(bytes: &[u8], label: Option<&str>) -> String {
+        let mut out = String::new();
+        decode_charset(Box::new(std::io::Cursor::new(bytes.to_vec())), label)
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    }
+
+    fn encode(text: &str, label: &str) -> Vec<u8> {
+        let enc = encoding_for_label(label).unwrap();
+        if enc == encoding_rs::UTF_16LE || enc == encoding_rs::UTF_16BE {
+            let le = enc == encoding_rs::UTF_16LE;
+            return text.encode_utf16().flat_map(|u| if le { u.to_le_bytes() } else { u.to_be_bytes() }).collect();
+        }
+        let (bytes, _, unmappable) = enc.encode(text);
+        assert!(!unmappable, "{text} in {label}");
+        bytes.into_owned()
+    }
+
+    #[test]
+    fn labels_whatwg_and_java() {
+        for (label, name) in [
+            ("UTF-8", "UTF-8"),
+            ("utf8", "UTF-8"),
+            ("ISO-8859-1", "windows-1252"),
+            ("latin1", "windows-1252"),
+            ("ISO8859_1", "windows-1252"),
+            ("8859_1", "windows-1252"),
+            ("windows-1252", "windows-1252"),
+            ("Cp1252", "windows-1252"),
+            ("Cp1250", "windows-1250"),
+            ("ISO8859_15", "ISO-8859-15"),
+            ("ISO-8859-2", "ISO-8859-2"),
+            ("US-ASCII", "windows-1252"),
+            ("UTF-16", "UTF-16BE"),
+            ("UTF-16LE", "UTF-16LE"),
+            ("UTF-16BE", "UTF-16BE"),
+            ("UnicodeLittleUnmarked", "UTF-16LE"),
+            ("Shift_JIS", "Shift_JIS"),
+            ("MS932", "Shift_JIS"),
+            ("windows-31j", "Shift_JIS"),
+            ("EUC-JP", "EUC-JP"),
+            ("EUC_JP", "EUC-JP"),
+            ("GBK", "GBK"),
+            ("GB2312", "GBK"),
+            ("MS936", "GBK"),
+            ("GB18030", "gb18030"),
+            ("Big5", "Big5"),
+            ("EUC-KR", "EUC-KR"),
+            ("ISO-2022-JP", "ISO-2022-JP"),
+            ("KOI8-R", "KOI8-R"),
+        ] {
+            assert_eq!(encoding_for_label(label).unwrap().name(), name, "{label}");
+        }
+        for bad in ["klingon", "UTF-32", "iso-2022-kr", "x"] {
+            let msg = encoding_for_label(bad).unwrap_err().to_string();
+            assert!(msg.contains(&format!("{bad:?}")), "{msg}");
+        }
+    }
+
+    #[test]
+    fn round_trips_non_ascii_text() {
+        let text = "name,city\nJosé,Zürich\nÅsa,Ærøskøbing\n";
+        for label in ["latin1", "windows-1252", "ISO-8859-15", "UTF-16LE", "UTF-16BE"] {
+            assert_eq!(decode(&encode(text, label), Some(label)), text, "{label}");
+        }
+        let japanese = "名前,都市\n山田太郎,東京\n";
+        for label in ["Shift_JIS", "EUC-JP", "UTF-16LE"] {
+            assert_eq!(decode(&encode(japanese, label), Some(label)), japanese, "{label}");
+        }
+        assert_eq!(decode(&encode("中文,数据\n", "GBK"), Some("GBK")), "中文,数据\n");
+        // windows-1252 specifics in 0x80..0x9F.
+        assert_eq!(decode(b"\x80 \x93q\x94", Some("Cp1252")), "€ “q”");
+    }
+
+    #[test]
+    fn boms_are_removed_and_win() {
+        assert_eq!(decode(b"\xEF\xBB\xBFa,b", None), "a,b");
+        let mut le = vec![0xFF, 0xFE];
+        le.extend(encode("héllo", "UTF-16LE"));
+        assert_eq!(decode(&le, Some("UTF-16LE")), "héllo");
+        assert_eq!(decode(&le, Some("UTF-16")), "héllo", "Java UTF-16 follows the BOM");
+        let mut be = vec![0xFE, 0xFF];
+        be.extend(encode("héllo", "UTF-16BE"));
+        assert_eq!(decode(&be, Some("UTF-16")), "héllo");
+        assert_eq!(decode(&encode("héllo", "UTF-16BE"), Some("UTF-16")), "héllo", "no BOM: big-endian");
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_replacement_characters() {
+        assert_eq!(decode(b"ok \xFF\xFE bad \xC3", None), "ok \u{FFFD}\u{FFFD} bad \u{FFFD}");
+        assert_eq!(decode(b"", None), "");
+    }
+}

@@ -1,0 +1,458 @@
+//! json and jsonl readers.
+//!
+//! - [`JsonLines`] (`jsonl`): one JSON object per line; blank lines are skipped; a line that is not
+//!   a JSON object (or not JSON) is a non-fatal [`RecordError`] for that line.
+//! - [`JsonDocument`] (`json`): one array of objects, read element by element without loading the
+//!   file (each element's bytes are found by a small bracket/string scanner, then parsed), or one
+//!   object; several top-level objects in a row are read one after the other. A non-object element
+//!   is a non-fatal error; a syntax error ends the stream with a fatal error at its line and
+//!   column.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use m1_engine::record::flatten;
+use serde_json::Value;
+
+use super::{RecordError, SourceRecord, json_kind};
+
+const BUF_SIZE: usize = 256 * 1024;
+
+/// serde_json's message without its " at line L column C" suffix (positions are ours).
+fn message(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// The records of a jsonl stream.
+pub struct JsonLines {
+    reader: BufReader<Box<dyn Read + Send>>,
+    buf: Vec<u8>,
+    line: u64,
+    source: String,
+    done: bool,
+}
+
+impl JsonLines {
+    /// Reads `reader` as one JSON object per line; `source` names it in errors.
+    pub fn new(reader: Box<dyn Read + Send>, source: &str) -> Self {
+        Self {
+            reader: BufReader::with_capacity(BUF_SIZE, reader),
+            buf: Vec::new(),
+            line: 0,
+            source: source.to_string(),
+            done: false,
+        }
+    }
+}
+
+impl Iterator for JsonLines {
+    type Item = Result<SourceRecord, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            self.buf.clear();
+            match self.reader.read_until(b'\n', &mut self.buf) {
+                Ok(0) => {
+                    self.done = true;
+                    return None;
+                }
+                Ok(_) => self.line += 1,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(RecordError::new(&self.source, self.line + 1, None, e.to_string(), true)));
+                }
+            }
+            let Some(first) = self.buf.iter().position(|b| !b.is_ascii_whitespace()) else { continue };
+            let line = self.line;
+            let mut text = &self.buf[..];
+            while let [rest @ .., b'\n' | b'\r'] = text {
+                text = rest;
+            }
+            return Some(match serde_json::from_slice::<Value>(text) {
+                Ok(Value::Object(m)) => Ok(SourceRecord { line, record: flatten(m) }),
+                Ok(other) => {
+                    let msg = format!("not a JSON object: found {}", json_kind(&other));
+                    Err(RecordError::new(&self.source, line, Some(first as u64 + 1), msg, false))
+                }
+                Err(e) => {
+                    let msg = format!("not a JSON object: {}", message(&e));
+                    Err(RecordError::new(&self.source, line, Some(e.column().max(1) as u64), msg, false))
+                }
+            });
+        }
+    }
+}
+
+/// Reads bytes while keeping the 1-based line and column of the next byte.
+struct Scanner<R> {
+    reader: R,
+    line: u64,
+    col: u64,
+}
+
+/// How capturing a value ended.
+enum Capture {
+    /// The value's bytes are complete (as far as brackets and quotes tell).
+    Complete,
+    /// The input ended inside the value.
+    Eof,
+}
+
+impl<R: BufRead> Scanner<R> {
+    /// Skips whitespace and returns the next byte without consuming it; `None` at the end.
+    fn peek_non_ws(&mut self) -> io::Result<Option<u8>> {
+        loop {
+            let buf = self.reader.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            let mut used = 0;
+            let mut found = None;
+            for &b in buf {
+                match b {
+                    b'\n' => {
+                        self.line += 1;
+                        self.col = 1;
+                    }
+                    b' ' | b'\t' | b'\r' => self.col += 1,
+                    _ => {
+                        found = Some(b);
+                        break;
+                    }
+                }
+                used += 1;
+            }
+            self.reader.consume(used);
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// Consumes one byte that is not a line break.
+    fn bump(&mut self) {
+        self.reader.consume(1);
+        self.col += 1;
+    }
+
+    /// Appends the bytes of one JSON value to `out`: a container up to its matching bracket, a
+    /// string up to its closing quote, or a scalar up to the next delimiter or whitespace.
+    fn capture(&mut self, out: &mut Vec<u8>) -> io::Result<Capture> {
+        let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
+        let mut started = false;
+        let mut scalar = false;
+        loop {
+            let buf = self.reader.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(if scalar && !in_string { Capture::Complete } else { Capture::Eof });
+            }
+            let mut end = None;
+            for (i, &b) in buf.iter().enumerate() {
+                if !started {
+                    started = true;
+                    match b {
+                        b'{' | b'[' => depth = 1,
+                        b'"' => in_string = true,
+                        _ => scalar = true,
+                    }
+                    continue;
+                }
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_string = false;
+                        if depth == 0 {
+                            end = Some(i + 1);
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                if scalar {
+                    if matches!(b, b',' | b']' | b'}' | b' ' | b'\t' | b'\r' | b'\n' | b'[' | b'{' | b'"') {
+                        end = Some(i);
+                        break;
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = Some(i + 1);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let used = end.unwrap_or(buf.len());
+            out.extend_from_slice(&buf[..used]);
+            for &b in &buf[..used] {
+                if b == b'\n' {
+                    self.line += 1;
+                    self.col = 1;
+                } else {
+                    self.col += 1;
+                }
+            }
+            self.reader.consume(used);
+            if end.is_some() {
+                return Ok(Capture::Complete);
+            }
+        }
+    }
+}
+
+/// Where a [`JsonDocument`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DocState {
+    /// Before the first value.
+    Start,
+    /// Inside the top-level array, before an element (after `[` or `,`).
+    ArrayElement { first: bool },
+    /// Inside the top-level array, after an element.
+    ArrayAfter,
+    /// Top-level objects, before the next one.
+    Objects,
+    /// Nothing more to read.
+    Done,
+}
+
+/// The records of a json stream: one array of objects, or one (or more) top-level objects.
+pub struct JsonDocument {
+    scanner: Scanner<BufReader<Box<dyn Read + Send>>>,
+    state: DocState,
+    buf: Vec<u8>,
+    source: String,
+}
+
+impl JsonDocument {
+    /// Reads `reader` as a JSON document; `source` names it in errors.
+    pub fn new(reader: Box<dyn Read + Send>, source: &str) -> Self {
+        Self {
+            scanner: Scanner { reader: BufReader::with_capacity(BUF_SIZE, reader), line: 1, col: 1 },
+            state: DocState::Start,
+            buf: Vec::new(),
+            source: source.to_string(),
+        }
+    }
+
+    fn fatal(&mut self, line: u64, col: u64, message: impl Into<String>) -> Option<Result<SourceRecord, RecordError>> {
+        self.state = DocState::Done;
+        Some(Err(RecordError::new(&self.source, line, Some(col), message, true)))
+    }
+
+    fn fatal_here(&mut self, message: impl Into<String>) -> Option<Result<SourceRecord, RecordError>> {
+        let (line, col) = (self.scanner.line, self.scanner.col);
+        self.fatal(line, col, message)
+    }
+
+    fn io_error(&mut self, e: &io::Error) -> Option<Result<SourceRecord, RecordError>> {
+        self.state = DocState::Done;
+        Some(Err(RecordError::new(&self.source, self.scanner.line, None, e.to_string(), true)))
+    }
+
+    /// Consumes the `]` closing the array; only whitespace may follow it.
+    fn end_array(&mut self) -> Option<Result<SourceRecord, RecordError>> {
+        self.scanner.bump();
+        self.state = DocState::Done;
+        match self.scanner.peek_non_ws() {
+            Ok(None) => None,
+            Ok(Some(_)) => self.fatal_here("unexpected data after the JSON array"),
+            Err(e) => self.io_error(&e),
+        }
+    }
+
+    /// Reads and parses the value starting at the next byte.
+    fn element(&mut self) -> Option<Result<SourceRecord, RecordError>> {
+        let (line, col) = (self.scanner.line, self.scanner.col);
+        self.buf.clear();
+        let complete = match self.scanner.capture(&mut self.buf) {
+            Ok(c) => matches!(c, Capture::Complete),
+            Err(e) => return self.io_error(&e),
+        };
+        match serde_json::from_slice::<Value>(&self.buf) {
+            Ok(Value::Object(m)) if complete => Some(Ok(SourceRecord { line, record: flatten(m) })),
+            Ok(other) if complete => {
+                let msg = format!("not a JSON object: found {}", json_kind(&other));
+                Some(Err(RecordError::new(&self.source, line, Some(col), msg, false)))
+            }
+            Ok(_) => self.fatal_here("unexpected end of input inside a value"),
+            Err(e) => {
+                // Positions inside the element, made absolute.
+                let (el, ec) = (e.line().max(1) as u64, e.column() as u64);
+                let (l, c) = if el == 1 { (line, col + ec.saturating_sub(1)) } else { (line + el - 1, ec.max(1)) };
+                let msg = if e.is_eof() {
+                    "unexpected end of input inside a value".to_string()
+                } else {
+                    format!("JSON syntax error: {}", message(&e))
+                };
+                self.fatal(l, c, msg)
+            }
+        }
+    }
+}
+
+impl Iterator for JsonDocument {
+    type Item = Result<SourceRecord, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let next = match self.state {
+                DocState::Done => return None,
+                _ => match self.scanner.peek_non_ws() {
+                    Ok(b) => b,
+                    Err(e) => return self.io_error(&e),
+                },
+            };
+            match (self.state, next) {
+                (DocState::Done, _) => return None,
+                (DocState::Start, None) | (DocState::Objects, None) => {
+                    self.state = DocState::Done;
+                    return None;
+                }
+                (DocState::Start, Some(b'[')) => {
+                    self.scanner.bump();
+                    self.state = DocState::ArrayElement { first: true };
+                }
+                (DocState::Start | DocState::Objects, Some(b'{')) => {
+                    self.state = DocState::Objects;
+                    return self.element();
+                }
+                (DocState::Start, Some(_)) => return self.fatal_here("expected a JSON array of objects or an object"),
+                (DocState::Objects, Some(_)) => {
+                    return self.fatal_here("expected a JSON object after the previous top-level object");
+                }
+                (DocState::ArrayElement { first: true }, Some(b']')) => return self.end_array(),
+                (DocState::ArrayElement { .. }, Some(b']')) => {
+                    return self.fatal_here("JSON syntax error: trailing comma before ']'");
+                }
+                (DocState::ArrayElement { .. }, Some(b',')) => {
+                    return self.fatal_here("JSON syntax error: expected a value, found ','");
+                }
+                (DocState::ArrayElement { .. }, Some(_)) => {
+                    self.state = DocState::ArrayAfter;
+                    return self.element();
+                }
+                (DocState::ArrayElement { .. } | DocState::ArrayAfter, None) => {
+                    return self.fatal_here("unexpected end of input: the JSON array is not closed");
+                }
+                (DocState::ArrayAfter, Some(b',')) => {
+                    self.scanner.bump();
+                    self.state = DocState::ArrayElement { first: false };
+                }
+                (DocState::ArrayAfter, Some(b']')) => return self.end_array(),
+                (DocState::ArrayAfter, Some(_)) => {
+                    return self.fatal_here("JSON syntax error: expected ',' or ']' after an array element");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Format, FormatOptions, open_records};
+    use super::*;
+
+    fn read(text: &str, format: Format) -> Vec<String> {
+        let options = FormatOptions::new(format);
+        let name = if format == Format::Json { "data.json" } else { "data.jsonl" };
+        open_records(Box::new(std::io::Cursor::new(text.as_bytes().to_vec())), &options, name)
+            .unwrap()
+            .map(|r| match r {
+                Ok(r) => format!("L{} {}", r.line, Value::Object(r.record)),
+                Err(e) => format!("E {e}{}", if e.fatal { " (fatal)" } else { "" }),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn jsonl_lines_blank_lines_and_bad_lines() {
+        let text = "{\"a\":1,\"b\":{\"c\":\"x\",\"d\":{\"e\":[1,2]}}}\n\n  \r\n[1,2]\n{\"a\":\n\"str\"\r\n{\"a\":2}\r\n{\"a\":3}";
+        assert_eq!(
+            read(text, Format::Jsonl),
+            [
+                r#"L1 {"a":1,"b.c":"x","b.d.e":[1,2]}"#,
+                "E data.jsonl:4:1: not a JSON object: found an array",
+                "E data.jsonl:5:5: not a JSON object: EOF while parsing a value",
+                "E data.jsonl:6:1: not a JSON object: found a string",
+                r#"L7 {"a":2}"#,
+                r#"L8 {"a":3}"#,
+            ]
+        );
+        assert_eq!(read("{\"a\": tru}\n", Format::Jsonl), ["E data.jsonl:1:10: not a JSON object: expected ident"]);
+        assert!(read("", Format::Jsonl).is_empty());
+    }
+
+    #[test]
+    fn json_array_streams_elements_with_lines() {
+        let text = "[\n  {\"a\": 1, \"n\": {\"m\": true}},\n  {\"a\": \"x]}\\\"\"},\n  5,\n  {\n    \"b\": [1, {\"c\": 2}]\n  }\n]\n";
+        assert_eq!(
+            read(text, Format::Json),
+            [
+                r#"L2 {"a":1,"n.m":true}"#,
+                r#"L3 {"a":"x]}\""}"#,
+                "E data.json:4:3: not a JSON object: found a number",
+                r#"L5 {"b":[1,{"c":2}]}"#,
+            ]
+        );
+        assert!(read("[]", Format::Json).is_empty());
+        assert!(read("  \n", Format::Json).is_empty());
+        assert_eq!(read("[null, \"s\"]", Format::Json).len(), 2);
+    }
+
+    #[test]
+    fn json_one_object_or_several() {
+        assert_eq!(read("{\"a\": {\"b\": 1}}", Format::Json), [r#"L1 {"a.b":1}"#]);
+        assert_eq!(read("{\"a\": 1}\n{\"a\": 2}\n", Format::Json), [r#"L1 {"a":1}"#, r#"L2 {"a":2}"#]);
+    }
+
+    #[test]
+    fn json_syntax_errors_are_fatal_with_positions() {
+        assert_eq!(
+            read("[\n {\"a\": 1},\n {\"a\": tru}\n]", Format::Json),
+            [r#"L2 {"a":1}"#, "E data.json:3:11: JSON syntax error: expected ident (fatal)"]
+        );
+        assert_eq!(
+            read("[{\"a\": 1},\n {\"a\":\n 2,,}]", Format::Json),
+            [r#"L1 {"a":1}"#, "E data.json:3:4: JSON syntax error: key must be a string (fatal)"]
+        );
+        assert_eq!(
+            read("[{\"a\": 1} {\"a\": 2}]", Format::Json),
+            [
+                r#"L1 {"a":1}"#,
+                "E data.json:1:11: JSON syntax error: expected ',' or ']' after an array element (fatal)"
+            ]
+        );
+        assert_eq!(
+            read("[{\"a\": 1},\n", Format::Json),
+            [r#"L1 {"a":1}"#, "E data.json:2:1: unexpected end of input: the JSON array is not closed (fatal)"]
+        );
+        assert_eq!(
+            read("[{\"a\": 1},\n{\"b\": \"unterminated", Format::Json),
+            [r#"L1 {"a":1}"#, "E data.json:2:19: unexpected end of input inside a value (fatal)"]
+        );
+        assert_eq!(
+            read("[{},]", Format::Json),
+            [r#"L1 {}"#, "E data.json:1:5: JSON syntax error: trailing comma before ']' (fatal)"]
+        );
+        assert_eq!(
+            read("[{}] x", Format::Json),
+            [r#"L1 {}"#, "E data.json:1:6: unexpected data after the JSON array (fatal)"]
+        );
+        assert_eq!(read("5", Format::Json), ["E data.json:1:1: expected a JSON array of objects or an object (fatal)"]);
+    }
+}
