@@ -20,6 +20,7 @@ Usage:
   m1 <env> next | get -ids JSON [-properties JSON] | range -start N -end N [-properties JSON]
   m1 <env> publish -file PATH|URL|DIR|GLOB [-rules JSON] [-format csv|txt|json|jsonl] [-compression gz|zip|zst]
            [-encoding CHARSET] [-delimiter C] [-headers true|false] [-rows N] [-infer true] [-permissive true]
+  m1 <env> write -items JSON [-publish true] [-rules JSON] [-async false]
   m1 <env> system [-name value ...] | vacuum [-olderThanMs N]
   m1 ops env/outbound -env NAME -enable true|false
 
@@ -209,6 +210,21 @@ fn environment(env: &Environment, entry: Option<&CatalogEntry>, endpoint: &str, 
         "publish" => {
             let report = publish(env, &publish_request(env, entry, p)?)?;
             print(&serde_json::to_value(report)?)
+        }
+        "write" => {
+            let items: Vec<Value> = p.json("items")?.ok_or_else(|| anyhow!("missing required parameter -items"))?;
+            let options = m1::WriteOptions {
+                ip: None,
+                publish: flag(p, "publish")?.unwrap_or(false),
+                rules: p.opt("rules").map(str::to_string),
+                permissive: flag(p, "permissive")?,
+            };
+            let report = env.write(items, &options)?;
+            // The seed's /write answers nothing unless asked to wait (`async=false`).
+            if !flag(p, "async")?.unwrap_or(true) {
+                print(&serde_json::to_value(report)?)?;
+            }
+            Ok(())
         }
         "system" => {
             let changes: std::collections::BTreeMap<String, Value> =

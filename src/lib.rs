@@ -20,7 +20,7 @@ pub use m1_engine::{
     AppendReport, Appender, Catalog, CatalogEntry, EngineError, EnvConfig, KEY, Property, PropertyType, RAND, Schema,
     VacuumReport,
 };
-pub use m1_ingest::{IngestError, Progress, PublishReport, PublishRequest};
+pub use m1_ingest::{IngestError, Progress, PublishReport, PublishRequest, WriteOptions, WriteReport};
 pub use m1_query::QueryError;
 
 /// Any error m1 reports.
@@ -117,6 +117,11 @@ impl Environment {
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<PublishReport> {
         Ok(m1_ingest::publish(&self.inner, request, progress)?)
+    }
+
+    /// Archives raw JSON items (`/write`) and, if asked, publishes them.
+    pub fn write(&self, items: Vec<serde_json::Value>, options: &WriteOptions) -> Result<WriteReport> {
+        Ok(m1_ingest::write(&self.inner, items, options)?)
     }
 
     /// The records with these keys, in the order asked, as one Arrow batch.

@@ -430,7 +430,7 @@ fn unzip(reader: Box<dyn Read + Send>, names: Option<Vec<String>>, tx: SyncSende
                 header.extend_from_slice(&extra);
                 let mut chained = Cursor::new(header).chain(&mut r);
                 let file = zip::read::read_zipfile_from_stream(&mut chained)
-                    .map_err(|e| corrupt(format_args!("entry {name:?}: {e}")))?
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zip: entry {name:?}: {e}")))?
                     .ok_or_else(|| corrupt(format_args!("entry {name:?}: no local header")))?;
                 if wanted && !pump(file, &tx).map_err(ctx)? {
                     return Ok(false);

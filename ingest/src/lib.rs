@@ -4,6 +4,8 @@
 //! text, [`format`] parses records, [`rules`] transforms them, and [`publish`] (with the default
 //! `publish` feature) runs all of it as a parallel pipeline into one atomic append.
 
+#[cfg(feature = "publish")]
+pub mod archive;
 pub mod charset;
 pub mod compression;
 pub mod error;
@@ -14,10 +16,12 @@ pub mod rules;
 #[cfg(feature = "publish")]
 pub mod source;
 
+#[cfg(feature = "publish")]
+pub use archive::{WriteOptions, WriteReport, write};
 pub use charset::decode_charset;
 pub use compression::{Compression, decompress};
 pub use error::{IngestError, Result};
 pub use format::{Format, FormatOptions, RecordError, SourceOptions, SourceRecord, open_records, read_source};
 #[cfg(feature = "publish")]
-pub use publish::{Progress, PublishReport, PublishRequest, Rejection, publish};
+pub use publish::{Progress, PublishReport, PublishRequest, Rejection, publish, publish_records};
 pub use rules::{RuleError, RuleSet};

@@ -227,6 +227,69 @@ struct TypedChunk {
     unmapped: BTreeSet<String>,
 }
 
+/// Counts over every chunk of a publish, in input order.
+#[derive(Default)]
+struct Totals {
+    read: u64,
+    published: u64,
+    filtered: u64,
+    rejected: u64,
+    nulled: u64,
+    rejections: Vec<Rejection>,
+    unmapped: BTreeSet<String>,
+}
+
+impl Totals {
+    /// Counts a typed chunk and hands its columns to the appender.
+    fn add(&mut self, chunk: TypedChunk, appender: &mut m1_engine::Appender<'_>) -> Result<()> {
+        self.read += chunk.read;
+        self.filtered += chunk.filtered;
+        self.rejected += chunk.rejected;
+        self.nulled += chunk.nulled;
+        let room = MAX_LISTED.saturating_sub(self.rejections.len());
+        self.rejections.extend(chunk.rejections.into_iter().take(room));
+        self.unmapped.extend(chunk.unmapped);
+        self.published += chunk.rows as u64;
+        if chunk.rows > 0 {
+            appender.write_columns(chunk.columns, chunk.rows)?;
+        }
+        Ok(())
+    }
+
+    /// Commits the append and builds the report.
+    fn finish(
+        self,
+        appender: m1_engine::Appender<'_>,
+        file: &str,
+        files: usize,
+        bytes: u64,
+        inferred: Vec<Property>,
+        started: Instant,
+    ) -> Result<PublishReport> {
+        let report = appender.commit()?;
+        debug_assert_eq!(report.rows, self.published);
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(PublishReport {
+            file: file.to_string(),
+            files,
+            rows_read: self.read,
+            rows_published: report.rows,
+            rows_filtered: self.filtered,
+            rows_rejected: self.rejected,
+            values_nulled: self.nulled,
+            rejections: self.rejections,
+            unmapped: self.unmapped.into_iter().collect(),
+            inferred,
+            first_key: report.first_key,
+            last_key: report.last_key,
+            key_ranges: report.key_ranges,
+            bytes,
+            seconds,
+            rows_per_second: if seconds > 0.0 { report.rows as f64 / seconds } else { 0.0 },
+        })
+    }
+}
+
 /// Publishes the files `req.file` names into `env`, atomically. `progress` is called about ten
 /// times a second.
 pub fn publish(
@@ -254,7 +317,7 @@ pub fn publish(
     let (typed_tx, typed_rx) = bounded::<Result<TypedChunk>>(servers * 2);
     let bytes_total = files.iter().map(|f| f.size).sum::<Option<u64>>();
 
-    let outcome: Result<(u64, u64, u64, u64, u64, Vec<Rejection>, BTreeSet<String>)> = std::thread::scope(|s| {
+    let totals = std::thread::scope(|s| {
         let reader = s.spawn(|| read_all(&files, &options, req, &bytes, &abort, raw_tx));
         for _ in 0..servers {
             let (rx, tx) = (raw_rx.clone(), typed_tx.clone());
@@ -264,82 +327,47 @@ pub fn publish(
         drop((raw_rx, typed_tx));
         let mut pending: BTreeMap<u64, TypedChunk> = BTreeMap::new();
         let mut next_seq = 0u64;
-        let (mut read, mut published, mut filtered, mut rejected, mut nulled) = (0u64, 0u64, 0u64, 0u64, 0u64);
-        let mut rejections = Vec::new();
-        let mut unmapped = BTreeSet::new();
+        let mut totals = Totals::default();
         let mut last_progress = Instant::now();
         let mut failure = None;
         for typed in typed_rx.iter() {
-            let chunk = match typed {
-                Ok(c) => c,
+            match typed {
+                Ok(chunk) if failure.is_none() => {
+                    pending.insert(chunk.seq, chunk);
+                }
+                Ok(_) => continue,
                 Err(e) => {
                     abort.store(true, Ordering::Relaxed);
                     failure.get_or_insert(e);
                     continue;
                 }
-            };
-            if failure.is_some() {
-                continue;
             }
-            pending.insert(chunk.seq, chunk);
             while let Some(chunk) = pending.remove(&next_seq) {
                 next_seq += 1;
-                read += chunk.read;
-                filtered += chunk.filtered;
-                rejected += chunk.rejected;
-                nulled += chunk.nulled;
-                for r in chunk.rejections {
-                    if rejections.len() < MAX_LISTED {
-                        rejections.push(r);
-                    }
-                }
-                unmapped.extend(chunk.unmapped);
-                published += chunk.rows as u64;
-                if chunk.rows > 0
-                    && let Err(e) = appender.write_columns(chunk.columns, chunk.rows)
-                {
+                if let Err(e) = totals.add(chunk, &mut appender) {
                     abort.store(true, Ordering::Relaxed);
-                    failure.get_or_insert(e.into());
+                    failure.get_or_insert(e);
+                    break;
                 }
             }
             if last_progress.elapsed() >= Duration::from_millis(100) {
                 last_progress = Instant::now();
                 let bytes_read = bytes.load(Ordering::Relaxed);
-                progress(&Progress { bytes_read, bytes_total, rows: published, elapsed: started.elapsed() });
+                progress(&Progress { bytes_read, bytes_total, rows: totals.published, elapsed: started.elapsed() });
             }
         }
         let read_result =
             reader.join().unwrap_or_else(|_| Err(IngestError::Source("the reader thread panicked".into())));
-        if let Some(e) = failure {
-            return Err(e);
+        match failure {
+            Some(e) => Err(e),
+            None => read_result.map(|()| totals),
         }
-        read_result?;
-        Ok((read, published, filtered, rejected, nulled, rejections, unmapped))
-    });
-    let (rows_read, published, rows_filtered, rows_rejected, values_nulled, rejections, unmapped) = outcome?;
-    let report = appender.commit()?;
-    debug_assert_eq!(report.rows, published);
-    let seconds = started.elapsed().as_secs_f64();
+    })?;
     let bytes = bytes.load(Ordering::Relaxed);
-    progress(&Progress { bytes_read: bytes, bytes_total, rows: report.rows, elapsed: started.elapsed() });
-    Ok(PublishReport {
-        file: req.file.clone(),
-        files: files.len(),
-        rows_read,
-        rows_published: report.rows,
-        rows_filtered,
-        rows_rejected,
-        values_nulled,
-        rejections,
-        unmapped: unmapped.into_iter().collect(),
-        inferred,
-        first_key: report.first_key,
-        last_key: report.last_key,
-        key_ranges: report.key_ranges,
-        bytes,
-        seconds,
-        rows_per_second: if seconds > 0.0 { report.rows as f64 / seconds } else { 0.0 },
-    })
+    let rows = totals.published;
+    let report = totals.finish(appender, &req.file, files.len(), bytes, inferred, started)?;
+    progress(&Progress { bytes_read: bytes, bytes_total, rows, elapsed: started.elapsed() });
+    Ok(report)
 }
 
 /// The reader stage: every file in order, parsed into numbered chunks.
@@ -613,4 +641,40 @@ impl Guess {
         };
         Some((ty, self.multi))
     }
+}
+
+/// Publishes records already in memory (e.g. from `/write`) through `rules_json`, atomically,
+/// on this thread. `source` names them in errors and the report.
+pub fn publish_records(
+    env: &Environment,
+    records: Vec<m1_engine::record::Record>,
+    rules_json: Option<&str>,
+    permissive: bool,
+    source: &str,
+) -> Result<PublishReport> {
+    let started = Instant::now();
+    let compile = filter_compiler(env.schema()?);
+    let rules = match rules_json {
+        Some(json) => RuleSet::parse(json, &compile)?,
+        None => RuleSet::empty(),
+    };
+    let mut appender = env.appender()?;
+    let mut builder = RowsBuilder::new(appender.schema().properties());
+    let file: Arc<str> = Arc::from(source);
+    let mut totals = Totals::default();
+    let mut line = 0u64;
+    let mut items = records.into_iter().peekable();
+    while items.peek().is_some() {
+        let chunk_items = items
+            .by_ref()
+            .take(CHUNK_RECORDS)
+            .map(|record| {
+                line += 1;
+                Ok(SourceRecord { line, record: m1_engine::record::flatten(record) })
+            })
+            .collect();
+        let chunk = RawChunk { seq: 0, file: file.clone(), delimited: false, items: chunk_items };
+        totals.add(type_chunk(&chunk, &mut builder, &rules, permissive)?, &mut appender)?;
+    }
+    totals.finish(appender, source, 0, 0, Vec::new(), started)
 }

@@ -239,6 +239,8 @@ struct QuoteScanner<R> {
     opened: (u64, u64),
     /// Start lines of the records seen but not yet returned by the `csv` reader.
     starts: VecDeque<u64>,
+    /// Nothing has been read yet.
+    first: bool,
     eof: bool,
 }
 
@@ -252,6 +254,7 @@ impl<R> QuoteScanner<R> {
             field: 1,
             opened: (1, 1),
             starts: VecDeque::new(),
+            first: true,
             eof: false,
         }
     }
@@ -337,7 +340,10 @@ impl<R: Read> Read for QuoteScanner<R> {
         if n == 0 && !buf.is_empty() {
             self.eof = true;
         }
-        self.scan(&buf[..n]);
+        // The `csv` crate skips a UTF-8 BOM at the very start (when the charset layer has not).
+        let skip = if self.first && buf[..n].starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+        self.first &= n == 0;
+        self.scan(&buf[skip..n]);
         Ok(n)
     }
 }
@@ -434,6 +440,11 @@ mod tests {
         let got = read("a,b\n1,\"x\"\"\n");
         assert_eq!(got.len(), 1);
         assert!(got[0].starts_with("E data.csv:2:2: unterminated"), "{got:?}");
+        // Without the charset layer, a BOM before a quoted first field.
+        assert_eq!(
+            read_with(b"\xEF\xBB\xBF\"a\nb\",c\n1,2\n3,4\n", &FormatOptions::new(Format::Csv)),
+            [r#"L3 {"a\nb":"1","c":"2"}"#, r#"L4 {"a\nb":"3","c":"4"}"#]
+        );
         // A quote in the middle of an unquoted field is just a character.
         assert_eq!(read("a,b\n5\" screen,x\n"), [r#"L2 {"a":"5\" screen","b":"x"}"#]);
         let e = open_err("\"a,b\n1,2\n", &FormatOptions::new(Format::Csv));

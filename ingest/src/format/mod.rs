@@ -523,3 +523,84 @@ mod tests {
         assert_eq!(RecordError::new("a", 0, None, "m", false).to_string(), "a: m");
     }
 }
+
+/// Throughput of the readers, run by hand:
+/// `cargo test --workspace --release --lib throughput -- --ignored --nocapture`.
+#[cfg(test)]
+mod throughput {
+    use std::io::Cursor;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::compression::tests::gz;
+
+    const TARGET: usize = 100 << 20;
+
+    fn jsonl() -> Vec<u8> {
+        let mut out = Vec::with_capacity(TARGET + 1024);
+        let mut i = 0u64;
+        while out.len() < TARGET {
+            out.extend_from_slice(
+                format!(
+                    "{{\"id\":{i},\"user\":{{\"name\":\"user {}\",\"ip\":\"10.0.{}.{}\"}},\"event\":\"click\",\
+                     \"time\":\"2021-02-23T19:18:{:02}.399Z\",\"score\":{}.5,\"tags\":[\"a\",\"b\"],\"ok\":true}}\n",
+                    i % 1000,
+                    i % 256,
+                    i % 100,
+                    i % 60,
+                    i % 977
+                )
+                .as_bytes(),
+            );
+            i += 1;
+        }
+        out
+    }
+
+    fn csv() -> Vec<u8> {
+        let mut out = b"id,user.name,user.ip,event,time,score,note\n".to_vec();
+        let mut i = 0u64;
+        while out.len() < TARGET {
+            out.extend_from_slice(
+                format!(
+                    "{i},user {},10.0.{}.{},click,2021-02-23T19:18:{:02}.399Z,{}.5,\"quoted, with comma\"\n",
+                    i % 1000,
+                    i % 256,
+                    i % 100,
+                    i % 60,
+                    i % 977
+                )
+                .as_bytes(),
+            );
+            i += 1;
+        }
+        out
+    }
+
+    fn measure(label: &str, data: Vec<u8>, raw_len: usize, name: &str) {
+        let start = Instant::now();
+        let records = read_source(Box::new(Cursor::new(data)), &SourceOptions::default(), name).unwrap();
+        let mut n = 0u64;
+        for r in records {
+            r.unwrap();
+            n += 1;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{label:<12} {n:>9} records  {:>7.1} MB/s  ({:.0} records/s)",
+            raw_len as f64 / secs / 1e6,
+            n as f64 / secs
+        );
+    }
+
+    #[test]
+    #[ignore = "run by hand in release mode"]
+    fn throughput() {
+        for (label, data, ext) in [("jsonl", jsonl(), "jsonl"), ("csv", csv(), "csv")] {
+            let len = data.len();
+            let compressed = gz(&data);
+            measure(label, data, len, &format!("x.{ext}"));
+            measure(&format!("{label}.gz"), compressed, len, &format!("x.{ext}.gz"));
+        }
+    }
+}
