@@ -206,13 +206,36 @@ fn source_options(req: &PublishRequest, rules: &RuleSet, file: &SourceFile) -> R
     })
 }
 
-/// One chunk of parsed records (or parse errors) on its way to the workers.
+/// One chunk of input on its way to the workers.
 struct RawChunk {
     seq: u64,
     file: Arc<str>,
     delimited: bool,
-    items: Vec<std::result::Result<SourceRecord, RecordError>>,
+    items: Items,
 }
+
+/// Records parsed by the reader, or jsonl lines the workers parse (so parsing, the costliest
+/// step for JSON, runs on every core).
+enum Items {
+    Parsed(Vec<std::result::Result<SourceRecord, RecordError>>),
+    JsonLines { text: Vec<u8>, first_line: u64 },
+}
+
+impl Items {
+    fn into_records(self, file: &str) -> Vec<std::result::Result<SourceRecord, RecordError>> {
+        match self {
+            Items::Parsed(items) => items,
+            Items::JsonLines { text, first_line } => text
+                .split(|b| *b == b'\n')
+                .enumerate()
+                .filter_map(|(i, line)| crate::format::json::parse_line(line, first_line + i as u64, file))
+                .collect(),
+        }
+    }
+}
+
+/// Bytes of jsonl text per chunk.
+const JSONL_CHUNK_BYTES: usize = 1 << 20;
 
 /// One chunk typed into columns.
 struct TypedChunk {
@@ -388,6 +411,54 @@ fn read_all(
         let name: Arc<str> = Arc::from(file.name.as_str());
         let delimited = matches!(options.format.format, Some(Format::Csv | Format::Txt));
         let input = Box::new(Counted { inner: file.open()?, count: bytes.clone() });
+        let send = |items: Items, seq: &mut u64| {
+            let chunk = RawChunk { seq: *seq, file: name.clone(), delimited, items };
+            *seq += 1;
+            tx.send(chunk).is_ok() && !abort.load(Ordering::Relaxed)
+        };
+        let compression = options.compression.unwrap_or(Compression::None);
+        if options.format.format == Some(Format::Jsonl) && compression != Compression::Zip {
+            if let Some(label) = &options.encoding {
+                crate::charset::encoding_for_label(label)?;
+            }
+            let text = crate::compression::decompress(input, compression, None)?;
+            let mut text = crate::charset::decode_charset(text, options.encoding.as_deref())?;
+            let mut line = 1u64;
+            let mut carry: Vec<u8> = Vec::new();
+            loop {
+                let mut buf = std::mem::take(&mut carry);
+                let start = buf.len();
+                buf.resize(start + JSONL_CHUNK_BYTES, 0);
+                let n = read_full(&mut text, &mut buf[start..])
+                    .map_err(|e| IngestError::Record(RecordError::new(&file.name, line, None, e.to_string(), true)))?;
+                buf.truncate(start + n);
+                if buf.is_empty() {
+                    break;
+                }
+                // Cut after the last newline; the rest starts the next chunk.
+                if n > 0 {
+                    match buf.iter().rposition(|b| *b == b'\n') {
+                        Some(cut) => carry = buf.split_off(cut + 1),
+                        // A line longer than a chunk: read on until it ends.
+                        None => {
+                            carry = buf;
+                            continue;
+                        }
+                    }
+                }
+                let (buf, capped) = cap_lines(buf, &mut remaining);
+                let lines = buf.iter().filter(|b| **b == b'\n').count() as u64;
+                let first_line = line;
+                line += lines;
+                if !send(Items::JsonLines { text: buf, first_line }, &mut seq) {
+                    return Ok(());
+                }
+                if capped || n == 0 {
+                    break;
+                }
+            }
+            continue;
+        }
         let records = read_source(input, options, &file.name)?;
         let mut items = Vec::with_capacity(CHUNK_RECORDS);
         for item in records {
@@ -397,9 +468,7 @@ fn read_all(
             }
             items.push(item);
             if items.len() == CHUNK_RECORDS || remaining == 0 || fatal {
-                let chunk = RawChunk { seq, file: name.clone(), delimited, items: std::mem::take(&mut items) };
-                seq += 1;
-                if tx.send(chunk).is_err() || abort.load(Ordering::Relaxed) {
+                if !send(Items::Parsed(std::mem::take(&mut items)), &mut seq) {
                     return Ok(());
                 }
             }
@@ -408,11 +477,42 @@ fn read_all(
             }
         }
         if !items.is_empty() {
-            let _ = tx.send(RawChunk { seq, file: name, delimited, items });
-            seq += 1;
+            send(Items::Parsed(items), &mut seq);
         }
     }
     Ok(())
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Keeps at most `remaining` non-blank lines of `text`, counting them off; says whether the cap
+/// was reached.
+fn cap_lines(mut text: Vec<u8>, remaining: &mut u64) -> (Vec<u8>, bool) {
+    let mut at = 0;
+    while at < text.len() {
+        let end = text[at..].iter().position(|b| *b == b'\n').map_or(text.len(), |i| at + i + 1);
+        if text[at..end].iter().any(|b| !b.is_ascii_whitespace()) {
+            if *remaining == 0 {
+                text.truncate(at);
+                return (text, true);
+            }
+            *remaining -= 1;
+        }
+        at = end;
+    }
+    (text, *remaining == 0)
 }
 
 /// The worker stage: rules and typing for one chunk at a time.
@@ -429,14 +529,14 @@ fn work(
         if abort.load(Ordering::Relaxed) {
             continue;
         }
-        let result = type_chunk(&chunk, &mut builder, rules, permissive);
+        let result = type_chunk(chunk, &mut builder, rules, permissive);
         if tx.send(result).is_err() {
             return;
         }
     }
 }
 
-fn type_chunk(chunk: &RawChunk, builder: &mut RowsBuilder, rules: &RuleSet, permissive: bool) -> Result<TypedChunk> {
+fn type_chunk(chunk: RawChunk, builder: &mut RowsBuilder, rules: &RuleSet, permissive: bool) -> Result<TypedChunk> {
     let mut out = TypedChunk {
         seq: chunk.seq,
         columns: Vec::new(),
@@ -450,28 +550,28 @@ fn type_chunk(chunk: &RawChunk, builder: &mut RowsBuilder, rules: &RuleSet, perm
     };
     let file = &*chunk.file;
     let mut casts = Vec::new();
-    for item in &chunk.items {
+    for item in chunk.items.into_records(file) {
         let source = match item {
             Ok(r) => r,
             Err(e) if permissive && !e.fatal => {
                 out.rejected += 1;
                 if out.rejections.len() < MAX_LISTED {
                     out.rejections.push(Rejection {
-                        file: e.file.clone(),
+                        file: e.file,
                         line: e.line,
                         column: e.column,
-                        reason: e.message.clone(),
+                        reason: e.message,
                         action: "skipped",
                     });
                 }
                 continue;
             }
-            Err(e) => return Err(IngestError::Record(e.clone())),
+            Err(e) => return Err(IngestError::Record(e)),
         };
         out.read += 1;
         let record = if permissive {
             casts.clear();
-            let kept = rules.apply_lenient(source.record.clone(), &mut casts);
+            let kept = rules.apply_lenient(source.record, &mut casts);
             for c in casts.drain(..) {
                 out.nulled += 1;
                 if out.rejections.len() < MAX_LISTED {
@@ -486,7 +586,7 @@ fn type_chunk(chunk: &RawChunk, builder: &mut RowsBuilder, rules: &RuleSet, perm
             }
             kept
         } else {
-            rules.apply(source.record.clone()).map_err(|e| IngestError::Row {
+            rules.apply(source.record).map_err(|e| IngestError::Row {
                 file: file.to_string(),
                 line: source.line,
                 column: None,
@@ -673,8 +773,56 @@ pub fn publish_records(
                 Ok(SourceRecord { line, record: m1_engine::record::flatten(record) })
             })
             .collect();
-        let chunk = RawChunk { seq: 0, file: file.clone(), delimited: false, items: chunk_items };
-        totals.add(type_chunk(&chunk, &mut builder, &rules, permissive)?, &mut appender)?;
+        let chunk = RawChunk { seq: 0, file: file.clone(), delimited: false, items: Items::Parsed(chunk_items) };
+        totals.add(type_chunk(chunk, &mut builder, &rules, permissive)?, &mut appender)?;
     }
     totals.finish(appender, source, 0, 0, Vec::new(), started)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use m1_engine::EnvConfig;
+    use std::io::Write;
+
+    fn env(dir: &tempfile::TempDir) -> Environment {
+        let env = Environment::create(dir.path().join("env").to_str().unwrap(), EnvConfig::default()).unwrap();
+        env.add_properties(&[Property::new("n", PropertyType::Integer), Property::new("s", PropertyType::String)])
+            .unwrap();
+        env
+    }
+
+    /// jsonl is cut into chunks the workers parse: line numbers, long lines and the row cap must
+    /// come out as if read line by line.
+    #[test]
+    fn jsonl_chunks_keep_lines_long_records_and_caps() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env(&dir);
+        let path = dir.path().join("big.jsonl");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let long = "x".repeat(3 * JSONL_CHUNK_BYTES / 2);
+        for i in 0..60_000u64 {
+            match i {
+                10 => writeln!(f, "{{\"n\": {i}, \"s\": \"{long}\"}}").unwrap(),
+                20 => writeln!(f).unwrap(),
+                _ => writeln!(f, "{{\"n\": {i}, \"s\": \"row {i}\"}}").unwrap(),
+            }
+        }
+        writeln!(f, "{{\"n\": \"bad\"}}").unwrap();
+        drop(f);
+        let err = publish(&env, &PublishRequest::new(path.display().to_string()), &|_| {}).unwrap_err().to_string();
+        assert!(err.ends_with("big.jsonl:60001: property 'n': value \"bad\" is not a valid integer"), "{err}");
+        assert_eq!(env.snapshot().segments.len(), 0);
+
+        let mut req = PublishRequest::new(path.display().to_string());
+        req.rows = Some(59_990);
+        let report = publish(&env, &req, &|_| {}).unwrap();
+        assert_eq!((report.rows_read, report.rows_published), (59_990, 59_990));
+        let first = report.first_key.unwrap();
+        let batch = m1_query::get(&env, &[first + 10, first + 20, first + 59_989], None).unwrap();
+        let recs = m1_query::encode::records(&batch);
+        assert_eq!(recs[0]["s"].as_str().map(str::len), Some(long.len()));
+        assert_eq!(recs[1]["n"], 21, "the blank line 21 is skipped, not counted");
+        assert_eq!(recs[2]["n"], 59_990);
+    }
 }

@@ -68,25 +68,31 @@ impl Iterator for JsonLines {
                     return Some(Err(RecordError::new(&self.source, self.line + 1, None, e.to_string(), true)));
                 }
             }
-            let Some(first) = self.buf.iter().position(|b| !b.is_ascii_whitespace()) else { continue };
-            let line = self.line;
-            let mut text = &self.buf[..];
-            while let [rest @ .., b'\n' | b'\r'] = text {
-                text = rest;
+            if let Some(item) = parse_line(&self.buf, self.line, &self.source) {
+                return Some(item);
             }
-            return Some(match serde_json::from_slice::<Value>(text) {
-                Ok(Value::Object(m)) => Ok(SourceRecord { line, record: flatten(m) }),
-                Ok(other) => {
-                    let msg = format!("not a JSON object: found {}", json_kind(&other));
-                    Err(RecordError::new(&self.source, line, Some(first as u64 + 1), msg, false))
-                }
-                Err(e) => {
-                    let msg = format!("not a JSON object: {}", message(&e));
-                    Err(RecordError::new(&self.source, line, Some(e.column().max(1) as u64), msg, false))
-                }
-            });
         }
     }
+}
+
+/// Parses one jsonl line (with or without its line ending); `None` for a blank line.
+pub fn parse_line(bytes: &[u8], line: u64, source: &str) -> Option<Result<SourceRecord, RecordError>> {
+    let first = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
+    let mut text = bytes;
+    while let [rest @ .., b'\n' | b'\r'] = text {
+        text = rest;
+    }
+    Some(match serde_json::from_slice::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(SourceRecord { line, record: flatten(m) }),
+        Ok(other) => {
+            let msg = format!("not a JSON object: found {}", json_kind(&other));
+            Err(RecordError::new(source, line, Some(first as u64 + 1), msg, false))
+        }
+        Err(e) => {
+            let msg = format!("not a JSON object: {}", message(&e));
+            Err(RecordError::new(source, line, Some(e.column().max(1) as u64), msg, false))
+        }
+    })
 }
 
 /// Reads bytes while keeping the 1-based line and column of the next byte.

@@ -593,11 +593,32 @@ mod throughput {
         );
     }
 
+    /// Where the time goes: charset decoding alone, JSON parsing alone.
+    fn phases(data: &[u8]) {
+        use std::io::{BufRead, Read};
+        let start = Instant::now();
+        let mut sink = Vec::with_capacity(data.len());
+        decode_charset(Box::new(Cursor::new(data.to_vec())), None).unwrap().read_to_end(&mut sink).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        println!("  utf-8 check  {:>7.1} MB/s", data.len() as f64 / secs / 1e6);
+        let start = Instant::now();
+        let mut n = 0;
+        for line in data.lines() {
+            let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            n += usize::from(v.is_object());
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("  json parse   {:>7.1} MB/s ({n} objects)", data.len() as f64 / secs / 1e6);
+    }
+
     #[test]
     #[ignore = "run by hand in release mode"]
     fn throughput() {
         for (label, data, ext) in [("jsonl", jsonl(), "jsonl"), ("csv", csv(), "csv")] {
             let len = data.len();
+            if ext == "jsonl" {
+                phases(&data);
+            }
             let compressed = gz(&data);
             measure(label, data, len, &format!("x.{ext}"));
             measure(&format!("{label}.gz"), compressed, len, &format!("x.{ext}.gz"));
