@@ -208,7 +208,7 @@ fn environment(env: &Environment, entry: Option<&CatalogEntry>, endpoint: &str, 
             Ok(())
         }
         "publish" => {
-            let report = publish(env, &publish_request(env, entry, p)?)?;
+            let report = publish(env, &publish_request(entry, p)?)?;
             print(&serde_json::to_value(report)?)
         }
         "write" => {
@@ -243,7 +243,7 @@ fn environment(env: &Environment, entry: Option<&CatalogEntry>, endpoint: &str, 
 }
 
 /// Builds a publish request from the seed's parameters (`-file`, `-rules`, `-format`, ...).
-fn publish_request(env: &Environment, entry: Option<&CatalogEntry>, p: &Params) -> Result<PublishRequest> {
+fn publish_request(entry: Option<&CatalogEntry>, p: &Params) -> Result<PublishRequest> {
     let file = p.req("file")?;
     let mut req = PublishRequest::new(file.strip_prefix("file=").unwrap_or(file));
     req.rules = p.opt("rules").map(str::to_string);
@@ -259,8 +259,7 @@ fn publish_request(env: &Environment, entry: Option<&CatalogEntry>, p: &Params) 
     req.headers = flag(p, "headers")?.unwrap_or(true);
     req.rows = p.num::<i64>("rows")?.filter(|r| *r >= 0).map(|r| r as u64);
     req.infer = flag(p, "infer")?.unwrap_or(false);
-    let default_permissive = env.engine().system()?.get("publish-permissive").and_then(Value::as_bool).unwrap_or(false);
-    req.permissive = flag(p, "permissive")?.unwrap_or(default_permissive);
+    req.permissive = flag(p, "permissive")?;
     req.zip_entries = p.json("entries")?;
     if let Some(entry) = entry {
         req.outbound = entry.outbound;

@@ -59,8 +59,9 @@ pub struct PublishRequest {
     pub rows: Option<u64>,
     /// Add properties missing from the schema with inferred types before publishing.
     pub infer: bool,
-    /// Null values that fail coercion and skip unparseable rows instead of failing.
-    pub permissive: bool,
+    /// Null values that fail coercion and skip unparseable rows instead of failing; `None`
+    /// follows the environment's `publish-permissive` system parameter.
+    pub permissive: Option<bool>,
     /// Allow `http(s)://` sources.
     pub outbound: bool,
     /// Object-store settings for remote sources.
@@ -82,7 +83,7 @@ impl PublishRequest {
             headers: true,
             rows: None,
             infer: false,
-            permissive: false,
+            permissive: None,
             outbound: false,
             store_options: StoreOptions::new(),
             zip_entries: None,
@@ -184,22 +185,26 @@ fn filter_compiler(
 }
 
 fn source_options(req: &PublishRequest, rules: &RuleSet, file: &SourceFile) -> Result<SourceOptions> {
-    let (base, compression) = Compression::split_name(&file.name);
-    let format = match req.format {
-        Some(f) => f,
-        None => Format::from_name(base).ok_or_else(|| {
-            IngestError::Source(format!(
+    let (base, named) = Compression::split_name(&file.name);
+    let compression = req.compression.unwrap_or(named);
+    let format = match (req.format, Format::from_name(base)) {
+        (Some(f), _) | (None, Some(f)) => Some(f),
+        // Each zip entry is read in the format its own name gives.
+        (None, None) if compression == Compression::Zip => None,
+        (None, None) => {
+            return Err(IngestError::Source(format!(
                 "{}: cannot tell the format from the name; give -format (csv, txt, json or jsonl)",
                 file.name
-            ))
-        })?,
+            )));
+        }
     };
-    let mut fo = FormatOptions::new(format);
+    let mut fo = FormatOptions::new(format.unwrap_or(Format::Jsonl));
+    fo.format = format;
     fo.delimiter = req.delimiter;
     fo.headers = req.headers;
     fo.columns = rules.columns().map(<[String]>::to_vec);
     Ok(SourceOptions {
-        compression: Some(req.compression.unwrap_or(compression)),
+        compression: Some(compression),
         encoding: req.encoding.clone(),
         zip_entries: req.zip_entries.clone(),
         format: fo,
@@ -329,8 +334,12 @@ pub fn publish(
     };
     let files = resolve(&req.file, &req.store_options, req.outbound)?;
     let options: Vec<SourceOptions> = files.iter().map(|f| source_options(req, &rules, f)).collect::<Result<_>>()?;
-    let inferred = if req.infer { infer(env, &files[0], &options[0], &rules)? } else { Vec::new() };
+    let inferred = if req.infer { infer(env, &files, &options, &rules)? } else { Vec::new() };
 
+    let permissive = match req.permissive {
+        Some(p) => p,
+        None => env.system()?.get("publish-permissive").and_then(Value::as_bool).unwrap_or(false),
+    };
     let mut appender = env.appender()?;
     let properties = appender.schema().properties().to_vec();
     let bytes = Arc::new(AtomicU64::new(0));
@@ -345,7 +354,7 @@ pub fn publish(
         for _ in 0..servers {
             let (rx, tx) = (raw_rx.clone(), typed_tx.clone());
             let (rules, properties, abort) = (&rules, &properties, &abort);
-            s.spawn(move || work(rx, tx, rules, properties, req.permissive, abort));
+            s.spawn(move || work(rx, tx, rules, properties, permissive, abort));
         }
         drop((raw_rx, typed_tx));
         let mut pending: BTreeMap<u64, TypedChunk> = BTreeMap::new();
@@ -467,10 +476,10 @@ fn read_all(
                 remaining -= 1;
             }
             items.push(item);
-            if items.len() == CHUNK_RECORDS || remaining == 0 || fatal {
-                if !send(Items::Parsed(std::mem::take(&mut items)), &mut seq) {
-                    return Ok(());
-                }
+            if (items.len() == CHUNK_RECORDS || remaining == 0 || fatal)
+                && !send(Items::Parsed(std::mem::take(&mut items)), &mut seq)
+            {
+                return Ok(());
             }
             if remaining == 0 || fatal {
                 break;
@@ -569,6 +578,12 @@ fn type_chunk(chunk: RawChunk, builder: &mut RowsBuilder, rules: &RuleSet, permi
             Err(e) => return Err(IngestError::Record(e)),
         };
         out.read += 1;
+        // Columns of a delimited file are positions in its header: keep them if rules may move
+        // or rename properties.
+        let header: Option<Vec<String>> =
+            (chunk.delimited && !rules.is_empty()).then(|| source.record.keys().cloned().collect());
+        let header_column =
+            |property: &str| header.as_ref().and_then(|h| h.iter().position(|k| k == property)).map(|i| i as u64 + 1);
         let record = if permissive {
             casts.clear();
             let kept = rules.apply_lenient(source.record, &mut casts);
@@ -578,7 +593,7 @@ fn type_chunk(chunk: RawChunk, builder: &mut RowsBuilder, rules: &RuleSet, permi
                     out.rejections.push(Rejection {
                         file: file.to_string(),
                         line: source.line,
-                        column: None,
+                        column: header_column(&c.property),
                         reason: c.to_string(),
                         action: "nulled",
                     });
@@ -589,7 +604,7 @@ fn type_chunk(chunk: RawChunk, builder: &mut RowsBuilder, rules: &RuleSet, permi
             rules.apply(source.record).map_err(|e| IngestError::Row {
                 file: file.to_string(),
                 line: source.line,
-                column: None,
+                column: header_column(&e.property),
                 message: e.to_string(),
             })?
         };
@@ -597,8 +612,10 @@ fn type_chunk(chunk: RawChunk, builder: &mut RowsBuilder, rules: &RuleSet, permi
             out.filtered += 1;
             continue;
         };
-        let column_of = |property: &str| {
-            chunk.delimited.then(|| record.keys().position(|k| k == property).map(|i| i as u64 + 1)).flatten()
+        let column_of = |property: &str| match &header {
+            Some(_) => header_column(property),
+            None if chunk.delimited => record.keys().position(|k| k == property).map(|i| i as u64 + 1),
+            None => None,
         };
         if permissive {
             for e in builder.push_lenient(&record) {
@@ -632,22 +649,24 @@ fn type_chunk(chunk: RawChunk, builder: &mut RowsBuilder, rules: &RuleSet, permi
     Ok(out)
 }
 
-/// Reads a sample of the first file and adds every property it has that the schema lacks, typed
+/// Reads a sample of every file and adds each property they have that the schema lacks, typed
 /// by the values seen (or by a `cast` rule).
-fn infer(env: &Environment, file: &SourceFile, options: &SourceOptions, rules: &RuleSet) -> Result<Vec<Property>> {
+fn infer(env: &Environment, files: &[SourceFile], options: &[SourceOptions], rules: &RuleSet) -> Result<Vec<Property>> {
     let schema = env.schema()?;
     let mut seen: BTreeMap<String, (usize, Guess)> = BTreeMap::new();
-    let records = read_source(file.open()?, options, &file.name)?;
-    for item in records.take(INFER_SAMPLE) {
-        let Ok(source) = item else { continue };
-        let Ok(Some(record)) = rules.apply(source.record) else { continue };
-        for (name, value) in record {
-            if schema.get(&name).is_some() {
-                continue;
+    for (file, options) in files.iter().zip(options) {
+        let records = read_source(file.open()?, options, &file.name)?;
+        for item in records.take(INFER_SAMPLE) {
+            let Ok(source) = item else { continue };
+            let Ok(Some(record)) = rules.apply(source.record) else { continue };
+            for (name, value) in record {
+                if schema.get(&name).is_some() {
+                    continue;
+                }
+                let order = seen.len();
+                let entry = seen.entry(name).or_insert((order, Guess::default()));
+                entry.1.observe(&value);
             }
-            let order = seen.len();
-            let entry = seen.entry(name).or_insert((order, Guess::default()));
-            entry.1.observe(&value);
         }
     }
     let mut found: Vec<(usize, Property)> = seen

@@ -210,7 +210,14 @@ fn resolve_remote(file: &str, options: &StoreOptions, outbound: bool) -> Result<
         }
         "http" | "https" => {
             let origin = url[..url::Position::BeforePath].to_string();
-            Arc::new(object_store::http::HttpBuilder::new().with_url(origin).build().map_err(bad)?)
+            let client = object_store::ClientOptions::new().with_allow_http(true);
+            Arc::new(
+                object_store::http::HttpBuilder::new()
+                    .with_url(origin)
+                    .with_client_options(client)
+                    .build()
+                    .map_err(bad)?,
+            )
         }
         other => return Err(IngestError::Source(format!("'{file}': unsupported scheme '{other}'"))),
     };

@@ -8,14 +8,166 @@
 //!   is a non-fatal error; a syntax error ends the stream with a fatal error at its line and
 //!   column.
 
+use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 
-use m1_engine::record::flatten;
+use m1_engine::record::Record;
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::{RecordError, SourceRecord, json_kind};
+use super::{RecordError, SourceRecord};
 
 const BUF_SIZE: usize = 256 * 1024;
+
+/// A parsed JSON value: an object, flattened, or the kind of anything else.
+enum Parsed {
+    Object(Record),
+    Other(&'static str),
+}
+
+/// Parses one JSON value. An object is flattened to dotted names while it is parsed (the same
+/// result as [`m1_engine::record::flatten`] on the parsed object, without building the nested
+/// maps first). Should a dotted name occur twice (a repeated key, or `"a.b"` next to
+/// `"a": {"b"}`), the last occurrence wins.
+fn parse_flat(text: &[u8]) -> serde_json::Result<Parsed> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let parsed = de::Deserializer::deserialize_any(&mut de, Top)?;
+    de.end()?;
+    Ok(parsed)
+}
+
+/// Visits the top-level value.
+struct Top;
+
+impl<'de> Visitor<'de> for Top {
+    type Value = Parsed;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Parsed, A::Error> {
+        let mut out = Record::new();
+        fill(None, &mut out, map)?;
+        Ok(Parsed::Object(out))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parsed, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Parsed::Other("an array"))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Parsed, E> {
+        Ok(Parsed::Other("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Parsed, E> {
+        Ok(Parsed::Other("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Parsed, E> {
+        Ok(Parsed::Other("a number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Parsed, E> {
+        Ok(Parsed::Other("a number"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Parsed, E> {
+        Ok(Parsed::Other("a string"))
+    }
+
+    fn visit_unit<E>(self) -> Result<Parsed, E> {
+        Ok(Parsed::Other("null"))
+    }
+}
+
+/// Inserts the entries of an object into `out`, nested objects under dotted names.
+fn fill<'de, A: MapAccess<'de>>(prefix: Option<&str>, out: &mut Record, mut map: A) -> Result<(), A::Error> {
+    while let Some(key) = map.next_key::<String>()? {
+        let name = match prefix {
+            None => key,
+            Some(p) => format!("{p}.{key}"),
+        };
+        map.next_value_seed(Field { name, out: &mut *out })?;
+    }
+    Ok(())
+}
+
+/// One property's value: a nested object is flattened into `out`, anything else inserted.
+struct Field<'a> {
+    name: String,
+    out: &'a mut Record,
+}
+
+impl Field<'_> {
+    fn put<E>(self, v: Value) -> Result<(), E> {
+        self.out.insert(self.name, v);
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Field<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Field<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        fill(Some(&self.name), self.out, map)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        let v = Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+        self.put(v)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.put(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.put(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.put(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.put(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.put(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<(), E> {
+        self.put(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.put(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.put(Value::Null)
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
 
 /// serde_json's message without its " at line L column C" suffix (positions are ours).
 fn message(e: &serde_json::Error) -> String {
@@ -82,10 +234,10 @@ pub fn parse_line(bytes: &[u8], line: u64, source: &str) -> Option<Result<Source
     while let [rest @ .., b'\n' | b'\r'] = text {
         text = rest;
     }
-    Some(match serde_json::from_slice::<Value>(text) {
-        Ok(Value::Object(m)) => Ok(SourceRecord { line, record: flatten(m) }),
-        Ok(other) => {
-            let msg = format!("not a JSON object: found {}", json_kind(&other));
+    Some(match parse_flat(text) {
+        Ok(Parsed::Object(record)) => Ok(SourceRecord { line, record }),
+        Ok(Parsed::Other(kind)) => {
+            let msg = format!("not a JSON object: found {kind}");
             Err(RecordError::new(source, line, Some(first as u64 + 1), msg, false))
         }
         Err(e) => {
@@ -289,10 +441,10 @@ impl JsonDocument {
             Ok(c) => matches!(c, Capture::Complete),
             Err(e) => return self.io_error(&e),
         };
-        match serde_json::from_slice::<Value>(&self.buf) {
-            Ok(Value::Object(m)) if complete => Some(Ok(SourceRecord { line, record: flatten(m) })),
-            Ok(other) if complete => {
-                let msg = format!("not a JSON object: found {}", json_kind(&other));
+        match parse_flat(&self.buf) {
+            Ok(Parsed::Object(record)) if complete => Some(Ok(SourceRecord { line, record })),
+            Ok(Parsed::Other(kind)) if complete => {
+                let msg = format!("not a JSON object: found {kind}");
                 Some(Err(RecordError::new(&self.source, line, Some(col), msg, false)))
             }
             Ok(_) => self.fatal_here("unexpected end of input inside a value"),
@@ -418,6 +570,30 @@ mod tests {
         assert!(read("[]", Format::Json).is_empty());
         assert!(read("  \n", Format::Json).is_empty());
         assert_eq!(read("[null, \"s\"]", Format::Json).len(), 2);
+    }
+
+    #[test]
+    fn flattening_while_parsing_matches_flatten() {
+        for text in [
+            r#"{"a":1,"b":{"c":"x","d":{"e":[1,{"f":2}]}},"g":{},"h":null,"i":-1.5e3,"j":18446744073709551615}"#,
+            r#"{"a.b":1,"a":{"b":2},"c":true}"#,
+            r#"{"u":"\u00e9\n\"","v":[[],{}],"w":{"x":{"y":{}}}}"#,
+        ] {
+            let Parsed::Object(got) = parse_flat(text.as_bytes()).unwrap() else { panic!("{text}") };
+            let want = match serde_json::from_str::<Value>(text).unwrap() {
+                Value::Object(m) => m_engine_flatten(m),
+                _ => unreachable!(),
+            };
+            assert_eq!(Value::Object(got), Value::Object(want), "{text}");
+        }
+        for (text, kind) in [("[1,[2]]", "an array"), ("3", "a number"), ("\"s\"", "a string"), ("null", "null")] {
+            assert!(matches!(parse_flat(text.as_bytes()).unwrap(), Parsed::Other(k) if k == kind), "{text}");
+        }
+        assert!(parse_flat(b"{\"a\":1} x").is_err());
+    }
+
+    fn m_engine_flatten(m: serde_json::Map<String, Value>) -> Record {
+        m1_engine::record::flatten(m)
     }
 
     #[test]

@@ -1,0 +1,301 @@
+//! `/publish` from S3: a prefix (every object under it, in name order), a glob and a single
+//! object, plain and gzip, csv and jsonl, read from moto, an S3 server on loopback, with the
+//! endpoint and credentials passed as `store_options`.
+//!
+//! The test starts its own `moto_server` on a free port of 127.0.0.1 and stops it when done.
+//! The server comes from the Python venv the tests use: `$M1_PYTHON`'s directory, else
+//! `<repo>/.venv/bin`. A missing server fails the test with the command that installs it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use m1::{EnvConfig, Environment, Property, PropertyType, PublishReport, PublishRequest, Record};
+use serde_json::{Value, json};
+
+const INSTALL_HINT: &str = "create the test venv with `python3 -m venv .venv && \
+     .venv/bin/pip install 'moto[server]' deltalake pyarrow duckdb polars` in the repository \
+     (or run `.ci/run`), or point M1_PYTHON at a Python that has these packages";
+
+/// The Python interpreter the tests use.
+fn python() -> PathBuf {
+    match std::env::var_os("M1_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
+    }
+}
+
+/// A moto S3 server on loopback; dropping it stops the server (as in tests/s3.rs).
+struct Moto {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let bin = python().parent().expect("python has a directory").join("moto_server");
+        assert!(
+            bin.exists(),
+            "moto_server not found at {} (needs the PyPI package moto[server]): {INSTALL_HINT}",
+            bin.display()
+        );
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+            l.local_addr().unwrap().port()
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("moto.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}; {INSTALL_HINT}", bin.display()));
+        let mut moto = Moto { child, port, log, _dir: dir };
+        moto.wait_ready();
+        moto
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("moto_server exited ({status}) before answering:\n{}", self.log_text());
+            }
+            if self.request("GET", "/").is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not answer on port {} within 60 s:\n{}",
+                self.port,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// One bodiless HTTP/1.1 request; returns the status code.
+    fn request(&self, method: &str, path: &str) -> std::io::Result<u16> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n",
+            self.port
+        )?;
+        let mut response = Vec::new();
+        s.read_to_end(&mut response)?;
+        let head = String::from_utf8_lossy(&response);
+        head.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head}")))
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        let status = self.request("PUT", &format!("/{bucket}")).expect("create bucket");
+        assert_eq!(status, 200, "PUT /{bucket} on moto");
+    }
+
+    /// object_store settings for this server.
+    fn options(&self) -> Vec<(String, String)> {
+        [
+            ("aws_endpoint", self.endpoint().as_str()),
+            ("aws_access_key_id", "test-key"),
+            ("aws_secret_access_key", "test-secret"),
+            ("aws_region", "us-east-1"),
+            ("aws_allow_http", "true"),
+            ("aws_virtual_hosted_style_request", "false"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rec(v: Value) -> Record {
+    v.as_object().unwrap().clone()
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// The records a publish committed, without `_m1rand`.
+fn published(env: &Environment, report: &PublishReport) -> Vec<Record> {
+    let mut out = Vec::new();
+    for &(start, end) in &report.key_ranges {
+        for batch in env.range(start, end, None).unwrap() {
+            for mut r in m1::encode::records(&batch.unwrap()) {
+                let rand = r.shift_remove("_m1rand").unwrap().as_f64().unwrap();
+                assert!((0.0..1.0).contains(&rand));
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// Record `id` as the test files hold it, as a read returns it at `key`.
+fn row(key: u64, id: i64, src: &str) -> Record {
+    let mut r = rec(json!({"_m1key": key, "id": id, "src": src, "n": id * 10}));
+    if src.contains(".jsonl") {
+        r.insert("geo.city".into(), json!(format!("city {id} ✓")));
+    }
+    r
+}
+
+fn csv(ids: &[i64], src: &str) -> Vec<u8> {
+    let mut out = String::from("id,src,n\n");
+    for id in ids {
+        out.push_str(&format!("{id},{src},{}\n", id * 10));
+    }
+    out.into_bytes()
+}
+
+fn jsonl(ids: &[i64], src: &str) -> Vec<u8> {
+    ids.iter()
+        .map(|id| format!("{}\n", json!({"id": id, "src": src, "n": id * 10, "geo": {"city": format!("city {id} ✓")}})))
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn assert_records(got: &[Record], want: &[Record], ctx: &str) {
+    assert_eq!(got, want, "{ctx}");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{ctx}: key order");
+    }
+}
+
+#[test]
+fn publish_from_s3_prefix_glob_and_object() {
+    let moto = Moto::start();
+    let bucket = "m1-src";
+    moto.create_bucket(bucket);
+    let options = moto.options();
+    let store = m1_engine::storage::Storage::open(&format!("s3://{bucket}"), &options).unwrap();
+    let objects: Vec<(&str, Vec<u8>)> = vec![
+        ("feed/c.jsonl", jsonl(&[4, 5], "c.jsonl")),
+        ("feed/a.csv", csv(&[1, 2], "a.csv")),
+        ("feed/b.csv.gz", gz(&csv(&[3], "b.csv.gz"))),
+        ("feed/d.jsonl.gz", gz(&jsonl(&[6], "d.jsonl.gz"))),
+        ("feed/sub/e.csv.gz", gz(&csv(&[7, 8], "e.csv.gz"))),
+        // Outside the prefix: a sibling sharing its first letters, and another folder.
+        ("feedback.csv", csv(&[100], "feedback.csv")),
+        ("other/x.csv.gz", gz(&csv(&[101], "x.csv.gz"))),
+        ("bad/1.csv", csv(&[200], "1.csv")),
+        (
+            "bad/2.jsonl",
+            b"{\"id\": 201, \"src\": \"2.jsonl\"}\n{\"id\": \"two hundred\", \"src\": \"2.jsonl\"}\n".to_vec(),
+        ),
+    ];
+    for (path, bytes) in &objects {
+        store.put(path, bytes.clone().into()).unwrap();
+    }
+    let size = |prefix: &str, suffix: &str| -> u64 {
+        objects.iter().filter(|(p, _)| p.starts_with(prefix) && p.ends_with(suffix)).map(|(_, b)| b.len() as u64).sum()
+    };
+
+    let tmp = tempfile::tempdir().unwrap();
+    let env = Environment::create_with(
+        tmp.path().join("env").to_str().unwrap(),
+        EnvConfig { segment_rows: 3, shards: 2, ..EnvConfig::default() },
+    )
+    .unwrap();
+    env.add_properties(&[
+        Property::new("id", PropertyType::Integer),
+        Property::new("src", PropertyType::String),
+        Property::new("n", PropertyType::Integer),
+        Property::new("geo.city", PropertyType::String),
+    ])
+    .unwrap();
+    let request = |file: String| {
+        let mut req = PublishRequest::new(file);
+        req.store_options = options.clone();
+        req
+    };
+
+    // A prefix: every object under it, recursively, in name order.
+    let mut next = 0;
+    for url in [format!("s3://{bucket}/feed/"), format!("s3://{bucket}/feed")] {
+        let report = env.publish(&request(url.clone())).unwrap_or_else(|e| panic!("publish {url}: {e}"));
+        assert_eq!(report.files, 5, "{url}: {report:?}");
+        assert_eq!(report.bytes, size("feed/", ""), "{url}");
+        assert_eq!((report.rows_read, report.rows_published), (8, 8), "{url}");
+        assert_eq!(report.first_key, Some(next));
+        let want: Vec<Record> = [
+            (1, "a.csv"),
+            (2, "a.csv"),
+            (3, "b.csv.gz"),
+            (4, "c.jsonl"),
+            (5, "c.jsonl"),
+            (6, "d.jsonl.gz"),
+            (7, "e.csv.gz"),
+            (8, "e.csv.gz"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (id, src))| row(next + i as u64, *id, src))
+        .collect();
+        assert_records(&published(&env, &report), &want, &url);
+        next += 8;
+    }
+
+    // A glob.
+    let url = format!("s3://{bucket}/feed/*.csv.gz");
+    let report = env.publish(&request(url.clone())).unwrap_or_else(|e| panic!("publish {url}: {e}"));
+    assert_eq!(report.bytes, size("feed/", ".csv.gz"), "{url}");
+    let want = vec![row(next, 3, "b.csv.gz"), row(next + 1, 7, "e.csv.gz"), row(next + 2, 8, "e.csv.gz")];
+    assert_records(&published(&env, &report), &want, &url);
+    next += 3;
+
+    // One object.
+    let url = format!("s3://{bucket}/feed/d.jsonl.gz");
+    let report = env.publish(&request(url.clone())).unwrap_or_else(|e| panic!("publish {url}: {e}"));
+    assert_eq!((report.files, report.bytes), (1, size("feed/d.jsonl.gz", "")));
+    assert_records(&published(&env, &report), &[row(next, 6, "d.jsonl.gz")], &url);
+    next += 1;
+    let url = format!("s3://{bucket}/feed/a.csv");
+    let report = env.publish(&request(url.clone())).unwrap_or_else(|e| panic!("publish {url}: {e}"));
+    assert_records(&published(&env, &report), &[row(next, 1, "a.csv"), row(next + 1, 2, "a.csv")], &url);
+    next += 2;
+    assert_eq!(env.next_key().unwrap(), next);
+
+    // A bad object in a prefix: the error names the object and line; nothing is committed.
+    let url = format!("s3://{bucket}/bad/");
+    let err = env.publish(&request(url.clone())).unwrap_err().to_string();
+    assert!(err.contains(&format!("s3://{bucket}/bad/2.jsonl:2")) && err.contains("'id'"), "{err}");
+    let all: usize = env.range(0, env.next_key().unwrap(), None).unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(all as u64, next, "nothing of the failed publish is visible");
+
+    // Nothing there.
+    let err = env.publish(&request(format!("s3://{bucket}/nothing/"))).unwrap_err().to_string();
+    assert!(err.contains("matches no files"), "{err}");
+    let err = env.publish(&request(format!("s3://{bucket}/feed/*.parquet"))).unwrap_err().to_string();
+    assert!(err.contains("matches no files"), "{err}");
+}
