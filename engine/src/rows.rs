@@ -16,6 +16,8 @@ use crate::values::{Scalar, coerce};
 /// Accumulates flat JSON records into one Arrow column per schema property.
 pub struct RowsBuilder {
     properties: Vec<Property>,
+    /// Column of each property name, for [`RowsBuilder::push_json`] (built on first use).
+    index: std::collections::HashMap<String, usize>,
     names: std::collections::HashSet<String>,
     builders: Vec<Box<dyn ArrayBuilder>>,
     unmapped: BTreeSet<String>,
@@ -27,7 +29,14 @@ impl RowsBuilder {
     pub fn new(properties: &[Property]) -> RowsBuilder {
         let builders = properties.iter().map(|p| make_builder(&p.arrow_type(), 1024)).collect();
         let names = properties.iter().map(|p| p.name.clone()).collect();
-        RowsBuilder { properties: properties.to_vec(), names, builders, unmapped: BTreeSet::new(), rows: 0 }
+        RowsBuilder {
+            properties: properties.to_vec(),
+            index: Default::default(),
+            names,
+            builders,
+            unmapped: BTreeSet::new(),
+            rows: 0,
+        }
     }
 
     /// Rows pushed since the last `finish`.
@@ -225,5 +234,235 @@ mod tests {
         assert_eq!(cols[2].as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(0), 946702800000000);
         assert!(cols[2].is_null(1));
         assert_eq!(b.unmapped().iter().collect::<Vec<_>>(), vec!["x"]);
+    }
+}
+
+/// What [`RowsBuilder::push_json`] made of one JSON text.
+#[derive(Debug)]
+pub enum JsonPush {
+    /// The object became a row; in lenient mode, the values that were nulled.
+    Row(Vec<EngineError>),
+    /// The text is JSON but not an object (nothing was appended); names what it is.
+    NotObject(&'static str),
+}
+
+/// Why [`RowsBuilder::push_json`] appended nothing.
+#[derive(Debug)]
+pub enum PushJsonError {
+    /// The text is not valid JSON.
+    Syntax(serde_json::Error),
+    /// A value does not fit its property's type (strict mode).
+    Value(EngineError),
+}
+
+impl RowsBuilder {
+    /// Parses one JSON object straight into the columns, flattening nested objects to dotted
+    /// names on the way: no intermediate map is built, which makes this the fast path for jsonl
+    /// without rules. `lenient` nulls values that do not fit instead of failing.
+    pub fn push_json(&mut self, text: &[u8], lenient: bool) -> Result<JsonPush, PushJsonError> {
+        use serde::de::DeserializeSeed;
+        if self.index.is_empty() && !self.properties.is_empty() {
+            self.index = self.properties.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
+        }
+        let mut walker = Walker {
+            properties: &self.properties,
+            index: &self.index,
+            unmapped: &mut self.unmapped,
+            cells: (0..self.properties.len()).map(|_| Cell::Null).collect(),
+            path: String::new(),
+            lenient,
+            nulled: Vec::new(),
+            failed: None,
+        };
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let kind = Top(&mut walker).deserialize(&mut de).map_err(PushJsonError::Syntax)?;
+        de.end().map_err(PushJsonError::Syntax)?;
+        if let Some(kind) = kind {
+            return Ok(JsonPush::NotObject(kind));
+        }
+        if let Some(e) = walker.failed {
+            return Err(PushJsonError::Value(e));
+        }
+        let (cells, nulled) = (walker.cells, walker.nulled);
+        for ((p, b), v) in self.properties.iter().zip(&mut self.builders).zip(cells) {
+            append(p, b.as_mut(), v);
+        }
+        self.rows += 1;
+        Ok(JsonPush::Row(nulled))
+    }
+}
+
+/// State of one [`RowsBuilder::push_json`] call.
+struct Walker<'a> {
+    properties: &'a [Property],
+    index: &'a std::collections::HashMap<String, usize>,
+    unmapped: &'a mut BTreeSet<String>,
+    cells: Vec<Cell>,
+    /// Dotted name of the value being read.
+    path: String,
+    lenient: bool,
+    nulled: Vec<EngineError>,
+    failed: Option<EngineError>,
+}
+
+impl Walker<'_> {
+    fn leaf(&mut self, value: Value) {
+        match self.index.get(self.path.as_str()) {
+            Some(&i) => match cell(&self.properties[i], &value) {
+                Ok(c) => self.cells[i] = c,
+                Err(e) if self.lenient => {
+                    self.cells[i] = Cell::Null;
+                    self.nulled.push(e);
+                }
+                Err(e) => {
+                    self.failed.get_or_insert(e);
+                }
+            },
+            None => {
+                if !self.unmapped.contains(self.path.as_str()) {
+                    self.unmapped.insert(self.path.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The top-level value: an object is walked; anything else is named.
+struct Top<'w, 'a>(&'w mut Walker<'a>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Top<'_, '_> {
+    type Value = Option<&'static str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Top<'_, '_> {
+    type Value = Option<&'static str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> std::result::Result<Self::Value, A::Error> {
+        walk_object(self.0, map)?;
+        Ok(None)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Some("an array"))
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+        Ok(Some("a boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+        Ok(Some("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+        Ok(Some("a number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+        Ok(Some("a number"))
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+        Ok(Some("a string"))
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+        Ok(Some("null"))
+    }
+}
+
+fn walk_object<'de, A: serde::de::MapAccess<'de>>(w: &mut Walker<'_>, mut map: A) -> std::result::Result<(), A::Error> {
+    loop {
+        let len = w.path.len();
+        if map.next_key_seed(Key(&mut w.path))?.is_none() {
+            return Ok(());
+        }
+        map.next_value_seed(Field(w))?;
+        w.path.truncate(len);
+    }
+}
+
+/// Appends a key to the current dotted path.
+struct Key<'p>(&'p mut String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Key<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a property name")
+    }
+    fn visit_str<E>(self, key: &str) -> std::result::Result<(), E> {
+        if !self.0.is_empty() {
+            self.0.push('.');
+        }
+        self.0.push_str(key);
+        Ok(())
+    }
+}
+
+/// One value under the current path: objects recurse, everything else is a leaf.
+struct Field<'w, 'a>(&'w mut Walker<'a>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Field<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Field<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> std::result::Result<(), A::Error> {
+        walk_object(self.0, map)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element::<Value>()? {
+            items.push(v);
+        }
+        self.0.leaf(Value::Array(items));
+        Ok(())
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<(), E> {
+        self.0.leaf(Value::Bool(v));
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<(), E> {
+        self.0.leaf(Value::from(v));
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<(), E> {
+        self.0.leaf(Value::from(v));
+        Ok(())
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<(), E> {
+        self.0.leaf(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number));
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<(), E> {
+        self.0.leaf(Value::String(v.to_string()));
+        Ok(())
+    }
+    fn visit_string<E>(self, v: String) -> std::result::Result<(), E> {
+        self.0.leaf(Value::String(v));
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        self.0.leaf(Value::Null);
+        Ok(())
     }
 }

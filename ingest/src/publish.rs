@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::ArrayRef;
 use crossbeam_channel::{Receiver, Sender, bounded};
-use m1_engine::rows::RowsBuilder;
+use m1_engine::rows::{JsonPush, PushJsonError, RowsBuilder};
 use m1_engine::schema::{Property, PropertyType};
 use m1_engine::storage::StoreOptions;
 use m1_engine::{EngineError, Environment};
@@ -558,6 +558,15 @@ fn type_chunk(chunk: RawChunk, builder: &mut RowsBuilder, rules: &RuleSet, permi
         unmapped: BTreeSet::new(),
     };
     let file = &*chunk.file;
+    if rules.is_empty()
+        && let Items::JsonLines { text, first_line } = &chunk.items
+    {
+        type_json_lines(text, *first_line, file, builder, permissive, &mut out)?;
+        out.rows = builder.len();
+        out.unmapped = builder.unmapped().clone();
+        out.columns = builder.finish();
+        return Ok(out);
+    }
     let mut casts = Vec::new();
     for item in chunk.items.into_records(file) {
         let source = match item {
@@ -647,6 +656,52 @@ fn type_chunk(chunk: RawChunk, builder: &mut RowsBuilder, rules: &RuleSet, permi
     out.unmapped = builder.unmapped().clone();
     out.columns = builder.finish();
     Ok(out)
+}
+
+/// The fast path for jsonl without rules: each line is parsed straight into the columns.
+fn type_json_lines(
+    text: &[u8],
+    first_line: u64,
+    file: &str,
+    builder: &mut RowsBuilder,
+    permissive: bool,
+    out: &mut TypedChunk,
+) -> Result<()> {
+    let reject = |out: &mut TypedChunk, line: u64, column: Option<u64>, reason: String, action| {
+        if out.rejections.len() < MAX_LISTED {
+            out.rejections.push(Rejection { file: file.to_string(), line, column, reason, action });
+        }
+    };
+    for (i, bytes) in text.split(|b| *b == b'\n').enumerate() {
+        let Some(first) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else { continue };
+        let line = first_line + i as u64;
+        let not_object = |column: u64, message: String| RecordError::new(file, line, Some(column), message, false);
+        let error = match builder.push_json(bytes, permissive) {
+            Ok(JsonPush::Row(nulled)) => {
+                out.read += 1;
+                for e in nulled {
+                    out.nulled += 1;
+                    reject(out, line, None, e.to_string(), "nulled");
+                }
+                continue;
+            }
+            Ok(JsonPush::NotObject(kind)) => not_object(first as u64 + 1, format!("not a JSON object: found {kind}")),
+            Err(PushJsonError::Syntax(e)) => {
+                let message = e.to_string();
+                let message = message.rfind(" at line ").map_or(message.clone(), |at| message[..at].to_string());
+                not_object(e.column().max(1) as u64, format!("not a JSON object: {message}"))
+            }
+            Err(PushJsonError::Value(e)) => {
+                return Err(IngestError::Row { file: file.to_string(), line, column: None, message: e.to_string() });
+            }
+        };
+        if !permissive {
+            return Err(IngestError::Record(error));
+        }
+        out.rejected += 1;
+        reject(out, line, error.column, error.message, "skipped");
+    }
+    Ok(())
 }
 
 /// Reads a sample of every file and adds each property they have that the schema lacks, typed
