@@ -13,11 +13,14 @@ pub use crate::record::flatten;
 use crate::schema::{Property, PropertyType};
 use crate::values::{Scalar, coerce};
 
+/// Property name to column, hashed with FxHash: looked up for every value parsed.
+type FastMap = std::collections::HashMap<String, usize, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>;
+
 /// Accumulates flat JSON records into one Arrow column per schema property.
 pub struct RowsBuilder {
     properties: Vec<Property>,
     /// Column of each property name, for [`RowsBuilder::push_json`] (built on first use).
-    index: std::collections::HashMap<String, usize>,
+    index: FastMap,
     names: std::collections::HashSet<String>,
     builders: Vec<Box<dyn ArrayBuilder>>,
     unmapped: BTreeSet<String>,
@@ -295,7 +298,7 @@ impl RowsBuilder {
 /// State of one [`RowsBuilder::push_json`] call.
 struct Walker<'a> {
     properties: &'a [Property],
-    index: &'a std::collections::HashMap<String, usize>,
+    index: &'a FastMap,
     unmapped: &'a mut BTreeSet<String>,
     cells: Vec<Cell>,
     /// Dotted name of the value being read.
@@ -308,20 +311,30 @@ struct Walker<'a> {
 impl Walker<'_> {
     fn leaf(&mut self, value: Value) {
         match self.index.get(self.path.as_str()) {
-            Some(&i) => match cell(&self.properties[i], &value) {
-                Ok(c) => self.cells[i] = c,
-                Err(e) if self.lenient => {
-                    self.cells[i] = Cell::Null;
-                    self.nulled.push(e);
+            Some(&i) => match (&self.properties[i], value) {
+                // The common case moves the parsed string instead of copying it.
+                (p, Value::String(s)) if !p.multi && matches!(p.ty, PropertyType::String | PropertyType::Text) => {
+                    self.cells[i] = Cell::One(Scalar::Str(s));
                 }
-                Err(e) => {
-                    self.failed.get_or_insert(e);
-                }
+                (p, value) => self.typed_leaf(i, p, &value),
             },
             None => {
                 if !self.unmapped.contains(self.path.as_str()) {
                     self.unmapped.insert(self.path.clone());
                 }
+            }
+        }
+    }
+
+    fn typed_leaf(&mut self, i: usize, p: &Property, value: &Value) {
+        match cell(p, value) {
+            Ok(c) => self.cells[i] = c,
+            Err(e) if self.lenient => {
+                self.cells[i] = Cell::Null;
+                self.nulled.push(e);
+            }
+            Err(e) => {
+                self.failed.get_or_insert(e);
             }
         }
     }

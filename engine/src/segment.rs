@@ -41,7 +41,7 @@ pub struct SegmentOptions {
 
 impl Default for SegmentOptions {
     fn default() -> Self {
-        SegmentOptions { segment_rows: 1 << 20, row_group_rows: 1 << 17, page_rows: 1024, zstd_level: 1 }
+        SegmentOptions { segment_rows: 1 << 18, row_group_rows: 1 << 17, page_rows: 1024, zstd_level: 1 }
     }
 }
 
@@ -50,6 +50,9 @@ impl SegmentOptions {
         Ok(WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(self.zstd_level)?))
             .set_statistics_enabled(EnabledStatistics::Page)
+            // No dictionaries: a point read would decode a whole dictionary page per column,
+            // and building them costs ingest time; zstd already removes the repetition.
+            .set_dictionary_enabled(false)
             .set_data_page_row_count_limit(self.page_rows)
             .set_write_batch_size(self.page_rows)
             .set_max_row_group_row_count(Some(self.row_group_rows))

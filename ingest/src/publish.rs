@@ -455,7 +455,7 @@ fn read_all(
                         }
                     }
                 }
-                let (buf, capped) = cap_lines(buf, &mut remaining);
+                let (buf, capped) = if remaining == u64::MAX { (buf, false) } else { cap_lines(buf, &mut remaining) };
                 let lines = buf.iter().filter(|b| **b == b'\n').count() as u64;
                 let first_line = line;
                 line += lines;
