@@ -6,8 +6,10 @@
 //! else `<repo>/.venv/bin/python`; `.ci/run` creates that venv. A missing interpreter or package
 //! fails the test with the command that installs it.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
+use support::run_python;
+
+use std::path::Path;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int64Type;
@@ -15,38 +17,6 @@ use m1::{EnvConfig, Environment, Property, PropertyType, Record};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-
-const INSTALL_HINT: &str = "create the test venv with `python3 -m venv .venv && \
-     .venv/bin/pip install 'moto[server]' deltalake pyarrow duckdb polars` in the repository \
-     (or run `.ci/run`), or point M1_PYTHON at a Python that has these packages";
-
-/// The Python interpreter the tests use.
-fn python() -> PathBuf {
-    match std::env::var_os("M1_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-    }
-}
-
-/// Runs `tests/support/python.py` with `args` and parses the JSON it prints.
-fn run_python(args: &[&str]) -> Value {
-    let py = python();
-    assert!(py.exists(), "Python for the reader tests not found at {}: {INSTALL_HINT}", py.display());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/python.py");
-    let out = Command::new(&py)
-        .arg(&script)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL_HINT}", py.display()));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    match out.status.code() {
-        Some(0) => {}
-        Some(3) => panic!("{}: {stderr}\n{INSTALL_HINT}", py.display()),
-        _ => panic!("reader `{}` failed ({}):\n{stderr}", args.first().unwrap_or(&""), out.status),
-    }
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("reader printed no JSON ({e}):\n{}\n{stderr}", String::from_utf8_lossy(&out.stdout)))
-}
 
 /// The schema before any data: every property type, a multi string and a dotted name.
 fn first_properties() -> Vec<Property> {
