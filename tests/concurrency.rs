@@ -3,6 +3,9 @@
 //! one). Afterwards every reported append must read back whole and with its content, keys must
 //! be unique and ordered per writer, and the table log must have dense versions.
 
+mod support;
+use support::{check_dense, log_files};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
@@ -269,45 +272,6 @@ fn check(dir: &str, reports: &[Reported]) {
         per_writer.len(),
         versions.len()
     );
-}
-
-/// The files of the table log: commit versions (sorted), checkpoint versions, and the names of
-/// staging files an interrupted write left behind. Anything else is an error.
-fn log_files(root: &Path) -> (Vec<u64>, Vec<u64>, Vec<String>) {
-    let digits = |s: &str| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit());
-    let (mut versions, mut checkpoints, mut staging) = (Vec::new(), Vec::new(), Vec::new());
-    for e in std::fs::read_dir(root.join("_delta_log")).unwrap() {
-        let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        let (stem, rest) = name.split_once('.').unwrap_or((&name, ""));
-        if name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
-            staging.push(name);
-        } else if digits(stem) && rest == "json" {
-            versions.push(stem.parse::<u64>().unwrap());
-        } else if digits(stem) && rest.starts_with("checkpoint.") && rest.ends_with("parquet") {
-            checkpoints.push(stem.parse::<u64>().unwrap());
-        } else if !(name == "_last_checkpoint" || digits(stem) && rest == "crc") {
-            panic!("unexpected file in the table log: {name}");
-        }
-    }
-    versions.sort_unstable();
-    checkpoints.sort_unstable();
-    (versions, checkpoints, staging)
-}
-
-/// Checks the log's commit versions are dense (0..=last, or from just after a checkpoint if
-/// older commits were cleaned up) and returns the last.
-fn check_dense(versions: &[u64], checkpoints: &[u64]) -> u64 {
-    let first = *versions.first().expect("the log has commits");
-    let last = *versions.last().unwrap();
-    assert_eq!(versions, (first..=last).collect::<Vec<_>>(), "table log versions are not dense");
-    assert!(
-        first == 0 || checkpoints.iter().any(|&c| c + 1 >= first && c <= last),
-        "log starts at {first} without a checkpoint to start from: {checkpoints:?}"
-    );
-    for &c in checkpoints {
-        assert!(c <= last, "checkpoint {c} of an uncommitted version (last {last})");
-    }
-    last
 }
 
 /// The child: waits for the common start, then appends, reporting each commit on stdout.
