@@ -49,6 +49,28 @@ static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock
 /// Extra settings for remote stores (endpoint, credentials), as object_store config keys.
 pub type StoreOptions = Vec<(String, String)>;
 
+/// Builds an `s3://`, `gs://` or `az://` store from the usual environment variables, then
+/// `options` (object_store config keys such as `aws_endpoint`), for the bucket `url` names.
+pub fn cloud_store(url: &str, options: &StoreOptions) -> std::result::Result<Arc<dyn ObjectStore>, String> {
+    macro_rules! build {
+        ($builder:ty) => {{
+            let mut b = <$builder>::from_env().with_url(url);
+            for (k, v) in options {
+                let key = k.to_ascii_lowercase().parse().map_err(|e: object_store::Error| e.to_string())?;
+                b = b.with_config(key, v);
+            }
+            Arc::new(b.build().map_err(|e| e.to_string())?) as Arc<dyn ObjectStore>
+        }};
+    }
+    let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    Ok(match scheme {
+        "s3" | "s3a" => build!(object_store::aws::AmazonS3Builder),
+        "gs" => build!(object_store::gcp::GoogleCloudStorageBuilder),
+        "az" | "azure" | "abfs" | "abfss" => build!(object_store::azure::MicrosoftAzureBuilder),
+        other => return Err(format!("'{other}' is not a cloud object store scheme")),
+    })
+}
+
 /// An object-store view rooted at an environment's location.
 #[derive(Clone)]
 pub struct Storage {
@@ -85,30 +107,7 @@ impl Storage {
                 let name = url.host_str().unwrap_or_default().to_string();
                 MEMORY_STORES.lock().entry(name).or_insert_with(|| Arc::new(InMemory::new())).clone()
             }
-            "s3" | "s3a" => {
-                let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(location);
-                for (k, v) in options {
-                    let key = k.to_ascii_lowercase().parse().map_err(|e: object_store::Error| bad(e.to_string()))?;
-                    b = b.with_config(key, v);
-                }
-                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
-            }
-            "gs" => {
-                let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(location);
-                for (k, v) in options {
-                    let key = k.to_ascii_lowercase().parse().map_err(|e: object_store::Error| bad(e.to_string()))?;
-                    b = b.with_config(key, v);
-                }
-                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
-            }
-            "az" | "azure" | "abfs" | "abfss" => {
-                let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(location);
-                for (k, v) in options {
-                    let key = k.to_ascii_lowercase().parse().map_err(|e: object_store::Error| bad(e.to_string()))?;
-                    b = b.with_config(key, v);
-                }
-                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
-            }
+            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => cloud_store(location, options).map_err(bad)?,
             other => return Err(bad(format!("unsupported scheme '{other}'"))),
         };
         // Cloud URLs carry the bucket in the host; the URL path is the prefix inside it.

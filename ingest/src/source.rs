@@ -181,32 +181,8 @@ fn resolve_remote(file: &str, options: &StoreOptions, outbound: bool) -> Result<
         )));
     }
     let store: Arc<dyn ObjectStore> = match scheme {
-        "s3" | "s3a" => {
-            let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(file);
-            for (k, v) in options {
-                if let Ok(key) = k.to_ascii_lowercase().parse() {
-                    b = b.with_config(key, v);
-                }
-            }
-            Arc::new(b.build().map_err(bad)?)
-        }
-        "gs" => {
-            let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(file);
-            for (k, v) in options {
-                if let Ok(key) = k.to_ascii_lowercase().parse() {
-                    b = b.with_config(key, v);
-                }
-            }
-            Arc::new(b.build().map_err(bad)?)
-        }
-        "az" | "azure" | "abfs" | "abfss" => {
-            let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(file);
-            for (k, v) in options {
-                if let Ok(key) = k.to_ascii_lowercase().parse() {
-                    b = b.with_config(key, v);
-                }
-            }
-            Arc::new(b.build().map_err(bad)?)
+        "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => {
+            m1_engine::storage::cloud_store(file, options).map_err(|e| IngestError::Source(format!("{file}: {e}")))?
         }
         "http" | "https" => {
             let origin = url[..url::Position::BeforePath].to_string();
