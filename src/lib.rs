@@ -3,7 +3,7 @@
 //! ```
 //! use m1::{Environment, Property, PropertyType};
 //!
-//! let dir = tempfile::tempdir()?;
+//! let dir = tempfile::tempdir().expect("a temporary directory");
 //! let env = Environment::create(dir.path().to_str().unwrap())?;
 //! env.add_properties(&[Property::new("name", PropertyType::String)])?;
 //! let rows = [serde_json::json!({"name": "ada"}), serde_json::json!({"name": "grace"})];
