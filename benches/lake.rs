@@ -1,1 +1,656 @@
-fn main() {}
+//! Lake benchmarks: key gets, key ranges and append throughput over a lake of 10 million records.
+//!
+//! Run with `cargo bench --workspace --bench lake`. The lake is generated once (deterministically)
+//! into `target/bench-lake-10m` and reused while its version marker matches; `M1_BENCH_ROWS`
+//! picks a smaller (or larger) lake, `M1_BENCH_APPEND_ROWS` the size of the append benchmark.
+//! The marker includes a fingerprint of `engine/src/segment.rs` and the default settings, so a
+//! layout change regenerates the lake (about a minute); `M1_BENCH_REBUILD=1` forces it.
+//!
+//! After the criterion groups, every question is timed call by call (warm-up first) and the
+//! median and p99 are printed and written to `target/bench-results/m1-lake.json`, which
+//! `benches/compare.py` reads to put DuckDB and polars figures beside m1's.
+//!
+//! Keys are drawn with the same splitmix64 sequence as `benches/compare.py`, so both ask the
+//! very same questions.
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use m1::{EnvConfig, Environment, Property, PropertyType};
+
+/// Bump when the generated data or the lake layout changes, so cached lakes are rebuilt.
+const LAKE_VERSION: &str = "m1-bench-lake v1";
+/// Marker written into the lake root once it is complete.
+const MARKER: &str = "bench-version.txt";
+/// Rows per generated Arrow batch (divides the default segment size of 2^20).
+const GEN_BATCH: usize = 1 << 16;
+/// Keys per range question.
+const RANGE_KEYS: u64 = 100_000;
+/// The three properties of the narrow range.
+const RANGE_PROPS: [&str; 3] = ["country", "age", "score"];
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic data
+// ---------------------------------------------------------------------------------------------
+
+/// splitmix64: the same function `compare.py` uses to draw keys.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A value for row `i` and column `salt`.
+fn h(i: u64, salt: u64) -> u64 {
+    mix(i.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// The `n`-th key of stream `stream` over a lake of `rows` records.
+fn key(stream: u64, n: u64, rows: u64) -> u64 {
+    mix(stream.wrapping_mul(1_000_003).wrapping_add(n)) % rows
+}
+
+const COUNTRIES: [&str; 40] = [
+    "US", "GB", "DE", "FR", "IT", "ES", "NL", "BE", "SE", "NO", "DK", "FI", "PL", "CZ", "AT", "CH", "IE", "PT", "GR",
+    "HU", "RO", "BG", "HR", "SI", "SK", "EE", "LV", "LT", "CA", "MX", "BR", "AR", "CL", "JP", "KR", "CN", "IN", "AU",
+    "NZ", "ZA",
+];
+const STATUSES: [&str; 6] = ["active", "pending", "suspended", "closed", "trial", "invited"];
+const SYLLABLES: [&str; 32] = [
+    "ka", "lo", "mi", "ne", "ru", "ta", "vo", "zi", "bel", "cor", "dan", "fen", "gir", "hol", "jun", "kes", "lim",
+    "mor", "nar", "pel", "qui", "ros", "sul", "tor", "urn", "vex", "wal", "yor", "zen", "ash", "ith", "oth",
+];
+const TAGS: [&str; 24] = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "sale",
+    "promo",
+    "vip",
+    "new",
+    "returning",
+    "mobile",
+    "desktop",
+    "email",
+    "search",
+    "social",
+    "partner",
+    "b2b",
+    "b2c",
+    "eu",
+    "na",
+    "apac",
+    "latam",
+    "churn-risk",
+    "upsell",
+    "beta-tester",
+];
+
+/// A pseudo word from a vocabulary of 32^2 + 32^3 words, chosen by `v`.
+fn word(out: &mut String, v: u64) {
+    let n = if v & 3 == 0 { 3 } else { 2 };
+    let mut v = v >> 2;
+    for _ in 0..n {
+        out.push_str(SYLLABLES[(v & 31) as usize]);
+        v >>= 5;
+    }
+}
+
+/// Words `lo..=hi` long, drawn from `seed`.
+fn sentence(out: &mut String, seed: u64, lo: u64, hi: u64) {
+    let words = lo + seed % (hi - lo + 1);
+    let mut s = seed;
+    for w in 0..words {
+        if w > 0 {
+            out.push(' ');
+        }
+        s = mix(s);
+        word(out, s);
+    }
+}
+
+/// The 15 user properties: strings of low and high cardinality, texts, integers, doubles,
+/// dates, booleans and one multi string.
+fn properties() -> Vec<Property> {
+    use PropertyType::*;
+    vec![
+        Property::new("country", String),
+        Property::new("status", String),
+        Property::new("user.id", String),
+        Property::new("email", String),
+        Property::new("title", Text),
+        Property::new("description", Text),
+        Property::new("age", Integer),
+        Property::new("visits", Integer),
+        Property::new("score", Double),
+        Property::new("price", Double),
+        Property::new("created", Date),
+        Property::new("lastSeen", Date),
+        Property::new("active", Boolean),
+        Property::new("verified", Boolean),
+        Property::new("tags", String).multi(),
+    ]
+}
+
+fn batch_schema() -> SchemaRef {
+    Arc::new(ArrowSchema::new(properties().iter().map(Property::field).collect::<Vec<_>>()))
+}
+
+/// Rows `first..first + n` of the generated data set (row `i` gets key `i` in a fresh lake).
+fn generate(schema: &SchemaRef, first: u64, n: usize) -> RecordBatch {
+    let ts = || TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut country = StringBuilder::with_capacity(n, n * 2);
+    let mut status = StringBuilder::with_capacity(n, n * 7);
+    let mut user = StringBuilder::with_capacity(n, n * 17);
+    let mut email = StringBuilder::with_capacity(n, n * 24);
+    let mut title = StringBuilder::with_capacity(n, n * 24);
+    let mut description = StringBuilder::with_capacity(n, n * 150);
+    let mut age = Int64Builder::with_capacity(n);
+    let mut visits = Int64Builder::with_capacity(n);
+    let mut score = Float64Builder::with_capacity(n);
+    let mut price = Float64Builder::with_capacity(n);
+    let mut created = ts();
+    let mut last_seen = ts();
+    let mut active = BooleanBuilder::with_capacity(n);
+    let mut verified = BooleanBuilder::with_capacity(n);
+    let mut tags = ListBuilder::new(StringBuilder::new());
+    let mut s = String::with_capacity(512);
+    const BASE_US: i64 = 1_577_836_800_000_000; // 2020-01-01T00:00:00Z
+    for i in first..first + n as u64 {
+        let r = h(i, 1);
+        country.append_value(COUNTRIES[(r % 40) as usize]);
+        status.append_value(STATUSES[((r >> 8) % 6) as usize]);
+        s.clear();
+        let _ = write!(s, "u{:016x}", h(i, 2));
+        user.append_value(&s);
+        s.clear();
+        word(&mut s, h(i, 3));
+        let _ = write!(s, ".{}@", (r >> 16) % 10_000);
+        word(&mut s, (r >> 32) % 200);
+        s.push_str(".example.com");
+        email.append_value(&s);
+        s.clear();
+        sentence(&mut s, h(i, 4), 2, 5);
+        title.append_value(&s);
+        s.clear();
+        sentence(&mut s, h(i, 5), 10, 40);
+        description.append_value(&s);
+        age.append_value(18 + ((r >> 40) % 72) as i64);
+        let v = h(i, 6);
+        visits.append_value((v % 1_000) as i64 * ((v >> 10) % 1_000) as i64);
+        score.append_value((h(i, 7) >> 11) as f64 / (1u64 << 53) as f64 * 100.0);
+        price.append_value(((h(i, 8) % 1_000_000) as f64) / 100.0);
+        // Roughly monotone in the key (one record every 10 s) with an hour of jitter, in ms.
+        created.append_value(BASE_US + (i as i64 * 10_000 + (r % 3_600_000) as i64) * 1_000);
+        last_seen.append_value(BASE_US + ((h(i, 9) % (5 * 365 * 86_400_000)) as i64) * 1_000);
+        active.append_value(r >> 60 != 0);
+        if (r >> 48).is_multiple_of(20) {
+            verified.append_null();
+        } else {
+            verified.append_value((r >> 52) & 1 == 1);
+        }
+        let t = h(i, 10);
+        for k in 0..t % 6 {
+            tags.values().append_value(TAGS[((t >> (8 + 5 * k)) % TAGS.len() as u64) as usize]);
+        }
+        tags.append(true);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(country.finish()),
+        Arc::new(status.finish()),
+        Arc::new(user.finish()),
+        Arc::new(email.finish()),
+        Arc::new(title.finish()),
+        Arc::new(description.finish()),
+        Arc::new(age.finish()),
+        Arc::new(visits.finish()),
+        Arc::new(score.finish()),
+        Arc::new(price.finish()),
+        Arc::new(created.finish()),
+        Arc::new(last_seen.finish()),
+        Arc::new(active.finish()),
+        Arc::new(verified.finish()),
+        Arc::new(tags.finish()),
+    ];
+    // The list builder names its items "item" and makes them nullable, as the schema does.
+    RecordBatch::try_new(schema.clone(), columns).expect("generated batch matches its schema")
+}
+
+/// Arrow bytes of a batch (buffers actually used, not capacity).
+fn arrow_bytes(b: &RecordBatch) -> u64 {
+    b.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64).sum()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lake
+// ---------------------------------------------------------------------------------------------
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().map(|v| v.replace('_', "")).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+fn lake_dir(rows: u64) -> PathBuf {
+    let name = if rows.is_multiple_of(1_000_000) {
+        format!("bench-lake-{}m", rows / 1_000_000)
+    } else {
+        format!("bench-lake-{rows}")
+    };
+    target_dir().join(name)
+}
+
+/// The marker of a complete lake: the bench's data version, the record count, and a fingerprint
+/// of the segment layout (the engine's segment writer and the default settings), so a change to
+/// how segments are written rebuilds the lake instead of measuring the old layout.
+fn marker(rows: u64) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut layout = std::hash::DefaultHasher::new();
+    include_str!("../engine/src/segment.rs").hash(&mut layout);
+    let config = EnvConfig::default();
+    (config.shards, config.segment_rows, config.page_rows, config.format).hash(&mut layout);
+    format!("{LAKE_VERSION} rows={rows} layout={:016x}\n", layout.finish())
+}
+
+/// Generates `rows` records into a fresh environment at `dir`: one thread builds the batches,
+/// the appender encodes them.
+fn build_lake(dir: &Path, rows: u64) -> Environment {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("create lake dir");
+    let env = Environment::create_with(dir.to_str().unwrap(), EnvConfig::default()).expect("create environment");
+    env.add_properties(&properties()).expect("schema");
+    let started = Instant::now();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(4);
+    let producer = std::thread::spawn(move || {
+        let schema = batch_schema();
+        let mut at = 0;
+        while at < rows {
+            let n = (rows - at).min(GEN_BATCH as u64) as usize;
+            if tx.send(generate(&schema, at, n)).is_err() {
+                return;
+            }
+            at += n as u64;
+        }
+    });
+    let report = env.append_batches(rx).expect("append");
+    producer.join().expect("generator thread");
+    assert_eq!(report.rows, rows);
+    assert_eq!(report.first_key, Some(0));
+    std::fs::write(dir.join(MARKER), marker(rows)).expect("write marker");
+    eprintln!(
+        "built {} records in {:.1?} ({} segments) at {}",
+        rows,
+        started.elapsed(),
+        report.segments,
+        dir.display()
+    );
+    env
+}
+
+/// The cached lake, rebuilt when missing, incomplete or from another version.
+fn lake(rows: u64) -> Environment {
+    let dir = lake_dir(rows);
+    let current = std::fs::read_to_string(dir.join(MARKER)).ok();
+    if env_u64("M1_BENCH_REBUILD", 0) == 0
+        && current.as_deref() == Some(marker(rows).as_str())
+        && let Ok(env) = Environment::open(dir.to_str().unwrap())
+        && env.next_key().ok() == Some(rows)
+    {
+        eprintln!("reusing {} records at {}", rows, dir.display());
+        return env;
+    }
+    eprintln!("generating {} records at {} ...", rows, dir.display());
+    build_lake(&dir, rows)
+}
+
+/// Reads every segment once so the OS page cache holds the lake ("warm").
+fn warm_page_cache(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.join("lake")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                total += std::fs::read(&p).map(|b| b.len() as u64).unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+// ---------------------------------------------------------------------------------------------
+// Questions
+// ---------------------------------------------------------------------------------------------
+
+/// Key streams shared with compare.py.
+const STREAM_GET1: u64 = 1;
+const STREAM_GET100: u64 = 2;
+const STREAM_RANGE: u64 = 3;
+
+fn get1_key(n: u64, rows: u64) -> u64 {
+    key(STREAM_GET1, n, rows)
+}
+
+fn get100_keys(n: u64, rows: u64) -> Vec<u64> {
+    (0..100).map(|j| key(STREAM_GET100, n * 100 + j, rows)).collect()
+}
+
+fn range_start(n: u64, rows: u64) -> u64 {
+    key(STREAM_RANGE, n, rows.saturating_sub(RANGE_KEYS).max(1))
+}
+
+fn range_props() -> Vec<String> {
+    RANGE_PROPS.iter().map(|s| s.to_string()).collect()
+}
+
+fn get(env: &Environment, keys: &[u64]) -> usize {
+    let b = env.get(keys, None).expect("get");
+    assert_eq!(b.num_rows(), keys.len());
+    b.num_rows()
+}
+
+fn range(env: &Environment, start: u64, props: Option<&[String]>) -> usize {
+    let mut rows = 0;
+    for b in env.range(start, start + RANGE_KEYS, props).expect("range") {
+        rows += black_box(b.expect("range batch")).num_rows();
+    }
+    rows
+}
+
+// ---------------------------------------------------------------------------------------------
+// Criterion groups
+// ---------------------------------------------------------------------------------------------
+
+fn bench_reads(c: &mut Criterion, env: &Environment, rows: u64) {
+    let mut g = c.benchmark_group("get");
+    g.measurement_time(Duration::from_secs(8));
+    let mut n = 0;
+    g.bench_function("1_key_all_props", |b| {
+        b.iter(|| {
+            n += 1;
+            get(env, &[get1_key(n, rows)])
+        })
+    });
+    let same = get1_key(0, rows);
+    g.bench_function("1_key_all_props_same_key", |b| b.iter(|| get(env, &[same])));
+    g.sample_size(30);
+    let mut n = 0;
+    g.bench_function("100_random_keys_all_props", |b| {
+        b.iter(|| {
+            n += 1;
+            get(env, &get100_keys(n, rows))
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("range_100k");
+    g.sample_size(20).measurement_time(Duration::from_secs(15)).throughput(Throughput::Elements(RANGE_KEYS));
+    let props = range_props();
+    let mut n = 0;
+    g.bench_function("3_props", |b| {
+        b.iter(|| {
+            n += 1;
+            range(env, range_start(n, rows), Some(&props))
+        })
+    });
+    let mut n = 0;
+    g.bench_function("all_props", |b| {
+        b.iter(|| {
+            n += 1;
+            range(env, range_start(n, rows), None)
+        })
+    });
+    g.finish();
+}
+
+/// The batches one append benchmark iteration writes, and their Arrow size.
+fn append_input(rows: u64) -> (Vec<RecordBatch>, u64) {
+    let schema = batch_schema();
+    let mut batches = Vec::new();
+    let mut at = 0;
+    while at < rows {
+        let n = (rows - at).min(GEN_BATCH as u64) as usize;
+        batches.push(generate(&schema, at, n));
+        at += n as u64;
+    }
+    let bytes = batches.iter().map(arrow_bytes).sum();
+    (batches, bytes)
+}
+
+/// Appends `batches` into a fresh environment under `scratch`; returns the time of the append
+/// alone and the Parquet bytes written.
+fn append_once(scratch: &Path, batches: &[RecordBatch]) -> (Duration, u64) {
+    let dir = tempfile::tempdir_in(scratch).expect("scratch dir");
+    let env = Environment::create_with(dir.path().to_str().unwrap(), EnvConfig::default()).expect("create");
+    env.add_properties(&properties()).expect("schema");
+    let t = Instant::now();
+    let report = env.append_batches(batches.iter().cloned()).expect("append");
+    let took = t.elapsed();
+    let size = env.engine().snapshot().segments.iter().map(|s| s.size).sum();
+    assert_eq!(report.rows, batches.iter().map(|b| b.num_rows() as u64).sum::<u64>());
+    (took, size)
+}
+
+fn scratch_dir() -> PathBuf {
+    let d = target_dir().join("bench-scratch");
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+fn bench_append(c: &mut Criterion, batches: &[RecordBatch], arrow_size: u64) {
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let scratch = scratch_dir();
+    let mut g = c.benchmark_group("append");
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(30))
+        .throughput(Throughput::ElementsAndBytes { elements: rows, bytes: arrow_size });
+    g.bench_function(BenchmarkId::new("arrow_batches", rows), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| append_once(&scratch, batches).0).sum::<Duration>())
+    });
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Call-by-call latencies (for p50 / p99 and the comparison with DuckDB and polars)
+// ---------------------------------------------------------------------------------------------
+
+/// Most time spent timing one question call by call.
+const LATENCY_BUDGET: Duration = Duration::from_secs(30);
+
+struct Stats {
+    name: &'static str,
+    reps: usize,
+    p50_us: f64,
+    p99_us: f64,
+    mean_us: f64,
+    min_us: f64,
+}
+
+/// Times `f(n)` call by call: `warmup` calls first (at most a sixth of the budget), then `reps` calls or as many as fit in
+/// [`LATENCY_BUDGET`] (at least 10). Key indices are the ones compare.py uses.
+fn measure(name: &'static str, warmup: usize, reps: usize, mut f: impl FnMut(u64)) -> Stats {
+    let warm_until = Instant::now() + LATENCY_BUDGET / 6;
+    for i in 0..warmup {
+        f(1_000_000 + i as u64);
+        if Instant::now() > warm_until {
+            break;
+        }
+    }
+    let deadline = Instant::now() + LATENCY_BUDGET;
+    let mut t = Vec::with_capacity(reps);
+    for i in 0..reps {
+        let s = Instant::now();
+        f(i as u64);
+        t.push(s.elapsed().as_secs_f64() * 1e6);
+        if t.len() >= 10 && Instant::now() > deadline {
+            break;
+        }
+    }
+    t.sort_by(f64::total_cmp);
+    let pct = |p: f64| t[((t.len() as f64 * p).ceil() as usize).clamp(1, t.len()) - 1];
+    Stats {
+        name,
+        reps: t.len(),
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        mean_us: t.iter().sum::<f64>() / t.len() as f64,
+        min_us: t[0],
+    }
+}
+
+fn latencies(env: &Environment, rows: u64) -> Vec<Stats> {
+    let props = range_props();
+    vec![
+        measure("get_1_all", 1_000, 20_000, |n| {
+            black_box(get(env, &[get1_key(n, rows)]));
+        }),
+        measure("get_1_all_same_key", 1_000, 20_000, |_| {
+            black_box(get(env, &[get1_key(0, rows)]));
+        }),
+        measure("get_100_all", 100, 1_000, |n| {
+            black_box(get(env, &get100_keys(n, rows)));
+        }),
+        measure("range_100k_3", 10, 200, |n| {
+            black_box(range(env, range_start(n, rows), Some(&props)));
+        }),
+        measure("range_100k_all", 3, 40, |n| {
+            black_box(range(env, range_start(n, rows), None));
+        }),
+    ]
+}
+
+/// Time to answer a get right after opening the environment (segment cache empty, page cache
+/// warm): the cost of opening a segment (mmap, footer and page index decoding).
+fn cold_open(dir: &Path) -> (f64, f64, usize) {
+    let env = Environment::open(dir.to_str().unwrap()).expect("open");
+    let segments = env.engine().snapshot().segments.clone();
+    let mut firsts = Vec::new();
+    for s in &segments {
+        let k = s.start + (s.end - s.start) / 2;
+        let t = Instant::now();
+        black_box(get(&env, &[k]));
+        firsts.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    // The same keys again, now with the segments cached.
+    let t = Instant::now();
+    for s in &segments {
+        black_box(get(&env, &[s.start + (s.end - s.start) / 2]));
+    }
+    let again = t.elapsed().as_secs_f64() * 1e6 / segments.len().max(1) as f64;
+    firsts.sort_by(f64::total_cmp);
+    (firsts[firsts.len() / 2], again, segments.len())
+}
+
+fn write_results(
+    rows: u64,
+    dir: &Path,
+    stats: &[Stats],
+    cold: (f64, f64, usize),
+    append: Option<(u64, u64, u64, Duration)>,
+) {
+    let mut out = serde_json::Map::new();
+    out.insert("engine".into(), "m1".into());
+    out.insert("rows".into(), rows.into());
+    out.insert("lake".into(), dir.display().to_string().into());
+    for s in stats {
+        out.insert(
+            s.name.into(),
+            serde_json::json!({"reps": s.reps, "p50_us": s.p50_us, "p99_us": s.p99_us,
+                               "mean_us": s.mean_us, "min_us": s.min_us}),
+        );
+    }
+    out.insert(
+        "get_1_after_open".into(),
+        serde_json::json!({"segments": cold.2, "first_get_p50_us": cold.0, "cached_get_us": cold.1}),
+    );
+    if let Some((rows, arrow, parquet, took)) = append {
+        let secs = took.as_secs_f64();
+        out.insert(
+            "append".into(),
+            serde_json::json!({"rows": rows, "arrow_bytes": arrow, "parquet_bytes": parquet,
+                "median_s": secs, "rows_per_s": rows as f64 / secs,
+                "arrow_mb_per_s": arrow as f64 / 1e6 / secs,
+                "parquet_mb_per_s": parquet as f64 / 1e6 / secs}),
+        );
+    }
+    let results = target_dir().join("bench-results");
+    let _ = std::fs::create_dir_all(&results);
+    let path = results.join("m1-lake.json");
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(out)).unwrap();
+    std::fs::write(&path, &text).expect("write results");
+    println!("\nm1 call-by-call latencies ({} records), written to {}:", rows, path.display());
+    println!("{:<22} {:>8} {:>12} {:>12} {:>12}", "question", "reps", "p50 µs", "p99 µs", "mean µs");
+    for s in stats {
+        println!("{:<22} {:>8} {:>12.1} {:>12.1} {:>12.1}", s.name, s.reps, s.p50_us, s.p99_us, s.mean_us);
+    }
+    println!(
+        "first get per segment right after open: p50 {:.1} µs ({} segments); same keys cached: {:.1} µs",
+        cold.0, cold.2, cold.1
+    );
+    if let Some((rows, arrow, parquet, took)) = append {
+        let secs = took.as_secs_f64();
+        println!(
+            "append {rows} rows (median of runs): {:.2} s = {:.0} rows/s, {:.1} MB/s Arrow in, {:.1} MB/s Parquet out",
+            secs,
+            rows as f64 / secs,
+            arrow as f64 / 1e6 / secs,
+            parquet as f64 / 1e6 / secs
+        );
+    }
+}
+
+fn main() {
+    let rows = env_u64("M1_BENCH_ROWS", 10_000_000).max(RANGE_KEYS + 1);
+    let append_rows = env_u64("M1_BENCH_APPEND_ROWS", 1_000_000).max(1);
+    let mut c = Criterion::default().configure_from_args();
+
+    let env = lake(rows);
+    let dir = lake_dir(rows);
+    let warmed = warm_page_cache(&dir);
+    eprintln!(
+        "lake: {} records, {} segments, {:.1} MB of Parquet (read once to warm the page cache)",
+        rows,
+        env.engine().snapshot().segments.len(),
+        warmed as f64 / 1e6
+    );
+
+    bench_reads(&mut c, &env, rows);
+
+    let (batches, arrow_size) = append_input(append_rows);
+    bench_append(&mut c, &batches, arrow_size);
+
+    // Call-by-call figures, comparable with compare.py (skipped with M1_BENCH_LATENCIES=0,
+    // e.g. when profiling one criterion benchmark).
+    if env_u64("M1_BENCH_LATENCIES", 1) == 0 {
+        c.final_summary();
+        return;
+    }
+    let cold = cold_open(&dir);
+    let stats = latencies(&env, rows);
+    let scratch = scratch_dir();
+    let mut runs: Vec<(Duration, u64)> = (0..3).map(|_| append_once(&scratch, &batches)).collect();
+    runs.sort();
+    let (took, parquet) = runs[runs.len() / 2];
+    write_results(rows, &dir, &stats, cold, Some((append_rows, arrow_size, parquet, took)));
+
+    c.final_summary();
+}

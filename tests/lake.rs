@@ -398,3 +398,25 @@ fn racing_creators_agree_on_one_configuration() {
         assert_eq!(&m1_engine::Environment::open(&path).unwrap().config().id, winners[0]);
     }
 }
+
+#[test]
+fn environments_from_before_the_codec_setting_keep_zstd() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = small_env(&dir, 100);
+    assert_eq!(env.engine().config().codec, m1_engine::segment::Codec::Lz4);
+    drop(env);
+    // An env.json written before `codec` existed.
+    let path = dir.path().join("env.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config.as_object_mut().unwrap().remove("codec");
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let env = Environment::open(dir.path().to_str().unwrap()).unwrap();
+    assert_eq!(env.engine().config().codec, m1_engine::segment::Codec::Zstd);
+    env.add_properties(&base_schema()[..2]).unwrap();
+    env.append_json([rec(json!({"n": 5}))]).unwrap();
+    assert_eq!(env.get_json(&[0], None).unwrap()[0]["n"], 5);
+    let file = &env.engine().snapshot().segments[0].path;
+    let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(dir.path().join(file)).unwrap());
+    let meta = parquet::file::reader::FileReader::metadata(&reader.unwrap()).row_group(0).column(0).compression();
+    assert!(matches!(meta, parquet::basic::Compression::ZSTD(_)), "{meta:?}");
+}

@@ -45,6 +45,9 @@ pub struct EnvConfig {
     pub segment_rows: usize,
     /// Records per Parquet data page.
     pub page_rows: usize,
+    /// Page compression (environments created before it existed used zstd).
+    #[serde(default = "legacy_codec")]
+    pub codec: segment::Codec,
     /// On-disk format version of m1.
     pub format: u32,
 }
@@ -59,6 +62,7 @@ impl Default for EnvConfig {
             servers: 2,
             segment_rows: seg.segment_rows,
             page_rows: seg.page_rows,
+            codec: seg.codec,
             format: 1,
         }
     }
@@ -70,9 +74,13 @@ impl EnvConfig {
             segment_rows: self.segment_rows.max(1),
             page_rows: self.page_rows.max(1),
             row_group_rows: SegmentOptions::default().row_group_rows.min(self.segment_rows.max(1)),
-            ..SegmentOptions::default()
+            codec: self.codec,
         }
     }
+}
+
+fn legacy_codec() -> segment::Codec {
+    segment::Codec::Zstd
 }
 
 /// Current time in epoch milliseconds.

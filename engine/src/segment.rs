@@ -26,6 +26,21 @@ use crate::error::{EngineError, Result};
 use crate::log::SegmentInfo;
 use crate::storage::Storage;
 
+/// How data pages are compressed.
+///
+/// LZ4 is the default: parquet-rs creates a zstd context for every column chunk it opens, which
+/// costs more than the whole rest of a point read on machines where that setup traps to the
+/// hypervisor, and LZ4 decodes faster. zstd files are about 30% smaller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// LZ4 (Parquet's `LZ4_RAW`).
+    #[default]
+    Lz4,
+    /// zstd level 1.
+    Zstd,
+}
+
 /// How segments are laid out; the defaults favour fast point reads at a small cost in size.
 #[derive(Debug, Clone)]
 pub struct SegmentOptions {
@@ -35,20 +50,23 @@ pub struct SegmentOptions {
     pub row_group_rows: usize,
     /// Records per data page: small pages make point reads decode less.
     pub page_rows: usize,
-    /// zstd level.
-    pub zstd_level: i32,
+    /// Page compression.
+    pub codec: Codec,
 }
 
 impl Default for SegmentOptions {
     fn default() -> Self {
-        SegmentOptions { segment_rows: 1 << 18, row_group_rows: 1 << 17, page_rows: 1024, zstd_level: 1 }
+        SegmentOptions { segment_rows: 1 << 18, row_group_rows: 1 << 17, page_rows: 1024, codec: Codec::default() }
     }
 }
 
 impl SegmentOptions {
     fn writer_properties(&self) -> Result<WriterProperties> {
         Ok(WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(self.zstd_level)?))
+            .set_compression(match self.codec {
+                Codec::Lz4 => Compression::LZ4_RAW,
+                Codec::Zstd => Compression::ZSTD(ZstdLevel::try_new(1)?),
+            })
             .set_statistics_enabled(EnabledStatistics::Page)
             // No dictionaries: a point read would decode a whole dictionary page per column,
             // and building them costs ingest time; zstd already removes the repetition.
