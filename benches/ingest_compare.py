@@ -206,7 +206,7 @@ def compare(args, tool):
                 cpu = CPU[0]
                 runs[fmt][name].append({"seconds": wall, "cpu": cpu, "rss_mib": rss, "out_bytes": out_bytes})
                 log(f"rep {rep + 1}/{args.reps} {fmt:5} {name:11} {wall:7.2f} s  {size / 1e6 / wall:6.1f} MB/s  "
-                    f"cpu {cpu:6.2f} s  {rss:5.0f} MiB RSS  load {os.getloadavg()[0]:.1f}")
+                    f"cpu {cpu:6.2f} s  {rss:5.0f} MiB RSS  out {out_bytes / 1e6:4.0f} MB  load {os.getloadavg()[0]:.1f}")
 
     results = {"machine": machine(), "bytes": nbytes, "reps": args.reps, "formats": {}}
     for fmt in formats:
@@ -217,7 +217,7 @@ def compare(args, tool):
                 continue
             secs = [r["seconds"] for r in rs]
             s = med(secs)
-            table[name] = {"seconds": s, "min": min(secs), "max": max(secs), "runs": secs,
+            table[name] = {"seconds": s, "min": min(secs), "max": max(secs), "runs": rs,
                            "mb_per_s": size / 1e6 / s, "rows_per_s": rows / s,
                            "cpu": med([r["cpu"] for r in rs]),
                            "rss_mib": med([r["rss_mib"] for r in rs]),
@@ -249,6 +249,10 @@ def print_tables(results):
 
 
 def machine():
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
     model = ""
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -257,7 +261,8 @@ def machine():
                 break
     with open("/proc/meminfo") as f:
         mem = int(f.readline().split()[1]) / 1024 / 1024
-    return {"nproc": os.cpu_count(), "cpu": model, "ram_gib": round(mem, 1)}
+    return {"nproc": os.cpu_count(), "cpu": model, "ram_gib": round(mem, 1),
+            "commit": commit + ("+dirty" if dirty else "")}
 
 
 def memory(args, tool):
