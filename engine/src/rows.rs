@@ -90,11 +90,9 @@ impl RowsBuilder {
     }
 
     fn commit_row(&mut self, record: &Map<String, Value>, values: Vec<Cell>) {
-        if record.len() > values.len() || record.keys().any(|k| !self.names.contains(k.as_str())) {
-            for name in record.keys() {
-                if !self.names.contains(name.as_str()) && !self.unmapped.contains(name) {
-                    self.unmapped.insert(name.clone());
-                }
+        for name in record.keys() {
+            if !self.names.contains(name.as_str()) && !self.unmapped.contains(name) {
+                self.unmapped.insert(name.clone());
             }
         }
         for ((p, b), v) in self.properties.iter().zip(&mut self.builders).zip(values) {

@@ -54,8 +54,8 @@ pub fn get_in(env: &Environment, state: &TableState, schema: &SchemaRef, ids: &[
         }
     }
     let mut batches = Vec::new();
-    // (segment, offset) -> (batch, row), to put rows back in the order asked.
-    let mut located: BTreeMap<(usize, u64), (usize, usize)> = BTreeMap::new();
+    // key -> (batch, row), to put rows back in the order asked.
+    let mut located: std::collections::HashMap<u64, (usize, usize)> = std::collections::HashMap::new();
     for (seg, mut offsets) in by_segment {
         offsets.sort_unstable();
         offsets.dedup();
@@ -66,19 +66,12 @@ pub fn get_in(env: &Environment, state: &TableState, schema: &SchemaRef, ids: &[
             let batch = batch?;
             for row in 0..batch.num_rows() {
                 let offset = *next.next().expect("a segment returns only the rows selected");
-                located.insert((seg, offset), (batches.len(), row));
+                located.insert(info.start + offset, (batches.len(), row));
             }
             batches.push(batch);
         }
     }
-    let mut picks = Vec::with_capacity(ids.len());
-    for &id in ids {
-        if let Some(s) = state.segment_of(id)
-            && let Some(&at) = located.get(&(s, id - state.segments[s].start))
-        {
-            picks.push(at);
-        }
-    }
+    let picks: Vec<(usize, usize)> = ids.iter().filter_map(|id| located.get(id).copied()).collect();
     if batches.is_empty() {
         return Ok(RecordBatch::new_empty(schema.clone()));
     }
