@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 const USAGE: &str = "\
 Usage:
   m1 quickstart                         build a demo environment from a bundled sample and query it
+  m1 serve [-port 8080] [-bind 127.0.0.1] [-env NAME|PATH|URL] [-maxBodyBytes N] [-readTimeoutMs N]
   m1 ops env/create -env NAME [-url URL] [-options JSON] [-servers N] [-shards N] [-segmentRows N]
   m1 ops env/bucket/register -env NAME -bucket BUCKET [-options JSON] | env/bucket/deregister ...
   m1 ops env/list | env/get -env NAME | env/rename -env NAME -name NEW | env/destroy -env NAME
@@ -99,6 +100,7 @@ pub fn run(args: Args) -> Result<()> {
     let endpoint = args.endpoint.as_deref();
     match (args.target.as_str(), endpoint) {
         ("quickstart", None) => quickstart(),
+        ("serve", None) => serve(&params),
         ("ops", Some(ep)) => ops(ep, &params),
         ("ops", None) => bail!("m1 ops needs an endpoint, e.g. `m1 ops env/list`\n\n{USAGE}"),
         (_, None) => bail!("missing endpoint after '{}'\n\n{USAGE}", args.target),
@@ -107,6 +109,17 @@ pub fn run(args: Args) -> Result<()> {
             environment(&env, entry.as_ref(), ep, &params)
         }
     }
+}
+
+/// `m1 serve`: the HTTP API until interrupted.
+fn serve(p: &Params) -> Result<()> {
+    let mut o = m1_server::ServeOptions { env: p.opt("env").map(str::to_string), ..Default::default() };
+    o.port = p.num("port")?.unwrap_or(o.port);
+    o.bind =
+        p.opt("bind").map(str::parse).transpose().context("parameter -bind must be an IP address")?.unwrap_or(o.bind);
+    o.max_body_bytes = p.num("maxBodyBytes")?.unwrap_or(o.max_body_bytes);
+    o.read_timeout = p.num("readTimeoutMs")?.map(std::time::Duration::from_millis).unwrap_or(o.read_timeout);
+    Ok(m1_server::serve(o)?)
 }
 
 fn catalog() -> Result<Catalog> {
@@ -132,16 +145,7 @@ fn ops(endpoint: &str, p: &Params) -> Result<()> {
     match endpoint {
         "env/create" => {
             let name = p.opt("env").or(p.opt("name")).ok_or_else(|| anyhow!("missing required parameter -env"))?;
-            let mut config = EnvConfig::default();
-            if let Some(s) = p.num("servers")? {
-                config.servers = s;
-            }
-            if let Some(s) = p.num("shards")? {
-                config.shards = s;
-            }
-            if let Some(s) = p.num("segmentRows")? {
-                config.segment_rows = s;
-            }
+            let config = EnvConfig::from_params(|k| p.opt(k))?;
             let options = p.json("options")?.unwrap_or_default();
             let entry = cat.create_with(name, p.opt("url"), options, config)?;
             print(&serde_json::to_value(entry.redacted())?)
@@ -244,23 +248,7 @@ fn environment(env: &Environment, entry: Option<&CatalogEntry>, endpoint: &str, 
 
 /// Builds a publish request from the seed's parameters (`-file`, `-rules`, `-format`, ...).
 fn publish_request(entry: Option<&CatalogEntry>, p: &Params) -> Result<PublishRequest> {
-    let file = p.req("file")?;
-    let mut req = PublishRequest::new(file.strip_prefix("file=").unwrap_or(file));
-    req.rules = p.opt("rules").map(str::to_string);
-    req.format = p.opt("format").map(m1_ingest::Format::parse).transpose()?;
-    req.compression = p.opt("compression").map(m1_ingest::Compression::parse).transpose()?;
-    req.encoding = p.opt("encoding").map(str::to_string);
-    req.delimiter = match p.opt("delimiter") {
-        None => None,
-        Some("\\t" | "tab" | "\t") => Some(b'\t'),
-        Some(d) if d.len() == 1 => Some(d.as_bytes()[0]),
-        Some(d) => bail!("parameter -delimiter must be one character (or 'tab'), got '{d}'"),
-    };
-    req.headers = flag(p, "headers")?.unwrap_or(true);
-    req.rows = p.num::<i64>("rows")?.filter(|r| *r >= 0).map(|r| r as u64);
-    req.infer = flag(p, "infer")?.unwrap_or(false);
-    req.permissive = flag(p, "permissive")?;
-    req.zip_entries = p.json("entries")?;
+    let mut req = PublishRequest::from_params(|k| p.opt(k))?;
     if let Some(entry) = entry {
         req.outbound = entry.outbound;
         req.store_options = entry.options_for(&req.file);

@@ -278,6 +278,23 @@ impl Catalog {
         })
     }
 
+    /// Changes an environment's worker parallelism (`env/rescale`), in its `env.json` and here;
+    /// handles opened afterwards use it.
+    pub fn rescale(&self, env: &str, servers: u32) -> Result<CatalogEntry> {
+        if servers == 0 {
+            return Err(EngineError::Catalog("servers must be at least 1".into()));
+        }
+        let opened = self.open_env(env)?;
+        let mut config = opened.config().clone();
+        config.servers = servers;
+        let body = bytes::Bytes::from(serde_json::to_vec_pretty(&config)?);
+        opened.storage().put(crate::environment::CONFIG_FILE, body)?;
+        self.update(env, |e| {
+            e.servers = servers;
+            Ok(())
+        })
+    }
+
     /// Forgets a registered bucket.
     pub fn deregister_bucket(&self, env: &str, bucket: &str) -> Result<CatalogEntry> {
         self.update(env, |e| {

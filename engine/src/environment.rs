@@ -69,6 +69,31 @@ impl Default for EnvConfig {
 }
 
 impl EnvConfig {
+    /// Defaults overridden by the `env/create` parameters `servers`, `shards` and `segmentRows`,
+    /// given as text (the CLI and the HTTP API receive every value as text).
+    pub fn from_params<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<EnvConfig> {
+        let num = |key: &str| -> Result<Option<u64>> {
+            get(key)
+                .map(|v| {
+                    v.trim().parse::<u64>().ok().filter(|n| *n >= 1 && *n <= u32::MAX as u64).ok_or_else(|| {
+                        EngineError::Catalog(format!("parameter '{key}' must be a positive number, got '{v}'"))
+                    })
+                })
+                .transpose()
+        };
+        let mut config = EnvConfig::default();
+        if let Some(n) = num("servers")? {
+            config.servers = n as u32;
+        }
+        if let Some(n) = num("shards")? {
+            config.shards = n as u32;
+        }
+        if let Some(n) = num("segmentRows")? {
+            config.segment_rows = n as usize;
+        }
+        Ok(config)
+    }
+
     fn segment_options(&self) -> SegmentOptions {
         SegmentOptions {
             segment_rows: self.segment_rows.max(1),

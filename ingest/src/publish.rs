@@ -89,6 +89,53 @@ impl PublishRequest {
             zip_entries: None,
         }
     }
+
+    /// A request from the seed's named parameters (`file`, `rules`, `format`, `compression`,
+    /// `encoding`, `delimiter`, `headers`, `rows`, `infer`, `permissive`, `entries`), as the CLI
+    /// and the HTTP API receive them: every value is text. `outbound` and `store_options` come
+    /// from the environment's catalog entry, not the caller.
+    pub fn from_params<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<PublishRequest> {
+        let bad = IngestError::InvalidOption;
+        let flag = |key: &str| -> Result<Option<bool>> {
+            get(key)
+                .map(|v| match v.trim() {
+                    "true" | "1" | "yes" => Ok(true),
+                    "false" | "0" | "no" => Ok(false),
+                    other => Err(bad(format!("parameter '{key}' must be true or false, got '{other}'"))),
+                })
+                .transpose()
+        };
+        let file = get("file").ok_or_else(|| bad("missing required parameter 'file'".into()))?;
+        let mut req = PublishRequest::new(file.strip_prefix("file=").unwrap_or(file));
+        req.rules = get("rules").map(str::to_string);
+        req.format = get("format").map(Format::parse).transpose()?;
+        req.compression = get("compression").map(Compression::parse).transpose()?;
+        req.encoding = get("encoding").map(str::to_string);
+        req.delimiter = match get("delimiter") {
+            None => None,
+            Some("\\t" | "tab" | "\t") => Some(b'\t'),
+            Some(d) if d.len() == 1 => Some(d.as_bytes()[0]),
+            Some(d) => return Err(bad(format!("parameter 'delimiter' must be one character (or 'tab'), got '{d}'"))),
+        };
+        req.headers = flag("headers")?.unwrap_or(true);
+        req.rows = match get("rows") {
+            None => None,
+            Some(v) => {
+                let n: i64 =
+                    v.trim().parse().map_err(|_| bad(format!("parameter 'rows' must be a number, got '{v}'")))?;
+                u64::try_from(n).ok()
+            }
+        };
+        req.infer = flag("infer")?.unwrap_or(false);
+        req.permissive = flag("permissive")?;
+        req.zip_entries = get("entries")
+            .map(|v| {
+                serde_json::from_str(v)
+                    .map_err(|e| bad(format!("parameter 'entries' must be a JSON array of names: {e}")))
+            })
+            .transpose()?;
+        Ok(req)
+    }
 }
 
 /// A record or value a permissive publish skipped or nulled.

@@ -1,0 +1,321 @@
+//! From a connection to an endpoint: the accept loop (with a header timeout for slow clients),
+//! target resolution (host `<env>.localhost` / `ops.localhost`, or path prefix `/<env>/`,
+//! `/ops/`, or the one environment served at the root), the route and verb, the token and
+//! rights, then the parameters and the endpoint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use m1_engine::{Catalog, CatalogEntry, Environment};
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+
+use crate::auth::{AuthStore, Backing};
+use crate::error::{Result, ServerError};
+use crate::params::Params;
+use crate::routes::{self, Access, Route};
+use crate::stream::{Reply, blocking};
+use crate::{ServeOptions, env, ops};
+
+/// Header carrying the token.
+pub const TOKEN_HEADER: &str = "m1-auth-token";
+
+/// One open environment with its users, tokens and cached system parameters.
+pub struct EnvHandle {
+    /// Catalog name (or the location, for an environment outside the catalog).
+    pub name: String,
+    /// The environment.
+    pub env: Arc<Environment>,
+    /// Its catalog entry (buckets, outbound), if it is in the catalog.
+    pub entry: Option<CatalogEntry>,
+    /// Its users and tokens.
+    pub auth: AuthStore,
+    /// System parameters, reloaded whenever `/system` changes them.
+    pub system: RwLock<BTreeMap<String, Value>>,
+}
+
+impl EnvHandle {
+    fn open(name: String, env: Environment, entry: Option<CatalogEntry>) -> Result<EnvHandle> {
+        let env = Arc::new(env);
+        let system = RwLock::new(env.system()?);
+        let auth = AuthStore::open(Backing::Env(env.clone()))?;
+        Ok(EnvHandle { name, env, entry, auth, system })
+    }
+
+    /// A system parameter.
+    pub fn param(&self, name: &str) -> Option<Value> {
+        self.system.read().get(name).cloned()
+    }
+
+    /// A numeric system parameter, or `default`.
+    pub fn param_i64(&self, name: &str, default: i64) -> i64 {
+        self.param(name).and_then(|v| v.as_i64()).unwrap_or(default)
+    }
+}
+
+/// Shared state of a running server.
+pub struct App {
+    /// The local catalog.
+    pub catalog: Catalog,
+    /// Options it runs with.
+    pub options: ServeOptions,
+    /// The environment served at the root (`-env`).
+    pub root: Option<Arc<EnvHandle>>,
+    envs: Mutex<HashMap<String, Arc<EnvHandle>>>,
+    /// Ops users, tokens and accounts (`$M1_HOME/ops-auth.json`).
+    pub ops: AuthStore,
+}
+
+impl App {
+    /// Opens the catalog, the ops store and the root environment.
+    pub fn new(options: ServeOptions) -> Result<App> {
+        let home = options.home.clone().unwrap_or_else(Catalog::default_home);
+        let catalog = Catalog::open(&home)?;
+        let ops = AuthStore::open(Backing::File(home.join("ops-auth.json")))?;
+        let root = match &options.env {
+            None => None,
+            Some(target) => Some(Arc::new(match catalog.get(target)? {
+                Some(entry) => EnvHandle::open(entry.name.clone(), catalog.open_env(target)?, Some(entry))?,
+                None => EnvHandle::open(target.clone(), Environment::open(target)?, None)?,
+            })),
+        };
+        Ok(App { catalog, options, root, envs: Mutex::new(HashMap::new()), ops })
+    }
+
+    /// The environment named (or with id) `name`, opened once and cached.
+    pub fn env(&self, name: &str) -> Result<Arc<EnvHandle>> {
+        if let Some(h) = self.envs.lock().get(name) {
+            return Ok(h.clone());
+        }
+        let entry = self
+            .catalog
+            .get(name)?
+            .ok_or_else(|| ServerError::NotFound(format!("no environment named '{name}' on this server")))?;
+        let handle = Arc::new(EnvHandle::open(entry.name.clone(), self.catalog.open_env(name)?, Some(entry))?);
+        Ok(self.envs.lock().entry(name.to_string()).or_insert(handle).clone())
+    }
+
+    /// Forgets cached handles of an environment (after rename, destroy, settings or reboot),
+    /// so the next request reopens it.
+    pub fn evict(&self, id: &str) {
+        self.envs.lock().retain(|_, h| h.env.config().id != id);
+    }
+}
+
+/// Where a request goes.
+enum Target {
+    Ops(String),
+    Env(Arc<EnvHandle>, String),
+}
+
+fn resolve(app: &App, headers: &HeaderMap, uri: &axum::http::Uri) -> Result<Target> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.host())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let host = host.rsplit_once(':').filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit())).map_or(&*host, |(h, _)| h);
+    let path = uri.path().trim_start_matches('/');
+    if host == "ops.localhost" || host.starts_with("ops.") {
+        return Ok(Target::Ops(path.to_string()));
+    }
+    let (first, rest) = path.split_once('/').unwrap_or((path, ""));
+    if first == "ops" {
+        return Ok(Target::Ops(rest.to_string()));
+    }
+    if let Some(root) = &app.root {
+        return Ok(Target::Env(root.clone(), path.to_string()));
+    }
+    if let Some(label) = host.strip_suffix(".localhost").filter(|l| !l.is_empty() && !l.contains('.')) {
+        return Ok(Target::Env(app.env(label)?, path.to_string()));
+    }
+    if first.is_empty() {
+        return Err(ServerError::NotFound(
+            "name an environment: http://<env>.localhost:PORT/<endpoint> or http://HOST:PORT/<env>/<endpoint>; ops at /ops/".into(),
+        ));
+    }
+    Ok(Target::Env(app.env(first)?, rest.to_string()))
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The client's address.
+    pub ip: String,
+    /// The authenticated user, for endpoints that need a token.
+    pub user: Option<String>,
+    /// The user's environment rights (empty for ops).
+    pub rights: Vec<String>,
+    /// The token sent, if any (for `/auth` on behalf of others).
+    pub token: Option<String>,
+}
+
+impl Caller {
+    /// Whether the caller holds `right`.
+    pub fn has(&self, right: &str) -> bool {
+        self.rights.iter().any(|r| r == right)
+    }
+
+    /// The authenticated user (endpoints behind a token only).
+    pub fn username(&self) -> Result<&str> {
+        self.user.as_deref().ok_or_else(|| ServerError::Unauthorized("this endpoint needs an m1-auth-token".into()))
+    }
+}
+
+fn authorize(store: &AuthStore, route: &Route, caller: &mut Caller, endpoint: &str) -> Result<()> {
+    if route.access == Access::Public {
+        return Ok(());
+    }
+    let token = caller.token.as_deref().ok_or_else(|| {
+        ServerError::Unauthorized(format!("/{endpoint} needs an m1-auth-token header (get one from /auth)"))
+    })?;
+    let (name, user) = store.check(token, &caller.ip)?;
+    caller.user = Some(name);
+    caller.rights = user.rights;
+    if let Access::AnyOf(rights) = route.access
+        && !rights.iter().any(|r| caller.has(r))
+    {
+        return Err(ServerError::Forbidden(format!("/{endpoint} needs one of the rights {}", rights.join(", "))));
+    }
+    Ok(())
+}
+
+/// The canonical text of a client address (IPv4-mapped IPv6 as IPv4).
+pub fn client_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+/// Handles one request.
+pub async fn handle(app: Arc<App>, addr: SocketAddr, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let cors = Arc::new(Mutex::new(None::<String>));
+    let mut response = match route_request(app, addr, parts, body, cors.clone()).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    if let Some(origin) = cors.lock().take()
+        && let Ok(v) = HeaderValue::from_str(&origin)
+    {
+        let h = response.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("m1-auth-token, content-type"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
+    }
+    response
+}
+
+async fn route_request(
+    app: Arc<App>,
+    addr: SocketAddr,
+    parts: axum::http::request::Parts,
+    body: Body,
+    cors: Arc<Mutex<Option<String>>>,
+) -> Result<Response> {
+    let token = parts.headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string());
+    let mut caller = Caller { ip: client_ip(addr.ip()), user: None, rights: Vec::new(), token };
+    let method = parts.method.clone();
+    // Resolve the target and check the token before reading any body.
+    let (target, path, caller) = {
+        let app = app.clone();
+        let headers = parts.headers.clone();
+        let uri = parts.uri.clone();
+        let method = method.clone();
+        blocking(move || {
+            let target = resolve(&app, &headers, &uri)?;
+            let (table, path, store) = match &target {
+                Target::Ops(p) => (routes::OPS_ROUTES, p.clone(), &app.ops),
+                Target::Env(h, p) => {
+                    let origin = h.param("cors").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                    if !origin.is_empty() {
+                        *cors.lock() = Some(origin);
+                    }
+                    (routes::ENV_ROUTES, p.clone(), &h.auth)
+                }
+            };
+            let path = path.trim_end_matches('/').to_string();
+            let route = routes::find(table, &path)
+                .ok_or_else(|| ServerError::NotFound(format!("unknown endpoint '/{path}'")))?;
+            if method == Method::OPTIONS {
+                return Ok((target, path, caller));
+            }
+            if !route.methods.iter().any(|m| *m == method.as_str()) {
+                return Err(ServerError::MethodNotAllowed(format!(
+                    "/{path} takes {}, not {method}",
+                    route.methods.join(" or ")
+                )));
+            }
+            authorize(store, route, &mut caller, &path)?;
+            Ok((target, path, caller))
+        })
+        .await?
+    };
+    if method == Method::OPTIONS {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let mut params = Params::from_query(parts.uri.query().unwrap_or(""));
+    params.read_body(&parts.headers, body, app.options.max_body_bytes, app.options.read_timeout).await?;
+    let reply = match target {
+        Target::Ops(_) => ops::call(app, &path, caller, params).await?,
+        Target::Env(handle, _) => env::call(app, handle, &path, caller, params).await?,
+    };
+    Ok(match reply {
+        Reply::Empty => StatusCode::OK.into_response(),
+        Reply::Json(v) => json_response(&v),
+        Reply::Stream(body) => Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .map_err(|e| ServerError::Internal(e.to_string()))?,
+    })
+}
+
+/// A JSON response.
+pub fn json_response(v: &Value) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+/// Accepts connections until `stop` fires; each connection is served by hyper with a header
+/// read timeout, so a client that never finishes its headers is dropped.
+pub async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    read_timeout: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        let (stream, addr) = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of file descriptors and the like: wait a little rather than spin.
+                Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let app = app.clone();
+                async move {
+                    let req = req.map(Body::new);
+                    Ok::<_, std::convert::Infallible>(handle(app, addr, req).await)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(read_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
