@@ -495,7 +495,9 @@ pub struct Appender<'e> {
     full: SchemaRef,
     json: RowsBuilder,
     /// Property columns waiting to be written, aligned to `schema.properties()`.
-    pending: std::collections::VecDeque<Vec<ArrayRef>>,
+    /// Column chunks with their row counts (a schema without user properties has no columns,
+    /// so the count cannot come from them).
+    pending: std::collections::VecDeque<(Vec<ArrayRef>, usize)>,
     pending_rows: usize,
     /// Segments being encoded and uploaded on worker threads, oldest first.
     in_flight: std::collections::VecDeque<std::thread::JoinHandle<Result<SegmentInfo>>>,
@@ -589,7 +591,7 @@ impl<'e> Appender<'e> {
         if rows == 0 {
             return Ok(());
         }
-        self.pending.push_back(columns);
+        self.pending.push_back((columns, rows));
         self.pending_rows += rows;
         let target = self.env.config.segment_options().segment_rows;
         while self.pending_rows >= target {
@@ -603,15 +605,14 @@ impl<'e> Appender<'e> {
         let mut chunks = Vec::new();
         let mut taken = 0;
         while taken < rows {
-            let cols = self.pending.pop_front().expect("pending rows are counted");
-            let n = cols.first().map_or(0, |c| c.len());
+            let (cols, n) = self.pending.pop_front().expect("pending rows are counted");
             if taken + n <= rows {
                 taken += n;
-                chunks.push(cols);
+                chunks.push((cols, n));
             } else {
                 let keep = rows - taken;
-                chunks.push(cols.iter().map(|c| c.slice(0, keep)).collect());
-                self.pending.push_front(cols.iter().map(|c| c.slice(keep, n - keep)).collect());
+                chunks.push((cols.iter().map(|c| c.slice(0, keep)).collect(), keep));
+                self.pending.push_front((cols.iter().map(|c| c.slice(keep, n - keep)).collect(), n - keep));
                 taken = rows;
             }
         }
@@ -620,8 +621,7 @@ impl<'e> Appender<'e> {
         let mut rng = rand::rng();
         let mut batches = Vec::with_capacity(chunks.len());
         let mut key = start as i64;
-        for cols in chunks {
-            let n = cols.first().map_or(0, |c| c.len());
+        for (cols, n) in chunks {
             let keys = Int64Array::from_iter_values(key..key + n as i64);
             let rand = Float64Array::from_iter_values((0..n).map(|_| rng.random::<f64>()));
             key += n as i64;
@@ -701,5 +701,22 @@ impl<'e> Appender<'e> {
             version: state.version,
             unmapped,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After `/schema/wipe` no user property is left, so appended chunks have no columns; their
+    /// rows must still be counted (this used to panic).
+    #[test]
+    fn append_with_no_user_properties() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Environment::create(dir.path().to_str().unwrap(), EnvConfig::default()).unwrap();
+        let rows = (0..3).map(|i| serde_json::json!({"unmapped": i}).as_object().unwrap().clone());
+        let report = env.append_json(rows).unwrap();
+        assert_eq!(report.rows, 3);
+        assert_eq!(env.next_key().unwrap(), 3);
     }
 }
