@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 const USAGE: &str = "\
 Usage:
   m1 quickstart                         build a demo environment from a bundled sample and query it
+  m1 auth <env> -url http://HOST:PORT [-username U -password P] | m1 signup -url URL | m1 auth -url URL (ops)
+                                        log in to a remote `m1 serve`; later `m1 <env> ...` / `m1 ops ...` go there
   m1 serve [-port 8080] [-bind 127.0.0.1] [-env NAME|PATH|URL] [-maxBodyBytes N] [-readTimeoutMs N]
   m1 ops env/create -env NAME [-url URL] [-options JSON] [-servers N] [-shards N] [-segmentRows N]
   m1 ops env/bucket/register -env NAME -bucket BUCKET [-options JSON] | env/bucket/deregister ...
@@ -35,6 +37,7 @@ pub struct Args {
     /// `ops`, `quickstart`, or an environment name, path or URL.
     target: String,
     /// The endpoint, e.g. `schema/add` or `get`.
+    #[arg(allow_hyphen_values = true)]
     endpoint: Option<String>,
     /// Parameters as `-name value` pairs.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -95,20 +98,39 @@ fn print(value: &Value) -> Result<()> {
 }
 
 /// Runs one command.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(mut args: Args) -> Result<()> {
+    // Commands without an endpoint (`m1 serve -port 8080`, `m1 auth -url ..`): the first
+    // parameter name landed in the endpoint's place.
+    if let Some(ep) = args.endpoint.take_if(|e| e.starts_with('-')) {
+        args.params.insert(0, ep);
+    }
     let params = Params::parse(&args.params)?;
     let endpoint = args.endpoint.as_deref();
     match (args.target.as_str(), endpoint) {
         ("quickstart", None) => quickstart(),
         ("serve", None) => serve(&params),
-        ("ops", Some(ep)) => ops(ep, &params),
+        // A remote `m1 serve`: logins, then calls with the stored token.
+        ("auth", env) => print_remote(crate::remote::auth(env, &params.0)?),
+        ("signup", None) => print_remote(crate::remote::signup(&params.0)?),
+        ("ops", Some(ep)) => match crate::remote::login_for(None, params.opt("url"))? {
+            Some(login) => print_remote(crate::remote::call(&login, None, ep, &params.0)?),
+            None => ops(ep, &params),
+        },
         ("ops", None) => bail!("m1 ops needs an endpoint, e.g. `m1 ops env/list`\n\n{USAGE}"),
         (_, None) => bail!("missing endpoint after '{}'\n\n{USAGE}", args.target),
-        (env, Some(ep)) => {
-            let (env, entry) = open(env)?;
-            environment(&env, entry.as_ref(), ep, &params)
-        }
+        (env, Some(ep)) => match crate::remote::login_for(Some(env), params.opt("url"))? {
+            Some(login) => print_remote(crate::remote::call(&login, Some(env), ep, &params.0)?),
+            None => {
+                let (env, entry) = open(env)?;
+                environment(&env, entry.as_ref(), ep, &params)
+            }
+        },
     }
+}
+
+/// Prints a remote answer (nothing for an empty body, as the seeds' "No response").
+fn print_remote(v: Value) -> Result<()> {
+    if v.is_null() { Ok(()) } else { print(&v) }
 }
 
 /// `m1 serve`: the HTTP API until interrupted.

@@ -2,6 +2,7 @@
 //! `m1 quickstart`.
 
 mod cli;
+mod remote;
 
 // Parsing and typing allocate many small maps and strings; mimalloc handles that load across
 // threads far better than the system allocator.
