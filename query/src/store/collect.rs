@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use m1_engine::{KEY, PropertyType};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
-use tantivy::{DateTime, DocId, Score, SegmentOrdinal, SegmentReader};
+use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
 /// What to sort by.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,7 +187,6 @@ pub struct Gather {
 enum SortColumn {
     Score,
     Int(Option<Column<i64>>),
-    Date(Option<Column<DateTime>>),
     Bool(Option<Column<bool>>),
     Float(Option<Column<f64>>),
     Str(Option<StrColumn>),
@@ -198,9 +197,6 @@ impl SortColumn {
         let v = match self {
             SortColumn::Score => Some(SortValue::Float(f64::from(score))),
             SortColumn::Int(c) => c.as_ref().and_then(|c| c.first(doc)).map(SortValue::Int),
-            SortColumn::Date(c) => {
-                c.as_ref().and_then(|c| c.first(doc)).map(|d| SortValue::Int(d.into_timestamp_millis()))
-            }
             SortColumn::Bool(c) => c.as_ref().and_then(|c| c.first(doc)).map(|b| SortValue::Int(i64::from(b))),
             SortColumn::Float(c) => c.as_ref().and_then(|c| c.first(doc)).map(SortValue::Float),
             SortColumn::Str(c) => c.as_ref().and_then(|c| c.ords().first(doc)).map(SortValue::Ord),
@@ -214,9 +210,8 @@ fn sort_column(reader: &SegmentReader, key: &SortKey) -> tantivy::Result<SortCol
     Ok(match &key.by {
         SortBy::Score => SortColumn::Score,
         SortBy::Property { name, ty } => match ty {
-            PropertyType::Integer => SortColumn::Int(ff.column_opt(name)?),
+            PropertyType::Integer | PropertyType::Date => SortColumn::Int(ff.column_opt(name)?),
             PropertyType::Double => SortColumn::Float(ff.column_opt(name)?),
-            PropertyType::Date => SortColumn::Date(ff.column_opt(name)?),
             PropertyType::Boolean => SortColumn::Bool(ff.column_opt(name)?),
             PropertyType::String | PropertyType::Text => SortColumn::Str(ff.str(name)?),
         },
@@ -226,7 +221,6 @@ fn sort_column(reader: &SegmentReader, key: &SortKey) -> tantivy::Result<SortCol
 enum FacetColumn {
     Str(Option<StrColumn>, Vec<u32>),
     Int(Option<Column<i64>>),
-    Date(Option<Column<DateTime>>),
     Bool(Option<Column<bool>>),
     Float(Option<Column<f64>>),
 }
@@ -240,9 +234,8 @@ impl FacetColumn {
                 let n = col.as_ref().map_or(0, |c| c.num_terms());
                 FacetColumn::Str(col, vec![0; n])
             }
-            PropertyType::Integer => FacetColumn::Int(ff.column_opt(field)?),
+            PropertyType::Integer | PropertyType::Date => FacetColumn::Int(ff.column_opt(field)?),
             PropertyType::Double => FacetColumn::Float(ff.column_opt(field)?),
-            PropertyType::Date => FacetColumn::Date(ff.column_opt(field)?),
             PropertyType::Boolean => FacetColumn::Bool(ff.column_opt(field)?),
         })
     }
@@ -253,7 +246,6 @@ impl FacetColumn {
         match self {
             FacetColumn::Int(Some(c)) => out.extend(c.values_for_doc(doc).map(|v| v as f64)),
             FacetColumn::Float(Some(c)) => out.extend(c.values_for_doc(doc)),
-            FacetColumn::Date(Some(c)) => out.extend(c.values_for_doc(doc).map(|d| d.into_timestamp_millis() as f64)),
             FacetColumn::Bool(Some(c)) => out.extend(c.values_for_doc(doc).map(|b| f64::from(u8::from(b)))),
             _ => {}
         }

@@ -6,6 +6,10 @@
 //! | `text` | default tokenizer with positions (+ a term in the presence field) | words, phrases |
 //! | `integer`, `double`, `date`, `boolean` | indexed + fast | terms, ranges, sort, facets |
 //!
+//! Dates are indexed as `i64` epoch milliseconds, not as tantivy dates: those hold nanoseconds
+//! in an `i64` (years 1677 to 2262 only) and keep only seconds in the term index, while the lake
+//! keeps milliseconds over a far wider range.
+//!
 //! Fields are named exactly like the properties (dots included): tantivy only forbids empty
 //! names and a leading `-`, which property names never have. `multi` properties add one value
 //! per element. A `double` NaN is not indexed: in a store it behaves as a missing value (it
@@ -17,11 +21,10 @@
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType};
 use m1_engine::{Property, PropertyType};
+use tantivy::TantivyDocument;
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, Field, IndexRecordOption, NumericOptions, Schema as TantivySchema, SchemaBuilder,
-    TextFieldIndexing, TextOptions,
+    Field, IndexRecordOption, NumericOptions, Schema as TantivySchema, SchemaBuilder, TextFieldIndexing, TextOptions,
 };
-use tantivy::{DateTime, TantivyDocument};
 
 /// The field listing a document's non-null `text` properties. A control character keeps it
 /// apart from every valid property name.
@@ -44,14 +47,12 @@ pub fn tantivy_schema(properties: &[Property]) -> TantivySchema {
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
     let num = NumericOptions::default().set_indexed().set_fast();
-    let date = DateOptions::default().set_indexed().set_fast().set_precision(DateTimePrecision::Milliseconds);
     for p in properties {
         match p.ty {
             PropertyType::String => b.add_text_field(&p.name, raw.clone()),
             PropertyType::Text => b.add_text_field(&p.name, text.clone()),
-            PropertyType::Integer => b.add_i64_field(&p.name, num.clone()),
+            PropertyType::Integer | PropertyType::Date => b.add_i64_field(&p.name, num.clone()),
             PropertyType::Double => b.add_f64_field(&p.name, num.clone()),
-            PropertyType::Date => b.add_date_field(&p.name, date.clone()),
             PropertyType::Boolean => b.add_bool_field(&p.name, num.clone()),
         };
     }
@@ -140,7 +141,7 @@ fn add_column(docs: &mut [TantivyDocument], field: Field, p: &Property, col: &dy
             let a = col.as_primitive::<TimestampMicrosecondType>();
             for (row, doc) in docs.iter_mut().enumerate() {
                 if a.is_valid(row) {
-                    doc.add_date(field, DateTime::from_timestamp_micros(a.value(row)));
+                    doc.add_i64(field, a.value(row).div_euclid(1000));
                 }
             }
         }
@@ -176,10 +177,9 @@ fn add_values(doc: &mut TantivyDocument, field: Field, ty: PropertyType, values:
                 }
                 doc.add_f64(field, v)
             }
-            (PropertyType::Date, DataType::Timestamp(_, _)) => doc.add_date(
-                field,
-                DateTime::from_timestamp_micros(values.as_primitive::<TimestampMicrosecondType>().value(i)),
-            ),
+            (PropertyType::Date, DataType::Timestamp(_, _)) => {
+                doc.add_i64(field, values.as_primitive::<TimestampMicrosecondType>().value(i).div_euclid(1000))
+            }
             (PropertyType::Boolean, DataType::Boolean) => doc.add_bool(field, values.as_boolean().value(i)),
             _ => continue,
         }

@@ -10,8 +10,7 @@
 //! - `text`: query words analyzed like the indexed text; several words are a phrase.
 //! - `integer`, `double`, `boolean`: the value parsed for the type (as [`coerce`] does); text
 //!   that does not parse matches nothing. Integer range bounds with a fraction round inwards.
-//! - `date`: ISO-8601 or epoch text; terms and ranges compare milliseconds through the fast
-//!   column (tantivy's term index keeps only seconds).
+//! - `date`: ISO-8601 or epoch text, compared as epoch milliseconds (how dates are indexed).
 //! - A term without a property is the disjunction of that term over every property.
 
 use std::ops::Bound;
@@ -24,7 +23,7 @@ use tantivy::query::{
     TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DateTime, Index, Term};
+use tantivy::{Index, Term};
 
 use super::fields::PRESENT;
 use crate::error::{QueryError, Result};
@@ -137,10 +136,7 @@ impl Translator<'_> {
                 Some(Scalar::Int(i)) => exact(Term::from_field_i64(f, i)),
                 Some(Scalar::Double(d)) if !d.is_nan() => exact(Term::from_field_f64(f, d)),
                 Some(Scalar::Bool(b)) => exact(Term::from_field_bool(f, b)),
-                Some(Scalar::DateMs(ms)) => {
-                    let t = Term::from_field_date(f, DateTime::from_timestamp_millis(ms));
-                    Box::new(RangeQuery::new(Bound::Included(t.clone()), Bound::Included(t)))
-                }
+                Some(Scalar::DateMs(ms)) => exact(Term::from_field_i64(f, ms)),
                 _ => empty(),
             },
         })
@@ -181,7 +177,7 @@ impl Translator<'_> {
             ),
             PropertyType::Date => {
                 let date = |s: &str| match scalar(s, PropertyType::Date) {
-                    Some(Scalar::DateMs(ms)) => Some(Term::from_field_date(f, DateTime::from_timestamp_millis(ms))),
+                    Some(Scalar::DateMs(ms)) => Some(Term::from_field_i64(f, ms)),
                     _ => None,
                 };
                 (map_bound(lower, date), map_bound(upper, date))
