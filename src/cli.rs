@@ -26,6 +26,12 @@ Usage:
   m1 <env> write -items JSON [-publish true] [-rules JSON] [-async false]
   m1 <env> system [-name value ...] | vacuum [-olderThanMs N]
   m1 ops env/outbound -env NAME -enable true|false
+  m1 ops env/store/create -env NAME -store S [-type standard|boost] [-shards N] [-replicas N]
+  m1 ops env/store/rename -env NAME -store S -name NEW | env/store/destroy -env NAME -store S
+  m1 <env> query -store S[,S2] -q QUERY [-rows N] [-start N] [-fl JSON|a,b] [-sort 'p desc, q asc']
+           [-facets JSON] [-format json|csv]
+  m1 <env> store/list | store/enable -store S [-enable false] | store/autocommit -store S -enable true|false
+  m1 <env> store/rebuild -store S | store/commit -store S
 
 <env> is a name from the local catalog ($M1_HOME, default ~/.m1) or a path or URL.
 A parameter value of @file reads the value from that file.";
@@ -203,6 +209,10 @@ fn ops(endpoint: &str, p: &Params) -> Result<()> {
             cat.destroy(p.req("env")?)?;
             Ok(())
         }
+        "env/store/create" | "env/store/rename" | "env/store/destroy" => {
+            let env = Environment::from_engine(cat.open_env(p.req("env")?)?);
+            store_admin(&env, endpoint.trim_start_matches("env/"), p)
+        }
         other => bail!("unknown ops endpoint '{other}'\n\n{USAGE}"),
     }
 }
@@ -264,6 +274,79 @@ fn environment(env: &Environment, entry: Option<&CatalogEntry>, endpoint: &str, 
             let ms: u64 = p.num("olderThanMs")?.unwrap_or(3_600_000);
             print(&serde_json::to_value(env.vacuum(std::time::Duration::from_millis(ms))?)?)
         }
+        "query" => query(env, p),
+        ep if ep.starts_with("store/") => store_admin(env, ep, p),
+        other => bail!("unknown endpoint '{other}'\n\n{USAGE}"),
+    }
+}
+
+/// `/query`: JSON (count, items, facets) or CSV on stdout, items streamed.
+fn query(env: &Environment, p: &Params) -> Result<()> {
+    let mut req = m1::QueryRequest::new(p.opt("store").unwrap_or(m1::StoreDef::DEFAULT_NAME), p.req("q")?);
+    req.stores =
+        p.opt("store").unwrap_or(m1::StoreDef::DEFAULT_NAME).split(',').map(|s| s.trim().to_string()).collect();
+    req.fl = match p.opt("fl").map(str::trim) {
+        None | Some("") => None,
+        Some(v) if v.starts_with('[') => p.json("fl")?,
+        Some(v) => Some(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+    };
+    req.start = p.num("start")?.unwrap_or(0);
+    req.rows = p.num("rows")?.unwrap_or(0);
+    req.sort = p.opt("sort").map(str::to_string);
+    req.facets = p.json("facets")?;
+    let csv = match p.opt("format").unwrap_or("json") {
+        "json" => false,
+        "csv" if req.facets.is_some() => bail!("-format csv cannot carry facets; use -format json"),
+        "csv" => true,
+        other => bail!("parameter -format must be json or csv, got '{other}'"),
+    };
+    let answer = env.query(&req)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if csv {
+        answer.write_csv(env.engine(), &mut out)?;
+    } else {
+        answer.write_json(env.engine(), &mut out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `store/*` on an environment and `env/store/*` of ops.
+fn store_admin(env: &Environment, endpoint: &str, p: &Params) -> Result<()> {
+    let stores = env.stores();
+    let e = env.engine();
+    match endpoint {
+        "store/list" => print(&serde_json::to_value(stores.list(e)?)?),
+        "store/create" => {
+            let kind = m1::StoreKind::parse(p.opt("type").unwrap_or("standard"))?;
+            let def = m1::StoreDef::new(
+                p.req("store")?,
+                kind,
+                p.num("shards")?.unwrap_or(1),
+                p.num("replicas")?.unwrap_or(2),
+            );
+            print(&serde_json::to_value(stores.create(e, def)?)?)
+        }
+        "store/rename" => {
+            stores.rename(e, p.req("store")?, p.req("name")?)?;
+            Ok(())
+        }
+        "store/destroy" => {
+            stores.destroy(e, p.req("store")?)?;
+            Ok(())
+        }
+        "store/enable" => {
+            let on = flag(p, "enable")?.or(flag(p, "active")?).unwrap_or(true);
+            print(&serde_json::to_value(stores.configure(e, p.req("store")?, Some(on), None)?)?)
+        }
+        "store/autocommit" => {
+            let on = flag(p, "autocommit")?
+                .or(flag(p, "enable")?)
+                .ok_or_else(|| anyhow!("missing required parameter -enable"))?;
+            print(&serde_json::to_value(stores.configure(e, p.req("store")?, None, Some(on))?)?)
+        }
+        "store/rebuild" => print(&json!({"documents": stores.rebuild(e, p.req("store")?)?})),
+        "store/commit" => print(&json!({"documents": stores.commit(e, p.req("store")?)?})),
         other => bail!("unknown endpoint '{other}'\n\n{USAGE}"),
     }
 }
@@ -348,5 +431,13 @@ fn quickstart() -> Result<()> {
     let mut out = std::io::stdout().lock();
     m1::encode::write_json_array(&mut out, env.range(0, 5, Some(&cols))?)?;
     writeln!(out)?;
+    let q = "event.type:purchase AND user.agent:iphone";
+    let facets = json!({"cities": {"type": "terms", "field": "geo.city", "limit": 3}});
+    println!("7. m1 {name} query -store index -q '{q}' -rows 2 -sort 'event.time desc' -facets '{facets}'");
+    let mut req = m1::QueryRequest::new("index", q);
+    req.rows = 2;
+    req.sort = Some("event.time desc".into());
+    req.facets = Some(facets);
+    env.query(&req)?.write_json(env.engine(), &mut out)?;
     Ok(())
 }

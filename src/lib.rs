@@ -21,7 +21,8 @@ pub use m1_engine::{
     VacuumReport,
 };
 pub use m1_ingest::{IngestError, Progress, PublishReport, PublishRequest, WriteOptions, WriteReport};
-pub use m1_query::QueryError;
+pub use m1_query::store::{StoreDef, StoreKind, StoreStatus};
+pub use m1_query::{QueryAnswer, QueryError, QueryRequest, Stores};
 
 /// Any error m1 reports.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,7 @@ pub type Record = serde_json::Map<String, serde_json::Value>;
 #[derive(Debug)]
 pub struct Environment {
     inner: m1_engine::Environment,
+    stores: std::sync::OnceLock<Stores>,
 }
 
 impl Environment {
@@ -57,17 +59,17 @@ impl Environment {
 
     /// Creates an environment with explicit settings.
     pub fn create_with(location: &str, config: EnvConfig) -> Result<Environment> {
-        Ok(Environment { inner: m1_engine::Environment::create(location, config)? })
+        Ok(Self::from_engine(m1_engine::Environment::create(location, config)?))
     }
 
     /// Opens the environment at a local path or object-store URL.
     pub fn open(location: &str) -> Result<Environment> {
-        Ok(Environment { inner: m1_engine::Environment::open(location)? })
+        Ok(Self::from_engine(m1_engine::Environment::open(location)?))
     }
 
     /// Wraps an engine environment.
     pub fn from_engine(inner: m1_engine::Environment) -> Environment {
-        Environment { inner }
+        Environment { inner, stores: std::sync::OnceLock::new() }
     }
 
     /// The storage core's handle, for everything not wrapped here.
@@ -116,12 +118,20 @@ impl Environment {
         request: &PublishRequest,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<PublishReport> {
-        Ok(m1_ingest::publish(&self.inner, request, progress)?)
+        let report = m1_ingest::publish(&self.inner, request, progress)?;
+        if report.rows_published > 0 {
+            self.stores().sync(&self.inner)?;
+        }
+        Ok(report)
     }
 
     /// Archives raw JSON items (`/write`) and, if asked, publishes them.
     pub fn write(&self, items: Vec<serde_json::Value>, options: &WriteOptions) -> Result<WriteReport> {
-        Ok(m1_ingest::write(&self.inner, items, options)?)
+        let report = m1_ingest::write(&self.inner, items, options)?;
+        if options.publish {
+            self.stores().sync(&self.inner)?;
+        }
+        Ok(report)
     }
 
     /// The records with these keys, in the order asked, as one Arrow batch.
@@ -137,6 +147,30 @@ impl Environment {
     /// The records with keys in `start..end`, streamed batch by batch in key order.
     pub fn range(&self, start: u64, end: u64, properties: Option<&[String]>) -> Result<m1_query::Range<'_>> {
         Ok(m1_query::range(&self.inner, start, end, properties)?)
+    }
+
+    /// The data stores (tantivy indexes over the lake): create, list, rebuild, ...
+    pub fn stores(&self) -> &Stores {
+        self.stores.get_or_init(|| Stores::new(&self.inner))
+    }
+
+    /// Answers a `/query`: count, the page's keys and facets; items are read on demand.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let env = m1::Environment::create(dir.path().to_str().unwrap())?;
+    /// env.add_properties(&[m1::Property::new("city", m1::PropertyType::String)])?;
+    /// let rows = [serde_json::json!({"city": "Oslo"}), serde_json::json!({"city": "Bergen"})];
+    /// env.append_json(rows.iter().map(|r| r.as_object().unwrap().clone()))?;
+    /// let mut request = m1::QueryRequest::new("index", "city:Oslo");
+    /// request.rows = 10;
+    /// let answer = env.query(&request)?;
+    /// assert_eq!(answer.count, 1);
+    /// assert_eq!(answer.items(env.engine())?[0]["city"], "Oslo");
+    /// # Ok::<(), m1::Error>(())
+    /// ```
+    pub fn query(&self, request: &QueryRequest) -> Result<QueryAnswer> {
+        Ok(m1_query::store::search::run(&self.inner, self.stores(), request)?)
     }
 
     /// Deletes lake files no commit references that are older than `min_age`.

@@ -20,6 +20,23 @@ pub enum QueryError {
     /// A query does not parse.
     #[error("query syntax: {0}")]
     Syntax(#[from] SyntaxError),
+    /// A query, sort, facet or `fl` names a property the schema lacks.
+    #[error("unknown property '{0}': it is not in the schema (see the schema endpoint)")]
+    UnknownProperty(String),
+    /// No data store has that name.
+    #[error("unknown store '{0}': see store/list for the stores of this environment")]
+    UnknownStore(String),
+    /// A store's files are not what m1 wrote; `store/rebuild` recreates them from the lake.
+    #[error("store is damaged ({0}); rebuild it with store/rebuild")]
+    StoreDamaged(String),
+    /// The index library failed.
+    #[cfg(feature = "stores")]
+    #[error("index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    /// A tantivy directory could not be opened.
+    #[cfg(feature = "stores")]
+    #[error("index directory: {0}")]
+    IndexDirectory(#[from] tantivy::directory::error::OpenDirectoryError),
     /// A request parameter is invalid.
     #[error("{0}")]
     BadRequest(String),

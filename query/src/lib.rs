@@ -6,6 +6,9 @@
 //! With the `lake` feature (default), [`lake::get`] answers key lookups and [`lake::range`]
 //! streams key ranges, both as Arrow batches, and [`encode`] turns batches into the JSON records
 //! of the API.
+//!
+//! With the `stores` feature (default), [`store`] keeps tantivy data stores over the lake and
+//! answers `/query` ([`store::search::run`]).
 
 #[cfg(feature = "lake")]
 pub mod encode;
@@ -13,10 +16,14 @@ pub mod error;
 #[cfg(feature = "lake")]
 pub mod lake;
 pub mod matcher;
+#[cfg(feature = "stores")]
+pub mod store;
 pub mod syntax;
 
 pub use error::{QueryError, Result};
 #[cfg(feature = "lake")]
 pub use lake::{Range, get, range};
 pub use matcher::Matcher;
+#[cfg(feature = "stores")]
+pub use store::{QueryAnswer, QueryRequest, StoreDef, StoreKind, Stores};
 pub use syntax::{Query, SyntaxError, parse};

@@ -9,6 +9,9 @@ which the Rust test compares with m1's own reads:
     python.py delta           TABLE   KEYS_JSON [STORAGE_OPTIONS_JSON]
                                                   # Delta table via deltalake (delta-rs)
     python.py s3-list ENDPOINT BUCKET PREFIX      # object keys via boto3 (the moto dependency)
+    python.py duckdb-sql ENV_DIR SETUP_SQL QUERIES_FILE
+                                                  # each SQL query of a JSON list, run by DuckDB
+                                                  # on view `t` over the lake's Parquet files
 
 A missing package exits with status 3 and a message naming it, so the test can fail with an
 installation hint instead of a stack trace.
@@ -186,10 +189,41 @@ def s3_list(endpoint, bucket, prefix):
     return {"reader": "boto3", "keys": sorted(keys)}
 
 
+def duckdb_sql(env, setup, queries_file):
+    """Rows of each query; `t` is every lake record, `setup` runs first (macros, views)."""
+    duckdb = need("duckdb")
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    files = ", ".join(f"'{f}'" for f in lake_files(env))
+    con.execute(f"CREATE VIEW lake AS SELECT * FROM read_parquet([{files}], hive_partitioning = false, union_by_name = true)")
+    con.execute(setup)
+    with open(queries_file) as f:
+        queries = json.load(f)
+    out = []
+    for q in queries:
+        try:
+            rows = con.execute(q).fetchall()
+        except Exception as e:  # the Rust side shows which query failed and why
+            out.append({"error": f"{e}", "sql": q})
+            continue
+        out.append([[jsonable(v) for v in row] for row in rows])
+    return out
+
+
+def jsonable(v):
+    if isinstance(v, float) and v != v:
+        return "NaN"
+    if isinstance(v, (datetime.datetime, datetime.date)):
+        return v.isoformat()
+    return v
+
+
 def main(argv):
     mode = argv[1]
     if mode == "s3-list":
         out = s3_list(argv[2], argv[3], argv[4])
+    elif mode == "duckdb-sql":
+        out = duckdb_sql(argv[2], argv[3], argv[4])
     else:
         keys = json.loads(argv[3])
         if mode == "parquet-pyarrow":

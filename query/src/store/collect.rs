@@ -1,0 +1,474 @@
+//! One pass over the matching documents that counts them, keeps the best `limit` under a sort,
+//! and counts facet buckets over the whole match set.
+//!
+//! Sorting: every sort key compares present values by type (strings by bytes); a missing value
+//! sorts last whatever the direction; ties end with `_m1key` ascending, so an order is total and
+//! pages never overlap. A multi-valued property sorts by its first value. Within a segment
+//! strings compare by term ordinal (the dictionary is sorted), and only the kept hits have their
+//! ordinals turned into strings, so merging segments compares real strings.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use m1_engine::{KEY, PropertyType};
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::{Column, StrColumn};
+use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
+
+/// What to sort by.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortBy {
+    /// Relevance (BM25).
+    Score,
+    /// A property with a fast column (anything but `text`), `_m1key` included.
+    Property { name: String, ty: PropertyType },
+}
+
+/// One sort key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey {
+    /// What.
+    pub by: SortBy,
+    /// Largest first.
+    pub desc: bool,
+}
+
+/// A sort value; strings hold a segment's term ordinal until the hit leaves the segment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortValue {
+    /// No value (sorts last).
+    Missing,
+    /// integer, date (ms) and boolean values.
+    Int(i64),
+    /// double values and scores.
+    Float(f64),
+    /// A term ordinal within one segment.
+    Ord(u64),
+    /// A string.
+    Str(String),
+}
+
+impl SortValue {
+    fn cmp_present(&self, other: &SortValue) -> Ordering {
+        match (self, other) {
+            (SortValue::Int(a), SortValue::Int(b)) => a.cmp(b),
+            (SortValue::Float(a), SortValue::Float(b)) => a.total_cmp(b),
+            (SortValue::Ord(a), SortValue::Ord(b)) => a.cmp(b),
+            (SortValue::Str(a), SortValue::Str(b)) => a.as_bytes().cmp(b.as_bytes()),
+            _ => Ordering::Equal,
+        }
+    }
+}
+
+/// A kept document: its sort values and key.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// One value per sort key.
+    pub values: Vec<SortValue>,
+    /// The record's `_m1key`.
+    pub key: u64,
+}
+
+/// Orders hits under `keys` (then by key ascending).
+pub fn compare(keys: &[SortKey], a: &Hit, b: &Hit) -> Ordering {
+    for (k, (x, y)) in keys.iter().zip(a.values.iter().zip(&b.values)) {
+        let o = match (x, y) {
+            (SortValue::Missing, SortValue::Missing) => Ordering::Equal,
+            (SortValue::Missing, _) => Ordering::Greater,
+            (_, SortValue::Missing) => Ordering::Less,
+            _ if k.desc => y.cmp_present(x),
+            _ => x.cmp_present(y),
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    a.key.cmp(&b.key)
+}
+
+/// Keeps the best `limit` of `hits` in order.
+pub fn top(keys: &[SortKey], mut hits: Vec<Hit>, limit: usize) -> Vec<Hit> {
+    if hits.len() > limit && limit > 0 {
+        hits.select_nth_unstable_by(limit - 1, |a, b| compare(keys, a, b));
+    }
+    hits.truncate(limit);
+    hits.sort_unstable_by(|a, b| compare(keys, a, b));
+    hits
+}
+
+/// A facet request, checked against the schema.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FacetSpec {
+    /// Counts per distinct value, the `limit` largest.
+    Terms { field: String, ty: PropertyType, limit: usize },
+    /// Counts per bucket `[start + i*gap, start + (i+1)*gap)` below `end`; numbers, dates in ms.
+    Range { field: String, ty: PropertyType, start: f64, end: f64, gap: f64 },
+}
+
+/// A facet value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FacetValue {
+    /// boolean
+    Bool(bool),
+    /// integer, or date in ms
+    Int(i64),
+    /// double, as its total-order bits
+    Float(u64),
+    /// string
+    Str(String),
+}
+
+/// Counts of one facet.
+#[derive(Debug, Clone, Default)]
+pub struct FacetCounts {
+    /// Terms facets: count per value.
+    pub terms: HashMap<FacetValue, u64>,
+    /// Range facets: count per bucket.
+    pub buckets: Vec<u64>,
+}
+
+impl FacetCounts {
+    fn merge(&mut self, other: FacetCounts) {
+        for (v, c) in other.terms {
+            *self.terms.entry(v).or_default() += c;
+        }
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
+        for (i, c) in other.buckets.into_iter().enumerate() {
+            self.buckets[i] += c;
+        }
+    }
+}
+
+/// Number of buckets of a range facet.
+pub fn range_buckets(start: f64, end: f64, gap: f64) -> usize {
+    ((end - start) / gap).ceil().max(0.0) as usize
+}
+
+/// What a search gathered.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    /// Matching documents.
+    pub count: u64,
+    /// The best `limit` hits, in order.
+    pub hits: Vec<Hit>,
+    /// One per facet request.
+    pub facets: Vec<FacetCounts>,
+}
+
+impl Gathered {
+    /// Combines the answers of several segments or indexes.
+    pub fn merge(keys: &[SortKey], limit: usize, parts: Vec<Gathered>, facets: usize) -> Gathered {
+        let mut out = Gathered { facets: vec![FacetCounts::default(); facets], ..Default::default() };
+        let mut hits = Vec::new();
+        for p in parts {
+            out.count += p.count;
+            hits.extend(p.hits);
+            for (mine, theirs) in out.facets.iter_mut().zip(p.facets) {
+                mine.merge(theirs);
+            }
+        }
+        out.hits = top(keys, hits, limit);
+        out
+    }
+}
+
+/// The collector.
+pub struct Gather {
+    /// Sort keys.
+    pub keys: Vec<SortKey>,
+    /// Hits to keep (0: count only).
+    pub limit: usize,
+    /// Facets to count.
+    pub facets: Vec<FacetSpec>,
+}
+
+enum SortColumn {
+    Score,
+    Int(Option<Column<i64>>),
+    Bool(Option<Column<bool>>),
+    Float(Option<Column<f64>>),
+    Str(Option<StrColumn>),
+}
+
+impl SortColumn {
+    fn value(&self, doc: DocId, score: Score) -> SortValue {
+        let v = match self {
+            SortColumn::Score => Some(SortValue::Float(f64::from(score))),
+            SortColumn::Int(c) => c.as_ref().and_then(|c| c.first(doc)).map(SortValue::Int),
+            SortColumn::Bool(c) => c.as_ref().and_then(|c| c.first(doc)).map(|b| SortValue::Int(i64::from(b))),
+            SortColumn::Float(c) => c.as_ref().and_then(|c| c.first(doc)).map(SortValue::Float),
+            SortColumn::Str(c) => c.as_ref().and_then(|c| c.ords().first(doc)).map(SortValue::Ord),
+        };
+        v.unwrap_or(SortValue::Missing)
+    }
+}
+
+fn sort_column(reader: &SegmentReader, key: &SortKey) -> tantivy::Result<SortColumn> {
+    let ff = reader.fast_fields();
+    Ok(match &key.by {
+        SortBy::Score => SortColumn::Score,
+        SortBy::Property { name, ty } => match ty {
+            PropertyType::Integer | PropertyType::Date => SortColumn::Int(ff.column_opt(name)?),
+            PropertyType::Double => SortColumn::Float(ff.column_opt(name)?),
+            PropertyType::Boolean => SortColumn::Bool(ff.column_opt(name)?),
+            PropertyType::String | PropertyType::Text => SortColumn::Str(ff.str(name)?),
+        },
+    })
+}
+
+enum FacetColumn {
+    Str(Option<StrColumn>, Vec<u32>),
+    Int(Option<Column<i64>>),
+    Bool(Option<Column<bool>>),
+    Float(Option<Column<f64>>),
+}
+
+impl FacetColumn {
+    fn open(reader: &SegmentReader, field: &str, ty: PropertyType) -> tantivy::Result<FacetColumn> {
+        let ff = reader.fast_fields();
+        Ok(match ty {
+            PropertyType::String | PropertyType::Text => {
+                let col = ff.str(field)?;
+                let n = col.as_ref().map_or(0, |c| c.num_terms());
+                FacetColumn::Str(col, vec![0; n])
+            }
+            PropertyType::Integer | PropertyType::Date => FacetColumn::Int(ff.column_opt(field)?),
+            PropertyType::Double => FacetColumn::Float(ff.column_opt(field)?),
+            PropertyType::Boolean => FacetColumn::Bool(ff.column_opt(field)?),
+        })
+    }
+
+    /// The document's distinct values as numbers (dates in ms, booleans 0/1); `Ord` for strings.
+    fn numbers(&self, doc: DocId, out: &mut Vec<f64>) {
+        out.clear();
+        match self {
+            FacetColumn::Int(Some(c)) => out.extend(c.values_for_doc(doc).map(|v| v as f64)),
+            FacetColumn::Float(Some(c)) => out.extend(c.values_for_doc(doc)),
+            FacetColumn::Bool(Some(c)) => out.extend(c.values_for_doc(doc).map(|b| f64::from(u8::from(b)))),
+            _ => {}
+        }
+        if out.len() > 1 {
+            out.sort_unstable_by(f64::total_cmp);
+            out.dedup();
+        }
+    }
+}
+
+/// Counting state of one facet in one segment.
+struct SegmentFacet {
+    spec: FacetSpec,
+    column: FacetColumn,
+    counts: FacetCounts,
+    scratch: Vec<f64>,
+    ords: Vec<u64>,
+}
+
+impl SegmentFacet {
+    fn collect(&mut self, doc: DocId) {
+        if let FacetColumn::Str(Some(col), counts) = &mut self.column {
+            self.ords.clear();
+            self.ords.extend(col.ords().values_for_doc(doc));
+            if self.ords.len() > 1 {
+                self.ords.sort_unstable();
+                self.ords.dedup();
+            }
+            for &o in &self.ords {
+                counts[o as usize] += 1;
+            }
+            return;
+        }
+        self.column.numbers(doc, &mut self.scratch);
+        match &self.spec {
+            FacetSpec::Terms { ty, .. } => {
+                for &v in &self.scratch {
+                    let key = match ty {
+                        PropertyType::Boolean => FacetValue::Bool(v != 0.0),
+                        PropertyType::Double => FacetValue::Float(v.to_bits()),
+                        _ => FacetValue::Int(v as i64),
+                    };
+                    *self.counts.terms.entry(key).or_default() += 1;
+                }
+            }
+            FacetSpec::Range { start, end, gap, .. } => {
+                for &v in &self.scratch {
+                    if v >= *start && v < *end {
+                        let i = ((v - start) / gap) as usize;
+                        if let Some(c) = self.counts.buckets.get_mut(i) {
+                            *c += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn harvest(mut self) -> FacetCounts {
+        if let FacetColumn::Str(Some(col), counts) = &self.column {
+            let mut s = String::new();
+            for (ord, &c) in counts.iter().enumerate() {
+                if c > 0 && col.ord_to_str(ord as u64, &mut s).unwrap_or(false) {
+                    self.counts.terms.insert(FacetValue::Str(s.clone()), u64::from(c));
+                }
+            }
+        }
+        self.counts
+    }
+}
+
+/// The per-segment side of [`Gather`].
+pub struct SegmentGather {
+    keys: Vec<SortKey>,
+    limit: usize,
+    key_column: Option<Column<i64>>,
+    columns: Vec<SortColumn>,
+    strings: Vec<Option<StrColumn>>,
+    count: u64,
+    hits: Vec<Hit>,
+    /// The worst kept hit once `hits` has been cut to `limit`: later documents must beat it.
+    worst: Option<Hit>,
+    facets: Vec<SegmentFacet>,
+}
+
+impl SegmentGather {
+    fn cut(&mut self) {
+        let hits = std::mem::take(&mut self.hits);
+        self.hits = top(&self.keys, hits, self.limit);
+        self.worst = self.hits.last().cloned();
+    }
+}
+
+impl SegmentCollector for SegmentGather {
+    type Fruit = Gathered;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        self.count += 1;
+        for f in &mut self.facets {
+            f.collect(doc);
+        }
+        if self.limit == 0 {
+            return;
+        }
+        let key = self.key_column.as_ref().and_then(|c| c.first(doc)).unwrap_or(i64::MAX) as u64;
+        let hit = Hit { values: self.columns.iter().map(|c| c.value(doc, score)).collect(), key };
+        if let Some(w) = &self.worst
+            && compare(&self.keys, &hit, w) != Ordering::Less
+        {
+            return;
+        }
+        self.hits.push(hit);
+        if self.hits.len() >= self.limit.saturating_mul(2).max(1024) {
+            self.cut();
+        }
+    }
+
+    fn harvest(mut self) -> Gathered {
+        self.cut();
+        // Ordinals mean nothing outside the segment: turn them into strings.
+        let mut s = String::new();
+        for hit in &mut self.hits {
+            for (v, col) in hit.values.iter_mut().zip(&self.strings) {
+                if let (SortValue::Ord(o), Some(col)) = (&*v, col) {
+                    *v = match col.ord_to_str(*o, &mut s) {
+                        Ok(true) => SortValue::Str(s.clone()),
+                        _ => SortValue::Missing,
+                    };
+                }
+            }
+        }
+        Gathered {
+            count: self.count,
+            hits: self.hits,
+            facets: self.facets.into_iter().map(SegmentFacet::harvest).collect(),
+        }
+    }
+}
+
+impl Collector for Gather {
+    type Fruit = Gathered;
+    type Child = SegmentGather;
+
+    fn for_segment(&self, _ord: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<SegmentGather> {
+        let columns = self.keys.iter().map(|k| sort_column(reader, k)).collect::<tantivy::Result<Vec<_>>>()?;
+        let strings = self
+            .keys
+            .iter()
+            .map(|k| match &k.by {
+                SortBy::Property { name, ty: PropertyType::String } => reader.fast_fields().str(name),
+                _ => Ok(None),
+            })
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        let facets = self
+            .facets
+            .iter()
+            .map(|spec| {
+                let (field, ty) = match spec {
+                    FacetSpec::Terms { field, ty, .. } | FacetSpec::Range { field, ty, .. } => (field, *ty),
+                };
+                let mut counts = FacetCounts::default();
+                if let FacetSpec::Range { start, end, gap, .. } = spec {
+                    counts.buckets = vec![0; range_buckets(*start, *end, *gap)];
+                }
+                Ok(SegmentFacet {
+                    spec: spec.clone(),
+                    column: FacetColumn::open(reader, field, ty)?,
+                    counts,
+                    scratch: Vec::new(),
+                    ords: Vec::new(),
+                })
+            })
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        Ok(SegmentGather {
+            keys: self.keys.clone(),
+            limit: self.limit,
+            key_column: reader.fast_fields().column_opt(KEY)?,
+            columns,
+            strings,
+            count: 0,
+            hits: Vec::new(),
+            worst: None,
+            facets,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.keys.iter().any(|k| k.by == SortBy::Score)
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Gathered>) -> tantivy::Result<Gathered> {
+        Ok(Gathered::merge(&self.keys, self.limit, fruits, self.facets.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(v: SortValue, key: u64) -> Hit {
+        Hit { values: vec![v], key }
+    }
+
+    #[test]
+    fn missing_sorts_last_both_ways_and_key_breaks_ties() {
+        for desc in [false, true] {
+            let keys = vec![SortKey { by: SortBy::Score, desc }];
+            let hits = vec![
+                hit(SortValue::Missing, 1),
+                hit(SortValue::Int(5), 4),
+                hit(SortValue::Int(7), 3),
+                hit(SortValue::Int(5), 2),
+            ];
+            let got: Vec<u64> = top(&keys, hits, 10).iter().map(|h| h.key).collect();
+            assert_eq!(got, if desc { vec![3, 2, 4, 1] } else { vec![2, 4, 3, 1] });
+        }
+    }
+
+    #[test]
+    fn top_keeps_the_best() {
+        let keys = vec![SortKey { by: SortBy::Score, desc: false }];
+        let hits: Vec<Hit> = (0..100u64).rev().map(|i| hit(SortValue::Float(i as f64), i)).collect();
+        let got: Vec<u64> = top(&keys, hits, 3).iter().map(|h| h.key).collect();
+        assert_eq!(got, vec![0, 1, 2]);
+    }
+}

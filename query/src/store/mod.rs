@@ -1,0 +1,285 @@
+//! Data stores (SPEC §1, §6): tantivy indexes over every lake record, sharded, derived from the
+//! lake and rebuildable from it at any time.
+//!
+//! - [`registry`]: which stores an environment has (`stores.json`).
+//! - [`fields`]: property types to tantivy fields, lake rows to documents.
+//! - [`shard`] and [`indexer`]: a shard's indexes and bringing them up to date with the lake.
+//! - [`translate`]: the query language to tantivy queries.
+//! - [`collect`]: sorting and facet counting.
+//! - [`search`]: the `/query` request and its answer.
+//!
+//! A store follows the lake on its own: [`Stores::sync`] indexes whatever committed segments it
+//! lacks (publish calls it, and every query calls it when the lake has moved), so a published
+//! record is searchable as soon as the publish returns. Indexes of a local environment live in
+//! `<root>/stores/<store>/<shard>/`; those of an object-store environment in
+//! `$M1_HOME/stores/<table id>/`, since tantivy needs a local file system.
+
+pub mod collect;
+pub mod fields;
+pub mod indexer;
+pub mod registry;
+pub mod search;
+pub mod shard;
+pub mod translate;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use m1_engine::{Catalog, Environment};
+use parking_lot::Mutex;
+use serde::Serialize;
+
+pub use registry::{DEFAULT_STORE, StoreDef, StoreKind};
+pub use search::{QueryAnswer, QueryRequest};
+
+use crate::error::{QueryError, Result};
+use indexer::{dir_bytes, sync_shard};
+use shard::Shard;
+
+/// How long a process trusts its readers before looking for other processes' commits.
+const READER_FRESHNESS: Duration = Duration::from_millis(500);
+
+/// A store's settings and figures, as `store/list` reports them.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStatus {
+    /// The settings.
+    #[serde(flatten)]
+    pub def: StoreDef,
+    /// Documents searchable now.
+    pub documents: u64,
+    /// Bytes of index files on disk (0 for boost stores, which are in RAM).
+    pub bytes: u64,
+}
+
+/// An open data store.
+pub struct DataStore {
+    /// Its settings when opened.
+    pub def: StoreDef,
+    dir: Option<PathBuf>,
+    /// The shards, in order.
+    pub shards: Vec<Shard>,
+    /// Lake version this process last synced to, and when readers were last reloaded.
+    synced: Mutex<(Option<u64>, Instant)>,
+}
+
+impl DataStore {
+    fn open(def: StoreDef, dir: PathBuf) -> Result<DataStore> {
+        let dir = (def.kind == StoreKind::Standard).then_some(dir);
+        let shards = (0..def.shards)
+            .map(|n| Shard::open(n, def.shards, dir.as_ref().map(|d| d.join(n.to_string()))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DataStore { def, dir, shards, synced: Mutex::new((None, Instant::now())) })
+    }
+
+    /// Indexes every committed segment the store lacks, shards in parallel; returns documents added.
+    pub fn sync(&self, env: &Environment) -> Result<u64> {
+        let state = env.fresh_snapshot()?;
+        let servers = env.config().servers.max(1) as usize;
+        let per_shard = (servers / self.shards.len().max(1)).max(1);
+        let added = std::thread::scope(|scope| {
+            let jobs: Vec<_> =
+                self.shards.iter().map(|s| scope.spawn(|| sync_shard(env, &state, s, per_shard))).collect();
+            jobs.into_iter().map(|j| j.join().expect("a shard sync panicked")).sum::<Result<u64>>()
+        })?;
+        *self.synced.lock() = (Some(state.version), Instant::now());
+        Ok(added)
+    }
+
+    /// Before a search: follows the lake if autocommitting, and picks up other processes' commits.
+    pub fn freshen(&self, env: &Environment) -> Result<()> {
+        if self.def.autocommit {
+            let version = env.fresh_snapshot()?.version;
+            if self.synced.lock().0 != Some(version) {
+                self.sync(env)?;
+                return Ok(());
+            }
+        }
+        let mut synced = self.synced.lock();
+        if synced.1.elapsed() > READER_FRESHNESS {
+            for s in &self.shards {
+                s.reload()?;
+            }
+            synced.1 = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Documents searchable now.
+    pub fn documents(&self) -> u64 {
+        self.shards.iter().map(Shard::documents).sum()
+    }
+}
+
+/// The data stores of one environment, opened on first use.
+pub struct Stores {
+    base: PathBuf,
+    open: Mutex<HashMap<String, Arc<DataStore>>>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+impl Stores {
+    /// The stores of `env`.
+    pub fn new(env: &Environment) -> Stores {
+        let base = match env.storage().local_root() {
+            Some(root) => root.join("stores"),
+            None => Catalog::default_home().join("stores").join(&env.snapshot().table_id),
+        };
+        Stores { base, open: Mutex::new(HashMap::new()) }
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.base.join(name)
+    }
+
+    fn find(env: &Environment, name: &str) -> Result<(Vec<StoreDef>, usize)> {
+        let defs = registry::load(env.storage())?;
+        let i = defs.iter().position(|d| d.name == name).ok_or_else(|| QueryError::UnknownStore(name.to_string()))?;
+        Ok((defs, i))
+    }
+
+    /// Every store with its figures.
+    pub fn list(&self, env: &Environment) -> Result<Vec<StoreStatus>> {
+        let defs = registry::load(env.storage())?;
+        defs.into_iter()
+            .map(|def| {
+                let documents = if def.active { self.handle(env, &def)?.documents() } else { 0 };
+                let bytes = if def.kind == StoreKind::Standard { dir_bytes(&self.dir(&def.name)) } else { 0 };
+                Ok(StoreStatus { def, documents, bytes })
+            })
+            .collect()
+    }
+
+    /// Creates a store and fills it from the lake.
+    pub fn create(&self, env: &Environment, def: StoreDef) -> Result<StoreStatus> {
+        registry::validate_name(&def.name)?;
+        if def.shards == 0 || def.shards > 1024 {
+            return Err(QueryError::BadRequest(format!("shards must be 1 to 1024, not {}", def.shards)));
+        }
+        let mut defs = registry::load(env.storage())?;
+        if defs.iter().any(|d| d.name == def.name) {
+            return Err(QueryError::BadRequest(format!("a store named '{}' already exists", def.name)));
+        }
+        // Leftovers of an earlier store of that name are not this store's.
+        remove_dir(&self.dir(&def.name))?;
+        defs.push(def.clone());
+        registry::save(env.storage(), &defs)?;
+        self.open.lock().remove(&def.name);
+        let store = self.handle(env, &def)?;
+        store.sync(env)?;
+        Ok(StoreStatus { documents: store.documents(), bytes: dir_bytes(&self.dir(&def.name)), def })
+    }
+
+    /// Renames a store.
+    pub fn rename(&self, env: &Environment, name: &str, new_name: &str) -> Result<StoreDef> {
+        registry::validate_name(new_name)?;
+        let (mut defs, i) = Self::find(env, name)?;
+        if defs.iter().any(|d| d.name == new_name) {
+            return Err(QueryError::BadRequest(format!("a store named '{new_name}' already exists")));
+        }
+        let mut open = self.open.lock();
+        open.remove(name);
+        remove_dir(&self.dir(new_name))?;
+        if self.dir(name).exists() {
+            std::fs::rename(self.dir(name), self.dir(new_name))?;
+        }
+        defs[i].name = new_name.to_string();
+        registry::save(env.storage(), &defs)?;
+        Ok(defs[i].clone())
+    }
+
+    /// Deletes a store and its index files.
+    pub fn destroy(&self, env: &Environment, name: &str) -> Result<StoreDef> {
+        let (mut defs, i) = Self::find(env, name)?;
+        let def = defs.remove(i);
+        registry::save(env.storage(), &defs)?;
+        self.open.lock().remove(name);
+        remove_dir(&self.dir(name))?;
+        Ok(def)
+    }
+
+    /// Changes a store's `active` or `autocommit` setting.
+    pub fn configure(
+        &self,
+        env: &Environment,
+        name: &str,
+        active: Option<bool>,
+        autocommit: Option<bool>,
+    ) -> Result<StoreDef> {
+        let (mut defs, i) = Self::find(env, name)?;
+        if let Some(a) = active {
+            defs[i].active = a;
+        }
+        if let Some(a) = autocommit {
+            defs[i].autocommit = a;
+        }
+        registry::save(env.storage(), &defs)?;
+        self.open.lock().remove(name);
+        Ok(defs[i].clone())
+    }
+
+    /// Deletes a store's indexes and builds them again from the lake; returns documents indexed.
+    pub fn rebuild(&self, env: &Environment, name: &str) -> Result<u64> {
+        let (defs, i) = Self::find(env, name)?;
+        self.open.lock().remove(name);
+        remove_dir(&self.dir(name))?;
+        self.handle(env, &defs[i])?.sync(env)
+    }
+
+    /// Indexes what a store lacks now, whatever its autocommit setting; returns documents added.
+    pub fn commit(&self, env: &Environment, name: &str) -> Result<u64> {
+        self.store(env, name)?.sync(env)
+    }
+
+    /// Brings every active autocommitting store up to date with the lake (after a publish).
+    pub fn sync(&self, env: &Environment) -> Result<u64> {
+        let mut added = 0;
+        for def in registry::load(env.storage())? {
+            if def.active && def.autocommit {
+                added += self.handle(env, &def)?.sync(env)?;
+            }
+        }
+        Ok(added)
+    }
+
+    /// An active store, ready to search.
+    pub fn store(&self, env: &Environment, name: &str) -> Result<Arc<DataStore>> {
+        let (defs, i) = Self::find(env, name)?;
+        if !defs[i].active {
+            return Err(QueryError::BadRequest(format!("store '{name}' is disabled; enable it with store/enable")));
+        }
+        self.handle(env, &defs[i])
+    }
+
+    fn handle(&self, _env: &Environment, def: &StoreDef) -> Result<Arc<DataStore>> {
+        let mut open = self.open.lock();
+        if let Some(s) = open.get(&def.name)
+            && s.def == *def
+        {
+            return Ok(s.clone());
+        }
+        let store = Arc::new(DataStore::open(def.clone(), self.dir(&def.name))?);
+        open.insert(def.name.clone(), store.clone());
+        Ok(store)
+    }
+}
+
+fn remove_dir(dir: &std::path::Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(QueryError::Output(e)),
+        _ => Ok(()),
+    }
+}
+
+impl DataStore {
+    /// Where a standard store keeps its files.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
+    }
+}

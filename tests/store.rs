@@ -1,0 +1,316 @@
+//! Data stores end to end: administration, freshness, errors, deep paging and streaming, boost
+//! stores, the CLI, and a SIGKILL during indexing. Query semantics against an oracle are in
+//! `store_oracle.rs`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema as ArrowSchema};
+use m1::{EnvConfig, Environment, Property, PropertyType, QueryError, QueryRequest, StoreDef, StoreKind};
+use serde_json::{Value, json};
+
+/// An environment with `n` records: `n` (0..n), `group` (`g{n % 7}`), `word` text.
+fn numbers(dir: &Path, n: i64, segment_rows: usize) -> Environment {
+    let config = EnvConfig { segment_rows, ..EnvConfig::default() };
+    let env = Environment::create_with(dir.to_str().unwrap(), config).unwrap();
+    env.add_properties(&[
+        Property::new("n", PropertyType::Integer),
+        Property::new("group", PropertyType::String),
+        Property::new("word", PropertyType::Text),
+    ])
+    .unwrap();
+    append_numbers(&env, 0, n);
+    env
+}
+
+fn append_numbers(env: &Environment, from: i64, to: i64) {
+    let schema = Arc::new(ArrowSchema::new(vec![
+        Field::new("n", DataType::Int64, true),
+        Field::new("group", DataType::Utf8, true),
+        Field::new("word", DataType::Utf8, true),
+    ]));
+    let n: ArrayRef = Arc::new(Int64Array::from_iter_values(from..to));
+    let group: ArrayRef = Arc::new(StringArray::from_iter_values((from..to).map(|i| format!("g{}", i % 7))));
+    let word: ArrayRef = Arc::new(StringArray::from_iter_values(
+        (from..to).map(|i| if i % 2 == 0 { "even Number" } else { "odd number" }),
+    ));
+    env.append_batches([RecordBatch::try_new(schema, vec![n, group, word]).unwrap()]).unwrap();
+}
+
+fn count(env: &Environment, store: &str, q: &str) -> u64 {
+    env.query(&QueryRequest::new(store, q)).unwrap().count
+}
+
+fn json_answer(env: &Environment, req: &QueryRequest) -> Value {
+    let mut out = Vec::new();
+    env.query(req).unwrap().write_json(env.engine(), &mut out).unwrap();
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[test]
+fn store_administration_and_freshness() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = numbers(dir.path(), 1000, 256);
+    let stores = env.stores();
+    let e = env.engine();
+    // Every environment starts with `index`, which follows the lake.
+    let list = stores.list(e).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].def, StoreDef::new("index", StoreKind::Standard, 1, 1));
+    assert_eq!(count(&env, "index", "*:*"), 1000);
+    assert_eq!(stores.list(e).unwrap()[0].documents, 1000);
+    assert!(stores.list(e).unwrap()[0].bytes > 0);
+
+    // A new store is backfilled; boost stores live in RAM only.
+    let status = stores.create(e, StoreDef::new("fast", StoreKind::Boost, 2, 2)).unwrap();
+    assert_eq!(status.documents, 1000);
+    assert_eq!(status.bytes, 0);
+    assert!(!dir.path().join("stores/fast").exists());
+    assert_eq!(count(&env, "fast", "group:g3"), (0..1000).filter(|i| i % 7 == 3).count() as u64);
+    assert!(stores.create(e, StoreDef::new("fast", StoreKind::Standard, 1, 1)).is_err(), "names are unique");
+    assert!(stores.create(e, StoreDef::new("no/slash", StoreKind::Standard, 1, 1)).is_err());
+
+    // New records are visible at once, in every store.
+    append_numbers(&env, 1000, 1500);
+    assert_eq!(count(&env, "index", "n:[1000 TO *]"), 500);
+    assert_eq!(count(&env, "fast", "n:[1000 TO *]"), 500);
+
+    // Autocommit off: the store keeps its contents until a commit.
+    stores.configure(e, "index", None, Some(false)).unwrap();
+    append_numbers(&env, 1500, 1600);
+    assert_eq!(count(&env, "index", "*:*"), 1500);
+    assert_eq!(stores.commit(e, "index").unwrap(), 100);
+    assert_eq!(count(&env, "index", "*:*"), 1600);
+
+    // Disabled stores refuse queries; rename and destroy.
+    stores.configure(e, "fast", Some(false), None).unwrap();
+    let err = env.query(&QueryRequest::new("fast", "*")).unwrap_err().to_string();
+    assert!(err.contains("disabled"), "{err}");
+    stores.configure(e, "fast", Some(true), None).unwrap();
+    stores.rename(e, "index", "main").unwrap();
+    assert_eq!(count(&env, "main", "*:*"), 1600);
+    assert!(dir.path().join("stores/main").exists() && !dir.path().join("stores/index").exists());
+    stores.destroy(e, "main").unwrap();
+    assert!(!dir.path().join("stores/main").exists());
+    let names: Vec<String> = stores.list(e).unwrap().into_iter().map(|s| s.def.name).collect();
+    assert_eq!(names, vec!["fast"]);
+    match env.query(&QueryRequest::new("main", "*")) {
+        Err(m1::Error::Query(QueryError::UnknownStore(s))) => assert_eq!(s, "main"),
+        other => panic!("expected an unknown store error, got {other:?}"),
+    }
+    // Another process (a new handle) sees the registry and a boost store rebuilt in its RAM.
+    drop(env);
+    let env = Environment::open(dir.path().to_str().unwrap()).unwrap();
+    assert_eq!(count(&env, "fast", "word:even"), 800);
+}
+
+#[test]
+fn bad_queries_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = numbers(dir.path(), 10, 256);
+    let err = |q: &str, sort: Option<&str>, facets: Option<Value>| -> String {
+        let mut req = QueryRequest::new("index", q);
+        req.sort = sort.map(str::to_string);
+        req.facets = facets;
+        req.rows = 1;
+        env.query(&req).unwrap_err().to_string()
+    };
+    assert_eq!(err("n:[1 TO", None, None), "query syntax: unterminated range at 2");
+    assert!(err("(n:1", None, None).contains("at 0"), "{}", err("(n:1", None, None));
+    assert!(err("nope:1", None, None).contains("unknown property 'nope'"));
+    assert!(err("n:1 AND (x.y:2 OR group:g1)", None, None).contains("unknown property 'x.y'"));
+    assert!(err("*", Some("nope desc"), None).contains("unknown property 'nope'"));
+    assert!(err("*", Some("word asc"), None).contains("text property"));
+    assert!(err("*", Some("n sideways"), None).contains("asc or desc"));
+    assert!(err("*", None, Some(json!({"f": {"type": "terms", "field": "word"}}))).contains("text property"));
+    assert!(err("*", None, Some(json!({"f": {"type": "range", "field": "n", "start": 0, "end": 10}}))).contains("gap"));
+    assert!(
+        err("*", None, Some(json!({"f": {"type": "range", "field": "group", "start": 0, "end": 1, "gap": 1}})))
+            .contains("integer, double or date")
+    );
+    assert!(err("*", None, Some(json!({"f": {"type": "histogram", "field": "n"}}))).contains("terms or range"));
+    assert!(err("*", None, Some(json!([1]))).contains("JSON object"));
+}
+
+#[test]
+fn deep_pages_and_streamed_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = numbers(dir.path(), 30_000, 4096);
+    // Deep page under a sort: n descending, from the 25,000th record.
+    let mut req = QueryRequest::new("index", "word:odd OR word:even");
+    req.start = 25_000;
+    req.rows = 10;
+    req.sort = Some("n desc".into());
+    req.fl = Some(vec!["n".into()]);
+    let answer = json_answer(&env, &req);
+    assert_eq!(answer["count"], 30_000);
+    let got: Vec<i64> = answer["items"].as_array().unwrap().iter().map(|i| i["n"].as_i64().unwrap()).collect();
+    assert_eq!(got, (4_990..5_000).rev().collect::<Vec<_>>());
+    // Every item: the whole answer streams batch by batch, in key order.
+    let mut req = QueryRequest::new("index", "group:g1 OR group:g2");
+    req.rows = 1_000_000;
+    let answer = env.query(&req).unwrap();
+    let expect: Vec<u64> = (0..30_000u64).filter(|i| i % 7 == 1 || i % 7 == 2).collect();
+    assert_eq!(answer.keys, expect);
+    let batches: Vec<RecordBatch> = answer.batches(env.engine()).collect::<Result<_, _>>().unwrap();
+    assert!(batches.len() > 1, "items come in several batches");
+    assert!(batches.iter().all(|b| b.num_rows() <= m1_query::store::search::ITEM_BATCH));
+    assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), expect.len());
+    // CSV: a header, then one line per item, `fl` order.
+    let mut req = QueryRequest::new("index", "n:[10 TO 12]");
+    req.rows = 10;
+    req.fl = Some(vec!["group".into(), "n".into()]);
+    let mut out = Vec::new();
+    env.query(&req).unwrap().write_csv(env.engine(), &mut out).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "_m1key,group,n\n10,g3,10\n11,g4,11\n12,g5,12\n");
+}
+
+fn m1(home: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_m1")).env("M1_HOME", home).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn cli_store_and_query_endpoints() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let data = h.join("people.jsonl");
+    std::fs::write(
+        &data,
+        "{\"name\":\"ada\",\"age\":36,\"city\":\"London\"}\n{\"name\":\"grace\",\"age\":85,\"city\":\"New York\"}\n\
+         {\"name\":\"alan\",\"age\":41,\"city\":\"London\"}\n",
+    )
+    .unwrap();
+    assert!(m1(h, &["ops", "env/create", "-env", "t"]).0);
+    let props = r#"[{"name":"name","type":"string"},{"name":"age","type":"integer"},{"name":"city","type":"string"}]"#;
+    assert!(m1(h, &["t", "schema/add", "-properties", props]).0);
+    let (ok, _, err) = m1(h, &["t", "publish", "-file", data.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = m1(
+        h,
+        &[
+            "t",
+            "query",
+            "-store",
+            "index",
+            "-q",
+            "city:London",
+            "-rows",
+            "10",
+            "-sort",
+            "age desc",
+            "-fl",
+            "name,age",
+            "-facets",
+            r#"{"c": {"type": "terms", "field": "city"}}"#,
+        ],
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v,
+        json!({"count": 2, "items": [{"_m1key": 2, "name": "alan", "age": 41}, {"_m1key": 0, "name": "ada", "age": 36}],
+               "facets": {"c": {"buckets": [{"val": "London", "count": 2}]}}})
+    );
+    let (ok, out, _) =
+        m1(h, &["t", "query", "-q", "age:[40 TO *]", "-rows", "5", "-fl", "[\"name\"]", "-format", "csv"]);
+    assert!(ok);
+    assert_eq!(out, "_m1key,name\n1,grace\n2,alan\n");
+    let (ok, out, _) = m1(h, &["t", "query", "-q", "*:*"]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"count": 3, "items": []}));
+    // Ops side of stores, as in the seed.
+    let (ok, out, err) = m1(
+        h,
+        &[
+            "ops",
+            "env/store/create",
+            "-env",
+            "t",
+            "-store",
+            "second",
+            "-type",
+            "boost",
+            "-shards",
+            "2",
+            "-replicas",
+            "2",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["documents"], 3);
+    assert!(m1(h, &["ops", "env/store/rename", "-env", "t", "-store", "second", "-name", "third"]).0);
+    let (_, out, _) = m1(h, &["t", "store/list"]);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["index", "third"]);
+    assert_eq!(list[1]["type"], "boost");
+    assert_eq!(list[1]["shards"], 2);
+    assert!(m1(h, &["ops", "env/store/destroy", "-env", "t", "-store", "third"]).0);
+    let (ok, _, err) = m1(h, &["t", "query", "-store", "third", "-q", "*"]);
+    assert!(!ok && err.contains("unknown store 'third'"), "{err}");
+    let (ok, _, err) = m1(h, &["t", "query", "-q", "name:(ada"]);
+    assert!(!ok && err.contains("query syntax"), "{err}");
+    let (ok, out, _) = m1(h, &["t", "store/rebuild", "-store", "index"]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"documents": 3}));
+}
+
+/// Child mode: rebuilds the `index` store of `M1_STORE_CRASH_ENV` (the parent kills it).
+#[test]
+fn store_crash_child() {
+    let Ok(env) = std::env::var("M1_STORE_CRASH_ENV") else { return };
+    let env = Environment::open(&env).unwrap();
+    env.stores().commit(env.engine(), "index").unwrap();
+}
+
+#[test]
+fn killed_indexing_never_corrupts_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = numbers(dir.path(), 120_000, 2_000);
+    env.stores().configure(env.engine(), "index", None, Some(false)).unwrap();
+    let root = dir.path().to_str().unwrap().to_string();
+    let mut rng_state = 0x2545_f491_4f6c_dd1du64;
+    let mut kills = 0;
+    for round in 0..6 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "store_crash_child", "--nocapture"])
+            .env("M1_STORE_CRASH_ENV", &root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        let wait = Duration::from_millis(150 + rng_state % (400 + 200 * round));
+        let start = Instant::now();
+        while start.elapsed() < wait {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+        // Whatever was committed is whole: a reopened store answers consistently, never more
+        // documents than the lake has, and every document once.
+        let env = Environment::open(&root).unwrap();
+        let total = count(&env, "index", "*:*");
+        assert!(total <= 120_000, "round {round}: {total} documents for 120,000 records");
+        assert_eq!(count(&env, "index", "word:even") + count(&env, "index", "word:odd"), total);
+    }
+    assert!(kills >= 1, "no child was killed mid-indexing; the test proved nothing");
+    // Resuming finishes the job exactly.
+    let env = Environment::open(&root).unwrap();
+    env.stores().commit(env.engine(), "index").unwrap();
+    assert_eq!(count(&env, "index", "*:*"), 120_000);
+    assert_eq!(count(&env, "index", "n:[119990 TO *]"), 10);
+    assert_eq!(count(&env, "index", "group:g0"), (0..120_000).filter(|i| i % 7 == 0).count() as u64);
+}
