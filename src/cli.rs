@@ -282,30 +282,12 @@ fn environment(env: &Environment, entry: Option<&CatalogEntry>, endpoint: &str, 
 
 /// `/query`: JSON (count, items, facets) or CSV on stdout, items streamed.
 fn query(env: &Environment, p: &Params) -> Result<()> {
-    let mut req = m1::QueryRequest::new(p.opt("store").unwrap_or(m1::StoreDef::DEFAULT_NAME), p.req("q")?);
-    req.stores =
-        p.opt("store").unwrap_or(m1::StoreDef::DEFAULT_NAME).split(',').map(|s| s.trim().to_string()).collect();
-    req.fl = match p.opt("fl").map(str::trim) {
-        None | Some("") => None,
-        Some(v) if v.starts_with('[') => p.json("fl")?,
-        Some(v) => Some(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
-    };
-    req.start = p.num("start")?.unwrap_or(0);
-    req.rows = p.num("rows")?.unwrap_or(0);
-    req.sort = p.opt("sort").map(str::to_string);
-    req.facets = p.json("facets")?;
-    let csv = match p.opt("format").unwrap_or("json") {
-        "json" => false,
-        "csv" if req.facets.is_some() => bail!("-format csv cannot carry facets; use -format json"),
-        "csv" => true,
-        other => bail!("parameter -format must be json or csv, got '{other}'"),
-    };
+    let (req, format) = m1_query::store::params::query_request(|k| p.opt(k))?;
     let answer = env.query(&req)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if csv {
-        answer.write_csv(env.engine(), &mut out)?;
-    } else {
-        answer.write_json(env.engine(), &mut out)?;
+    match format {
+        m1_query::store::params::Format::Csv => answer.write_csv(env.engine(), &mut out)?,
+        m1_query::store::params::Format::Json => answer.write_json(env.engine(), &mut out)?,
     }
     out.flush()?;
     Ok(())
@@ -313,41 +295,9 @@ fn query(env: &Environment, p: &Params) -> Result<()> {
 
 /// `store/*` on an environment and `env/store/*` of ops.
 fn store_admin(env: &Environment, endpoint: &str, p: &Params) -> Result<()> {
-    let stores = env.stores();
-    let e = env.engine();
-    match endpoint {
-        "store/list" => print(&serde_json::to_value(stores.list(e)?)?),
-        "store/create" => {
-            let kind = m1::StoreKind::parse(p.opt("type").unwrap_or("standard"))?;
-            let def = m1::StoreDef::new(
-                p.req("store")?,
-                kind,
-                p.num("shards")?.unwrap_or(1),
-                p.num("replicas")?.unwrap_or(2),
-            );
-            print(&serde_json::to_value(stores.create(e, def)?)?)
-        }
-        "store/rename" => {
-            stores.rename(e, p.req("store")?, p.req("name")?)?;
-            Ok(())
-        }
-        "store/destroy" => {
-            stores.destroy(e, p.req("store")?)?;
-            Ok(())
-        }
-        "store/enable" => {
-            let on = flag(p, "enable")?.or(flag(p, "active")?).unwrap_or(true);
-            print(&serde_json::to_value(stores.configure(e, p.req("store")?, Some(on), None)?)?)
-        }
-        "store/autocommit" => {
-            let on = flag(p, "autocommit")?
-                .or(flag(p, "enable")?)
-                .ok_or_else(|| anyhow!("missing required parameter -enable"))?;
-            print(&serde_json::to_value(stores.configure(e, p.req("store")?, None, Some(on))?)?)
-        }
-        "store/rebuild" => print(&json!({"documents": stores.rebuild(e, p.req("store")?)?})),
-        "store/commit" => print(&json!({"documents": stores.commit(e, p.req("store")?)?})),
-        other => bail!("unknown endpoint '{other}'\n\n{USAGE}"),
+    match m1_query::store::params::admin(env.stores(), env.engine(), endpoint, |k| p.opt(k))? {
+        Some(answer) => print(&answer),
+        None => Ok(()),
     }
 }
 

@@ -237,6 +237,11 @@ fn seed_curl_examples_and_remote_cli() {
     let mut ran = 0;
     for ex in examples() {
         let ops_host = ex.command.contains("https://ops.minusonedb.com/");
+        if matches!(ex.name.as_str(), "000 env/store/create" | "000 env/store/destroy") {
+            let e = scratch["name"].as_str().unwrap();
+            let admin = if ex.name.ends_with("create") { "env/store/destroy" } else { "env/store/create" };
+            cli(home, &["ops", admin, "-env", e, "-store", "index"]);
+        }
         if ex.name == "001 publish" {
             // After the schema/wipe example, give the published records a property to read back.
             let (s, _) = curl(

@@ -39,6 +39,8 @@ pub struct EnvHandle {
     pub auth: AuthStore,
     /// System parameters, reloaded whenever `/system` changes them.
     pub system: RwLock<BTreeMap<String, Value>>,
+    /// Its data stores.
+    pub stores: m1_query::Stores,
 }
 
 impl EnvHandle {
@@ -46,7 +48,8 @@ impl EnvHandle {
         let env = Arc::new(env);
         let system = RwLock::new(env.system()?);
         let auth = AuthStore::open(Backing::Env(env.clone()))?;
-        Ok(EnvHandle { name, env, entry, auth, system })
+        let stores = m1_query::Stores::new(&env);
+        Ok(EnvHandle { name, env, entry, auth, system, stores })
     }
 
     /// A system parameter.
@@ -272,8 +275,8 @@ async fn route_request(
     Ok(match reply {
         Reply::Empty => StatusCode::OK.into_response(),
         Reply::Json(v) => json_response(&v),
-        Reply::Stream(body) => Response::builder()
-            .header(header::CONTENT_TYPE, "application/json")
+        Reply::Stream(body, content_type) => Response::builder()
+            .header(header::CONTENT_TYPE, content_type)
             .body(body)
             .map_err(|e| ServerError::Internal(e.to_string()))?,
     })

@@ -21,6 +21,7 @@ use crate::stream::{Reply, blocking, stream};
 pub async fn call(app: Arc<App>, h: Arc<EnvHandle>, path: &str, caller: Caller, p: Params) -> Result<Reply> {
     match path {
         "range" => return range(h, p).await,
+        "query" => return query(h, p).await,
         "ping" => return Ok(Reply::Json(json!({"status": "ok"}))),
         _ => {}
     }
@@ -124,6 +125,9 @@ fn call_blocking(app: &App, h: &EnvHandle, path: &str, caller: &Caller, p: &Para
         "publish" => {
             let req = publish_request(h, p)?;
             let report = m1_ingest::publish(env, &req, &|_| {})?;
+            if report.rows_published > 0 {
+                h.stores.sync(env)?;
+            }
             Ok(Reply::Json(serde_json::to_value(report).map_err(internal)?))
         }
         "system" => system(h, p),
@@ -133,9 +137,10 @@ fn call_blocking(app: &App, h: &EnvHandle, path: &str, caller: &Caller, p: &Para
             let report = env.vacuum(std::time::Duration::from_millis(ms))?;
             Ok(Reply::Json(serde_json::to_value(report).map_err(internal)?))
         }
-        "query" | "store/list" | "store/add" | "store/rename" | "store/drop" => {
-            Err(ServerError::NotImplemented(format!("/{path}: data stores are not part of this build yet")))
-        }
+        s if s.starts_with("store/") => Ok(match m1_query::store::params::admin(&h.stores, env, s, |k| p.opt(k))? {
+            Some(v) => Reply::Json(v),
+            None => Reply::Empty,
+        }),
         s if s.starts_with("session/") => {
             Err(ServerError::NotImplemented(format!("/{path}: session stores are not part of this build yet")))
         }
@@ -262,6 +267,9 @@ fn write(h: &EnvHandle, caller: &Caller, p: &Params) -> Result<Reply> {
         permissive: p.flag("permissive")?,
     };
     let report = m1_ingest::write(&h.env, items, &options)?;
+    if options.publish {
+        h.stores.sync(&h.env)?;
+    }
     // The seed's /write answers nothing unless asked to wait (`async=false`).
     if p.flag("async")?.unwrap_or(true) {
         return Ok(Reply::Empty);
@@ -307,7 +315,12 @@ fn health(h: &EnvHandle) -> Result<Reply> {
         Err(e) => json!({"status": "error", "message": e.to_string()}),
     };
     let users = h.auth.read(|d| d.users.len());
-    let ok = lake["status"] == "ok";
+    let stores = match h.stores.list(&h.env) {
+        Ok(list) => json!({"status": "ok", "stores": list.len(),
+                           "documents": list.iter().map(|s| s.documents).sum::<u64>()}),
+        Err(e) => json!({"status": "error", "message": e.to_string()}),
+    };
+    let ok = lake["status"] == "ok" && stores["status"] == "ok";
     Ok(Reply::Json(json!({
         "status": if ok { "ok" } else { "degraded" },
         "environment": h.name,
@@ -315,7 +328,7 @@ fn health(h: &EnvHandle) -> Result<Reply> {
             "lake": lake,
             "auth": {"status": "ok", "users": users, "initialized": users > 0},
             "system": {"status": "ok"},
-            "dataStores": {"status": "unavailable", "message": "not part of this build yet"},
+            "dataStores": stores,
             "sessionStores": {"status": "unavailable", "message": "not part of this build yet"},
         }
     })))
@@ -326,10 +339,31 @@ async fn range(h: Arc<EnvHandle>, p: Params) -> Result<Reply> {
     let start: u64 = p.num("start")?.ok_or_else(|| missing("start"))?;
     let end: u64 = p.num("end")?.ok_or_else(|| missing("end"))?;
     let props = p.list("properties")?;
-    stream(move |begin| {
+    stream("application/json", move |begin| {
         let range = m1_query::range(&h.env, start, end, props.as_deref())?;
         let mut out = begin()?;
         if let Err(e) = m1_query::encode::write_json_array(&mut out, range) {
+            out.fail(e.to_string());
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// `/query`: the search runs first (errors answer with a status), then the items stream from
+/// the lake a batch at a time.
+async fn query(h: Arc<EnvHandle>, p: Params) -> Result<Reply> {
+    use m1_query::store::params::{Format, query_request};
+    let (req, format) = query_request(|k| p.opt(k))?;
+    let content_type = if format == Format::Csv { "text/csv" } else { "application/json" };
+    stream(content_type, move |begin| {
+        let answer = m1_query::store::search::run(&h.env, &h.stores, &req)?;
+        let mut out = begin()?;
+        let written = match format {
+            Format::Csv => answer.write_csv(&h.env, &mut out),
+            Format::Json => answer.write_json(&h.env, &mut out),
+        };
+        if let Err(e) = written {
             out.fail(e.to_string());
         }
         Ok(())

@@ -79,7 +79,10 @@ impl ServerError {
             },
             ServerError::Query(e) => match e {
                 QueryError::Engine(e) => engine_status(e),
-                QueryError::Syntax(_) | QueryError::BadRequest(_) => StatusCode::BAD_REQUEST,
+                QueryError::Syntax(_) | QueryError::BadRequest(_) | QueryError::UnknownProperty(_) => {
+                    StatusCode::BAD_REQUEST
+                }
+                QueryError::UnknownStore(_) => StatusCode::NOT_FOUND,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }

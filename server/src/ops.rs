@@ -334,7 +334,11 @@ fn env_endpoint(app: &App, path: &str, caller: &Caller, p: &Params, needed: Opti
             done(app)
         }
         s if s.starts_with("env/store/") => {
-            Err(ServerError::NotImplemented(format!("/{s}: data stores are not part of this build yet")))
+            let h = app.env(&entry.id)?;
+            Ok(match m1_query::store::params::admin(&h.stores, &h.env, &s["env/".len()..], |k| p.opt(k))? {
+                Some(v) => Reply::Json(v),
+                None => Reply::Empty,
+            })
         }
         s if s.starts_with("env/session/") => {
             Err(ServerError::NotImplemented(format!("/{s}: session stores are not part of this build yet")))

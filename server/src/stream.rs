@@ -17,8 +17,8 @@ pub enum Reply {
     Empty,
     /// A JSON value.
     Json(Value),
-    /// A JSON body produced while it is sent.
-    Stream(Body),
+    /// A body produced while it is sent, with its content type.
+    Stream(Body, &'static str),
 }
 
 /// Chunks buffered between producer and socket.
@@ -73,7 +73,7 @@ impl Write for ChunkWriter {
 /// Runs `produce` on a blocking thread and streams what it writes. `produce` first returns its
 /// setup result through `ready` so errors found before any byte is written (bad parameters,
 /// unknown properties) still answer with a proper status.
-pub async fn stream<F>(produce: F) -> Result<Reply>
+pub async fn stream<F>(content_type: &'static str, produce: F) -> Result<Reply>
 where
     F: FnOnce(&mut dyn FnMut() -> Result<ChunkWriter>) -> Result<()> + Send + 'static,
 {
@@ -100,7 +100,7 @@ where
         Err(_) => return Err(ServerError::Internal("the result producer stopped before answering".into())),
     }
     let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    Ok(Reply::Stream(Body::from_stream(body)))
+    Ok(Reply::Stream(Body::from_stream(body), content_type))
 }
 
 /// Runs a blocking endpoint on the blocking pool.

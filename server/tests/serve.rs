@@ -42,6 +42,30 @@ async fn routing_by_host_and_path_and_reads() {
         (health.json["status"].as_str(), &health.json["components"]["lake"]["nextKey"]),
         (Some("ok"), &json!(100))
     );
+    // /query on the default store: count, items in sort order, facets; CSV; unknown store.
+    let facets = r#"{"names": {"type": "terms", "field": "name", "limit": 2}}"#;
+    let params = [
+        ("store", "index"),
+        ("q", "n:[10 TO 19]"),
+        ("rows", "3"),
+        ("sort", "n desc"),
+        ("fl", "name"),
+        ("facets", facets),
+    ];
+    let q = h.env("POST", "query", Some(&admin), &params).await;
+    assert_eq!(q.json["count"], 10, "{q:?}");
+    assert_eq!(
+        q.json["items"],
+        json!([{"_m1key": 19, "name": "row19"}, {"_m1key": 18, "name": "row18"}, {"_m1key": 17, "name": "row17"}])
+    );
+    assert_eq!(q.json["facets"]["names"]["buckets"].as_array().unwrap().len(), 2, "{q:?}");
+    let csv = h
+        .env("GET", "query", Some(&admin), &[("q", "n:[1 TO 2]"), ("rows", "5"), ("fl", "n"), ("format", "csv")])
+        .await;
+    assert_eq!(csv.text, "_m1key,n\n1,1\n2,2\n", "{csv:?}");
+    assert_error(&h.env("POST", "query", Some(&admin), &[("store", "nope"), ("q", "*")]).await, 404);
+    assert_error(&h.env("POST", "query", Some(&admin), &[("q", "n:(1")]).await, 400);
+    assert_error(&h.env("POST", "query", Some(&admin), &[("q", "*"), ("rows", "many")]).await, 400);
     // Wrong verb.
     assert_error(&h.env("POST", "schema", Some(&admin), &[]).await, 405);
 }
@@ -378,6 +402,12 @@ async fn ops_accounts_and_environments() {
     assert_error(&call(&h.client, "GET", &h.url("mynewenv-m1", "ping"), None, &[]).await, 404);
     assert_error(&h.ops("GET", "account/list", None, &[]).await, 401);
     assert_error(&h.ops("POST", "signup", None, &[("username", "owner-user"), ("password", PASSWORD)]).await, 409);
-    let r = h.ops("POST", "env/store/create", Some(&owner), &[("env", "test-m1"), ("store", "index")]).await;
+    let r = h.ops("POST", "env/session/create", Some(&owner), &[("env", "test-m1"), ("store", "stash")]).await;
     assert_error(&r, 501);
+    // Data stores through ops, then queried on the environment.
+    let r = h
+        .ops("POST", "env/store/create", Some(&owner), &[("env", "test-m1"), ("store", "fast"), ("type", "boost")])
+        .await;
+    assert_eq!((r.status, &r.json["documents"]), (200, &json!(100)), "{r:?}");
+    assert_error(&h.ops("POST", "env/store/create", Some(&owner), &[("env", "test-m1"), ("store", "fast")]).await, 400);
 }

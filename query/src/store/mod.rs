@@ -17,6 +17,7 @@
 pub mod collect;
 pub mod fields;
 pub mod indexer;
+pub mod params;
 pub mod registry;
 pub mod search;
 pub mod shard;
