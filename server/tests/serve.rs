@@ -411,3 +411,25 @@ async fn ops_accounts_and_environments() {
     assert_eq!((r.status, &r.json["documents"]), (200, &json!(100)), "{r:?}");
     assert_error(&h.ops("POST", "env/store/create", Some(&owner), &[("env", "test-m1"), ("store", "fast")]).await, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_environment_at_the_root() {
+    let h = Harness::start().await;
+    let home = h.home.path().to_path_buf();
+    let options =
+        m1_server::ServeOptions { port: 0, home: Some(home), env: Some("test-m1".into()), ..Default::default() };
+    let root = m1_server::start(options).await.unwrap();
+    let base = format!("http://{}", root.addr);
+    let r =
+        call(&h.client, "POST", &format!("{base}/init"), None, &[("username", ADMIN), ("password", PASSWORD)]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r =
+        call(&h.client, "POST", &format!("{base}/auth"), None, &[("username", ADMIN), ("password", PASSWORD)]).await;
+    let token = r.json["token"].as_str().unwrap().to_string();
+    let next = call(&h.client, "GET", &format!("{base}/next"), Some(&token), &[]).await;
+    assert_eq!(next.json, json!(100));
+    // The same environment through the other server, with the same users.
+    assert_eq!(h.env("GET", "next", Some(&h.login(ADMIN, PASSWORD).await), &[]).await.json, json!(100));
+    assert_eq!(call(&h.client, "GET", &format!("{base}/ops/ping"), None, &[]).await.status, 200);
+    root.stop().await;
+}
