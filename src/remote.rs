@@ -3,7 +3,8 @@
 //!
 //! Logins live in `$M1_HOME/remote.json`, written owner-only (0600) since it holds tokens. An
 //! environment with a stored login is reached remotely even if the local catalog has one of the
-//! same name; `-url` on any command forces a remote call for that command.
+//! same name; `-url` on any command forces a remote call for that command. `m1 signup` and
+//! `m1 auth` take the address from `-url`, else from `$M1_URL`, else from the stored login.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -61,6 +62,11 @@ fn save(logins: &Logins) -> Result<()> {
     Ok(())
 }
 
+/// The address for a new login: `-url`, else `$M1_URL`.
+fn login_url(params: &BTreeMap<String, String>) -> Option<String> {
+    params.get("url").cloned().or_else(|| std::env::var("M1_URL").ok().filter(|u| !u.is_empty()))
+}
+
 /// The stored login of `env` (`None` for ops), with `-url` overriding its address.
 pub fn login_for(env: Option<&str>, url: Option<&str>) -> Result<Option<Login>> {
     let logins = load()?;
@@ -97,7 +103,9 @@ fn endpoint_url(login: &Login, env: Option<&str>, endpoint: &str) -> String {
 /// server's message.
 pub fn call(login: &Login, env: Option<&str>, endpoint: &str, params: &BTreeMap<String, String>) -> Result<Value> {
     let table = if env.is_some() { m1_server::routes::ENV_ROUTES } else { m1_server::routes::OPS_ROUTES };
-    let method = m1_server::routes::find(table, endpoint).map_or("POST", |r| r.methods[0]);
+    // POST when the endpoint takes it and there is something to send, else its first verb.
+    let methods = m1_server::routes::find(table, endpoint).map_or(&["POST"][..], |r| r.methods);
+    let method = if methods.contains(&"POST") && params.keys().any(|k| k != "url") { "POST" } else { methods[0] };
     let url = endpoint_url(login, env, endpoint);
     let form: Vec<(&str, &str)> =
         params.iter().filter(|(k, _)| *k != "url").map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -144,8 +152,8 @@ fn credentials(params: &BTreeMap<String, String>) -> Result<(String, String)> {
 
 /// `m1 auth <env> -url URL` (or ops with `env` = None): logs in and stores the token.
 pub fn auth(env: Option<&str>, params: &BTreeMap<String, String>) -> Result<Value> {
-    let mut login = login_for(env, params.get("url").map(String::as_str))?
-        .ok_or_else(|| anyhow!("give the server's address with -url http://HOST:PORT"))?;
+    let mut login = login_for(env, login_url(params).as_deref())?
+        .ok_or_else(|| anyhow!("give the server's address with -url http://HOST:PORT (or set M1_URL)"))?;
     let (username, password) = credentials(params)?;
     let mut form = params.clone();
     form.insert("username".into(), username);
@@ -167,8 +175,8 @@ pub fn auth(env: Option<&str>, params: &BTreeMap<String, String>) -> Result<Valu
 
 /// `m1 signup -url URL -username U -password P`: an ops user on the server.
 pub fn signup(params: &BTreeMap<String, String>) -> Result<Value> {
-    let login = login_for(None, params.get("url").map(String::as_str))?
-        .ok_or_else(|| anyhow!("give the server's address with -url http://HOST:PORT"))?;
+    let login = login_for(None, login_url(params).as_deref())?
+        .ok_or_else(|| anyhow!("give the server's address with -url http://HOST:PORT (or set M1_URL)"))?;
     let (username, password) = credentials(params)?;
     let mut form = params.clone();
     form.insert("username".into(), username);

@@ -60,28 +60,20 @@ fn start_server(home: &Path) -> Server {
     Server { child, base }
 }
 
-/// One curl example.
+/// One example: its name, what it must give, the command.
 struct Example {
     name: String,
-    status: u16,
-    shape: String,
+    expect: String,
     command: String,
 }
 
-fn examples() -> Vec<Example> {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seeds/curl_examples.txt")).unwrap();
+fn examples(file: &str) -> Vec<Example> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seeds").join(file)).unwrap();
     let mut out: Vec<Example> = Vec::new();
     for line in text.lines() {
         if let Some(head) = line.strip_prefix("## ") {
             let (name, expect) = head.split_once(" -> ").unwrap();
-            let (status, shape) = expect.split_once(' ').unwrap();
-            out.push(Example {
-                name: name.to_string(),
-                status: status.parse().unwrap(),
-                shape: shape.to_string(),
-                command: String::new(),
-            });
+            out.push(Example { name: name.to_string(), expect: expect.to_string(), command: String::new() });
         } else if !line.starts_with('#')
             && let Some(e) = out.last_mut()
         {
@@ -182,34 +174,53 @@ fn gz(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-#[test]
-fn seed_curl_examples_and_remote_cli() {
-    let home = tempfile::tempdir().unwrap();
-    let home = home.path();
-    // The seeds' environment, a scratch one for the placeholder id, and myenv-m1 to rename.
+/// The set-up both runs share: the seeds' environment `test-m1`, `seed-env` standing for the
+/// placeholder environment id, `myenv-m1` to rename, `s3://m1-public/reddit/us.jsonl.gz` on moto
+/// (30,001 records with a session id), a server, the ops owner (through the CLI, which keeps
+/// the login), the bucket registered for `test-m1`, its first admin, and the user `user`.
+fn setup(home: &Path, moto: &Moto) -> (Server, Value) {
     cli(home, &["ops", "env/create", "-env", "test-m1"]);
     let scratch = cli(home, &["ops", "env/create", "-env", "seed-env"]);
     cli(home, &["ops", "env/create", "-env", "myenv-m1"]);
-    // s3://m1-public/reddit/us.jsonl.gz on moto: 30,001 records with a session id.
-    let moto = Moto::start();
     moto.create_bucket("m1-public");
     let store = m1_engine::storage::Storage::open("s3://m1-public", &moto.options()).unwrap();
     let rows: String = (0..30_001).map(|i| format!("{{\"session\": {{\"id\": \"s{i}\"}}, \"n\": {i}}}\n")).collect();
     store.put("reddit/us.jsonl.gz", gz(rows.as_bytes()).into()).unwrap();
-
     let server = start_server(home);
-    let url = server.base.as_str();
-    // Ops through the CLI as a remote client.
-    cli(home, &["signup", "-url", url, "-username", "owner", "-password", "passphrase"]);
-    cli(home, &["auth", "-url", url, "-username", "owner", "-password", "passphrase"]);
+    let url = server.base.clone();
+    cli(home, &["signup", "-url", &url, "-username", "owner", "-password", "passphrase"]);
+    cli(home, &["auth", "-url", &url, "-username", "owner", "-password", "passphrase"]);
     let options: BTreeMap<String, String> = moto.options().into_iter().collect();
     let options = serde_json::to_string(&options).unwrap();
     cli(home, &["ops", "env/bucket/register", "-env", "test-m1", "-bucket", "m1-public", "-options", &options]);
-    let envs = cli(home, &["ops", "env/list"]);
-    assert_eq!(envs.as_array().unwrap().len(), 3, "{envs}");
-    // The environment: first admin, then a stored login.
-    cli(home, &["test-m1", "init", "-url", url, "-username", "admin", "-password", "passphrase"]);
-    cli(home, &["auth", "test-m1", "-url", url, "-username", "admin", "-password", "passphrase"]);
+    cli(home, &["test-m1", "init", "-url", &url, "-username", "admin", "-password", "passphrase"]);
+    cli(home, &["auth", "test-m1", "-url", &url, "-username", "admin", "-password", "passphrase"]);
+    cli(home, &["test-m1", "user/add", "-username", "user", "-password", "passphrase", "-rights", r#"["get"]"#]);
+    (server, scratch)
+}
+
+/// Replaces what the seeds hold as placeholders (see tests/seeds/*.txt).
+fn placeholders(text: &str, scratch: &Value) -> String {
+    text.replace("31e1192e-5415-4d85-a45e-b88897c96c1bd", "default")
+        .replace("31e1192e-5415-4d85-a45e-b88897c96c1b", "default")
+        .replace("24e27632d234452ba37e60936c0e88eb", scratch["id"].as_str().unwrap())
+        .replace(SAMPLE_TOKEN, "$myToken")
+        // The stored seeds lost `username=<email>` to a web page's e-mail obfuscation ('=' is
+        // legal in an address, so all of it became "[email protected]"); the m1 examples lost
+        // only the address.
+        .replace("-username [email\u{a0}protected]", "-username seed.user@example.com")
+        .replace("[email\u{a0}protected]", "username=seed.user@example.com")
+}
+
+const SAMPLE_TOKEN: &str = "eFRxichv7cTeqks99XD+iNBqR3LlgILIZ3nhKieS8c8qajV9+JcNqSqZfngvS+gJM3IBKnvI2Crd66WOIswtlr7ps5DnOtCp5KjJu/lUKN2bCiUUGKJKHc8wYgUKienHOoL00LIbsLvCMQjcjoW9U+u88ZEqqvyE/qhSmTJSONdnEicbHYzy9pjJ0+RcrFyP";
+
+#[test]
+fn seed_curl_examples_and_remote_cli() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let moto = Moto::start();
+    let (server, scratch) = setup(home, &moto);
+    let url = server.base.as_str();
     let logins = home.join("remote.json");
     #[cfg(unix)]
     {
@@ -217,7 +228,7 @@ fn seed_curl_examples_and_remote_cli() {
         assert_eq!(std::fs::metadata(&logins).unwrap().permissions().mode() & 0o777, 0o600);
     }
     assert_eq!(cli(home, &["test-m1", "next"]), json!(0));
-    cli(home, &["test-m1", "user/add", "-username", "user", "-password", "passphrase", "-rights", r#"["get"]"#]);
+    assert_eq!(cli(home, &["ops", "env/list"]).as_array().unwrap().len(), 3);
 
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let ops_token = {
@@ -235,7 +246,8 @@ fn seed_curl_examples_and_remote_cli() {
     };
     let mut env_token = env_login(&admin_password);
     let mut ran = 0;
-    for ex in examples() {
+    for ex in examples("curl_examples.txt") {
+        let (status, shape) = ex.expect.split_once(' ').unwrap();
         let ops_host = ex.command.contains("https://ops.minusonedb.com/");
         if matches!(ex.name.as_str(), "000 env/store/create" | "000 env/store/destroy") {
             let e = scratch["name"].as_str().unwrap();
@@ -257,21 +269,13 @@ fn seed_curl_examples_and_remote_cli() {
             );
             assert_eq!(s, 200);
         }
-        let command = ex
-            .command
+        let command = placeholders(&ex.command, &scratch)
             .replace("https://ops.minusonedb.com/", &format!("{url}/ops/"))
             .replace("https://test-m1.minusonedb.com/", &format!("{url}/test-m1/"))
-            .replace("31e1192e-5415-4d85-a45e-b88897c96c1bd", "default")
-            .replace("31e1192e-5415-4d85-a45e-b88897c96c1b", "default")
-            .replace("24e27632d234452ba37e60936c0e88eb", scratch["id"].as_str().unwrap())
-            .replace("eFRxichv7cTeqks99XD+iNBqR3LlgILIZ3nhKieS8c8qajV9+JcNqSqZfngvS+gJM3IBKnvI2Crd66WOIswtlr7ps5DnOtCp5KjJu/lUKN2bCiUUGKJKHc8wYgUKienHOoL00LIbsLvCMQjcjoW9U+u88ZEqqvyE/qhSmTJSONdnEicbHYzy9pjJ0+RcrFyP", "$myToken")
-            // The stored seeds lost `username=<email>` to a web page's e-mail obfuscation
-            // ('=' is legal in an address, so all of it became "[email protected]").
-            .replace("[email\u{a0}protected]", "username=seed.user@example.com")
             .replace("$myToken", if ops_host { &ops_token } else { &env_token });
-        let (status, body) = curl(&agent, &shell_words(&command));
-        assert_eq!(status, ex.status, "{}: {body}\n{command}", ex.name);
-        assert_eq!(shape_of(&body), ex.shape, "{}: {body}", ex.name);
+        let (got, body) = curl(&agent, &shell_words(&command));
+        assert_eq!(got.to_string(), status, "{}: {body}\n{command}", ex.name);
+        assert_eq!(shape_of(&body), shape, "{}: {body}", ex.name);
         ran += 1;
         let value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         match ex.name.as_str() {
@@ -306,5 +310,84 @@ fn seed_curl_examples_and_remote_cli() {
     assert_eq!(range.as_array().unwrap().len(), 3);
     let out = m1(home).args(["test-m1", "schema/wipe", "-url", "http://127.0.0.1:9"]).output().unwrap();
     assert!(!out.status.success(), "an unreachable server is an error");
+    drop(server);
+}
+
+/// Runs the CLI with `stdin`, returning (success, stdout, stderr).
+fn cli_raw(home: &Path, url: &str, args: &[String], stdin: &str) -> (bool, String, String) {
+    let mut child = m1(home)
+        .args(args)
+        .env("M1_URL", url)
+        .current_dir(home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn seed_m1_examples_through_remote_cli() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let moto = Moto::start();
+    let (server, scratch) = setup(home, &moto);
+    let url = server.base.clone();
+    std::fs::write(home.join("fileWithSchema.json"), r#"[{"name": "fromFile", "type": "string"}]"#).unwrap();
+    let mut admin_password = "passphrase".to_string();
+    let mut ran = 0;
+    for ex in examples("m1_examples.txt") {
+        let stdin = match ex.name.as_str() {
+            "000 signup" => "seed.user@example.com\npassphrase\n".to_string(),
+            "000 auth" => "owner\npassphrase\n".to_string(),
+            "001 auth test-m1" => format!("admin\n{admin_password}\n"),
+            _ => String::new(),
+        };
+        if matches!(ex.name.as_str(), "000 env/store/create" | "000 env/store/destroy") {
+            let admin = if ex.name.ends_with("create") { "env/store/destroy" } else { "env/store/create" };
+            cli(home, &["ops", admin, "-env", scratch["name"].as_str().unwrap(), "-store", "index"]);
+        }
+        if ex.name == "001 publish" {
+            cli(home, &["test-m1", "schema/add", "-properties", r#"[{"name": "session.id", "type": "string"}]"#]);
+        }
+        let logins: Value = serde_json::from_slice(&std::fs::read(home.join("remote.json")).unwrap()).unwrap();
+        let env_token = logins["envs"]["test-m1"]["token"].as_str().unwrap_or_default().to_string();
+        let command = placeholders(&ex.command, &scratch)
+            .replace("$myToken", &env_token)
+            .replace("your-env", "test-m1")
+            .replace("$yourAccountEmail", "reader@project.iam.gserviceaccount.com");
+        let args: Vec<String> = shell_words(&command).into_iter().skip(1).collect();
+        let (ok, stdout, stderr) = cli_raw(home, &url, &args, &stdin);
+        match ex.expect.as_str() {
+            "ok" => assert!(ok, "{}: {command}\n{stderr}", ex.name),
+            _ => {
+                assert!(!ok, "{} should fail: {stdout}", ex.name);
+                assert!(stderr.contains("501"), "{}: {stderr}", ex.name);
+            }
+        }
+        ran += 1;
+        let value: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+        match ex.name.as_str() {
+            "001 user/password" => admin_password = "newpassphrase".into(),
+            "001 token/delete" => {
+                let (ok, _, err) =
+                    cli_raw(home, &url, &["auth".into(), "test-m1".into()], &format!("admin\n{admin_password}\n"));
+                assert!(ok, "{err}");
+            }
+            "001 token/data" => assert_eq!(value["username"], "admin", "{stdout}"),
+            "001 user/get" => assert_eq!(value["rights"], json!(["get"]), "{stdout}"),
+            "001 publish" => assert_eq!(value["rowsPublished"], 30_001, "{stdout}"),
+            "001 system" => assert_eq!(value["gcs-service-account"], "reader@project.iam.gserviceaccount.com"),
+            "001 next" => assert_eq!(value, json!(30_002)),
+            "001 get" => assert_eq!(value[1], json!({"_m1key": 20000, "session.id": "s19999"})),
+            "001 range" => assert_eq!(value.as_array().map(Vec::len), Some(20_000)),
+            "000 account/list" => assert!(value.as_array().is_some_and(|a| a.iter().any(|x| x["id"] == "default"))),
+            _ => {}
+        }
+    }
+    assert_eq!(ran, 54);
     drop(server);
 }
