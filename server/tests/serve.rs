@@ -433,3 +433,49 @@ async fn one_environment_at_the_root() {
     assert_eq!(call(&h.client, "GET", &format!("{base}/ops/ping"), None, &[]).await.status, 200);
     root.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_results_stream() {
+    let h = Harness::start().await;
+    let admin = h.init_admin().await;
+    let path = h.home.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let env = m1_engine::Catalog::open(&path).unwrap().open_env("test-m1").unwrap();
+        let rows = (0..50_000).map(|i| json!({"name": "bulk", "n": i}).as_object().unwrap().clone());
+        env.append_json(rows).unwrap();
+    })
+    .await
+    .unwrap();
+    // The whole range arrives chunked (no Content-Length: it was not built in memory first).
+    let r = h
+        .client
+        .post(h.url("test-m1", "range"))
+        .header("m1-auth-token", &admin)
+        .form(&[("start", "0"), ("end", "50100"), ("properties", r#"["n"]"#)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-length").is_none(), "{:?}", r.headers());
+    let rows: Vec<serde_json::Value> = r.json().await.unwrap();
+    assert_eq!(rows.len(), 50_100);
+    assert_eq!(rows[50_099], json!({"_m1key": 50_099, "n": 49_999}));
+    // A query over every record streams its items the same way.
+    let q = h.env("POST", "query", Some(&admin), &[("q", "name:bulk"), ("rows", "40000"), ("fl", "n")]).await;
+    assert_eq!((q.json["count"].clone(), q.json["items"].as_array().map(Vec::len)), (json!(50_000), Some(40_000)));
+    // A client that stops reading mid-stream does not hurt the server.
+    for _ in 0..3 {
+        let mut r = h
+            .client
+            .post(h.url("test-m1", "range"))
+            .header("m1-auth-token", &admin)
+            .form(&[("start", "0"), ("end", "50100")])
+            .send()
+            .await
+            .unwrap();
+        let first = r.chunk().await.unwrap().unwrap();
+        assert!(first.starts_with(b"["));
+        drop(r);
+    }
+    assert_eq!(h.env("GET", "next", Some(&admin), &[]).await.json, json!(50_100));
+}
