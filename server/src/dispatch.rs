@@ -101,8 +101,16 @@ impl App {
             .catalog
             .get(name)?
             .ok_or_else(|| ServerError::NotFound(format!("no environment named '{name}' on this server")))?;
-        let handle = Arc::new(EnvHandle::open(entry.name.clone(), self.catalog.open_env(name)?, Some(entry))?);
-        Ok(self.envs.lock().entry(name.to_string()).or_insert(handle).clone())
+        // One handle per environment, whatever it is called by (name or id): users, tokens and
+        // open stores must not exist twice in memory. Opening happens under the lock for that.
+        let mut envs = self.envs.lock();
+        if let Some(h) = envs.values().find(|h| h.env.config().id == entry.id).cloned() {
+            envs.insert(name.to_string(), h.clone());
+            return Ok(h);
+        }
+        let handle = Arc::new(EnvHandle::open(entry.name.clone(), self.catalog.open_env(&entry.id)?, Some(entry))?);
+        envs.insert(name.to_string(), handle.clone());
+        Ok(handle)
     }
 
     /// Forgets cached handles of an environment (after rename, destroy, settings or reboot),
