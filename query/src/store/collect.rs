@@ -220,14 +220,28 @@ fn sort_column(reader: &SegmentReader, key: &SortKey) -> tantivy::Result<SortCol
 
 enum FacetColumn {
     Str(Option<StrColumn>, Vec<u32>),
+    /// Integers (and dates) whose values span a small range, counted in an array from `min`.
+    DenseInt(Column<i64>, i64, Vec<u32>),
     Int(Option<Column<i64>>),
     Bool(Option<Column<bool>>),
     Float(Option<Column<f64>>),
 }
 
 impl FacetColumn {
-    fn open(reader: &SegmentReader, field: &str, ty: PropertyType) -> tantivy::Result<FacetColumn> {
+    fn open(reader: &SegmentReader, spec: &FacetSpec) -> tantivy::Result<FacetColumn> {
         let ff = reader.fast_fields();
+        let (field, ty) = match spec {
+            FacetSpec::Terms { field, ty, .. } | FacetSpec::Range { field, ty, .. } => (field.as_str(), *ty),
+        };
+        if let (FacetSpec::Terms { .. }, PropertyType::Integer | PropertyType::Date) = (spec, ty)
+            && let Some(col) = ff.column_opt::<i64>(field)?
+        {
+            let span = col.max_value().abs_diff(col.min_value());
+            if span < DENSE_SPAN {
+                let min = col.min_value();
+                return Ok(FacetColumn::DenseInt(col, min, vec![0; span as usize + 1]));
+            }
+        }
         Ok(match ty {
             PropertyType::String | PropertyType::Text => {
                 let col = ff.str(field)?;
@@ -256,6 +270,9 @@ impl FacetColumn {
     }
 }
 
+/// Widest value span of an integer column counted in an array rather than a hash map.
+const DENSE_SPAN: u64 = 1 << 22;
+
 /// Counting state of one facet in one segment.
 struct SegmentFacet {
     spec: FacetSpec,
@@ -267,6 +284,18 @@ struct SegmentFacet {
 
 impl SegmentFacet {
     fn collect(&mut self, doc: DocId) {
+        if let FacetColumn::DenseInt(col, min, counts) = &mut self.column {
+            self.ords.clear();
+            self.ords.extend(col.values_for_doc(doc).map(|v| v.abs_diff(*min)));
+            if self.ords.len() > 1 {
+                self.ords.sort_unstable();
+                self.ords.dedup();
+            }
+            for &o in &self.ords {
+                counts[o as usize] += 1;
+            }
+            return;
+        }
         if let FacetColumn::Str(Some(col), counts) = &mut self.column {
             self.ords.clear();
             self.ords.extend(col.ords().values_for_doc(doc));
@@ -305,6 +334,13 @@ impl SegmentFacet {
     }
 
     fn harvest(mut self) -> FacetCounts {
+        if let FacetColumn::DenseInt(_, min, counts) = &self.column {
+            for (i, &c) in counts.iter().enumerate() {
+                if c > 0 {
+                    self.counts.terms.insert(FacetValue::Int(min + i as i64), u64::from(c));
+                }
+            }
+        }
         if let FacetColumn::Str(Some(col), counts) = &self.column {
             let mut s = String::new();
             for (ord, &c) in counts.iter().enumerate() {
@@ -403,16 +439,13 @@ impl Collector for Gather {
             .facets
             .iter()
             .map(|spec| {
-                let (field, ty) = match spec {
-                    FacetSpec::Terms { field, ty, .. } | FacetSpec::Range { field, ty, .. } => (field, *ty),
-                };
                 let mut counts = FacetCounts::default();
                 if let FacetSpec::Range { start, end, gap, .. } = spec {
                     counts.buckets = vec![0; range_buckets(*start, *end, *gap)];
                 }
                 Ok(SegmentFacet {
                     spec: spec.clone(),
-                    column: FacetColumn::open(reader, field, ty)?,
+                    column: FacetColumn::open(reader, spec)?,
                     counts,
                     scratch: Vec::new(),
                     ords: Vec::new(),
