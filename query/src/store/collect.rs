@@ -273,6 +273,20 @@ impl FacetColumn {
 /// Widest value span of an integer column counted in an array rather than a hash map.
 const DENSE_SPAN: u64 = 1 << 22;
 
+/// Adds one to `counts[i]` for each distinct `i` of a document's values (a document counts once
+/// per bucket, however often a list repeats a value).
+fn count_each_once(scratch: &mut Vec<u64>, values: impl Iterator<Item = u64>, counts: &mut [u32]) {
+    scratch.clear();
+    scratch.extend(values);
+    if scratch.len() > 1 {
+        scratch.sort_unstable();
+        scratch.dedup();
+    }
+    for &i in scratch.iter() {
+        counts[i as usize] += 1;
+    }
+}
+
 /// Counting state of one facet in one segment.
 struct SegmentFacet {
     spec: FacetSpec,
@@ -284,29 +298,15 @@ struct SegmentFacet {
 
 impl SegmentFacet {
     fn collect(&mut self, doc: DocId) {
-        if let FacetColumn::DenseInt(col, min, counts) = &mut self.column {
-            self.ords.clear();
-            self.ords.extend(col.values_for_doc(doc).map(|v| v.abs_diff(*min)));
-            if self.ords.len() > 1 {
-                self.ords.sort_unstable();
-                self.ords.dedup();
+        match &mut self.column {
+            FacetColumn::DenseInt(col, min, counts) => {
+                let min = *min;
+                return count_each_once(&mut self.ords, col.values_for_doc(doc).map(|v| v.abs_diff(min)), counts);
             }
-            for &o in &self.ords {
-                counts[o as usize] += 1;
+            FacetColumn::Str(Some(col), counts) => {
+                return count_each_once(&mut self.ords, col.ords().values_for_doc(doc), counts);
             }
-            return;
-        }
-        if let FacetColumn::Str(Some(col), counts) = &mut self.column {
-            self.ords.clear();
-            self.ords.extend(col.ords().values_for_doc(doc));
-            if self.ords.len() > 1 {
-                self.ords.sort_unstable();
-                self.ords.dedup();
-            }
-            for &o in &self.ords {
-                counts[o as usize] += 1;
-            }
-            return;
+            _ => {}
         }
         self.column.numbers(doc, &mut self.scratch);
         match &self.spec {
