@@ -314,3 +314,33 @@ fn killed_indexing_never_corrupts_a_store() {
     assert_eq!(count(&env, "index", "n:[119990 TO *]"), 10);
     assert_eq!(count(&env, "index", "group:g0"), (0..120_000).filter(|i| i % 7 == 0).count() as u64);
 }
+
+#[test]
+fn dotted_names_and_relevance() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Environment::create(dir.path().to_str().unwrap()).unwrap();
+    env.add_properties(&[
+        Property::new("geo.city.name", PropertyType::String),
+        Property::new("a.b.c.d.e", PropertyType::Integer),
+        Property::new("doc.body", PropertyType::Text),
+    ])
+    .unwrap();
+    let rows = [
+        json!({"geo": {"city": {"name": "Oslo"}}, "a": {"b": {"c": {"d": {"e": 5}}}}, "doc": {"body": "rust"}}),
+        json!({"geo": {"city": {"name": "Bergen"}}, "a": {"b": {"c": {"d": {"e": -7}}}},
+               "doc": {"body": "rust rust rust is fast"}}),
+        json!({"geo.city.name": "Oslo", "doc.body": "a long text that mentions rust once among many other words"}),
+    ];
+    let mut req = m1::PublishRequest::new(dir.path().join("in.jsonl").to_str().unwrap());
+    std::fs::write(&req.file, rows.iter().map(|r| r.to_string() + "\n").collect::<String>()).unwrap();
+    req.format = Some(m1_ingest::Format::Jsonl);
+    env.publish(&req).unwrap();
+    assert_eq!(count(&env, "index", "geo.city.name:Oslo"), 2);
+    assert_eq!(count(&env, "index", "a.b.c.d.e:[-10 TO 0]"), 1);
+    assert_eq!(count(&env, "index", "geo.city.name:Oslo AND NOT a.b.c.d.e:*"), 1);
+    // Relevance: more occurrences in a shorter text rank first.
+    let mut req = QueryRequest::new("index", "doc.body:rust");
+    req.rows = 3;
+    req.sort = Some("score desc".into());
+    assert_eq!(env.query(&req).unwrap().keys, vec![1, 0, 2]);
+}
