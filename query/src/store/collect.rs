@@ -71,7 +71,11 @@ pub struct Hit {
 
 /// Orders hits under `keys` (then by key ascending).
 pub fn compare(keys: &[SortKey], a: &Hit, b: &Hit) -> Ordering {
-    for (k, (x, y)) in keys.iter().zip(a.values.iter().zip(&b.values)) {
+    compare_parts(keys, &a.values, a.key, &b.values, b.key)
+}
+
+fn compare_parts(keys: &[SortKey], a: &[SortValue], a_key: u64, b: &[SortValue], b_key: u64) -> Ordering {
+    for (k, (x, y)) in keys.iter().zip(a.iter().zip(b)) {
         let o = match (x, y) {
             (SortValue::Missing, SortValue::Missing) => Ordering::Equal,
             (SortValue::Missing, _) => Ordering::Greater,
@@ -83,7 +87,7 @@ pub fn compare(keys: &[SortKey], a: &Hit, b: &Hit) -> Ordering {
             return o;
         }
     }
-    a.key.cmp(&b.key)
+    a_key.cmp(&b_key)
 }
 
 /// Keeps the best `limit` of `hits` in order.
@@ -364,6 +368,7 @@ pub struct SegmentGather {
     hits: Vec<Hit>,
     /// The worst kept hit once `hits` has been cut to `limit`: later documents must beat it.
     worst: Option<Hit>,
+    scratch: Vec<SortValue>,
     facets: Vec<SegmentFacet>,
 }
 
@@ -387,13 +392,16 @@ impl SegmentCollector for SegmentGather {
             return;
         }
         let key = self.key_column.as_ref().and_then(|c| c.first(doc)).unwrap_or(i64::MAX) as u64;
-        let hit = Hit { values: self.columns.iter().map(|c| c.value(doc, score)).collect(), key };
+        // Values go to a reused buffer: most documents lose to the worst kept hit and cost
+        // no allocation.
+        self.scratch.clear();
+        self.scratch.extend(self.columns.iter().map(|c| c.value(doc, score)));
         if let Some(w) = &self.worst
-            && compare(&self.keys, &hit, w) != Ordering::Less
+            && compare_parts(&self.keys, &self.scratch, key, &w.values, w.key) != Ordering::Less
         {
             return;
         }
-        self.hits.push(hit);
+        self.hits.push(Hit { values: self.scratch.clone(), key });
         if self.hits.len() >= self.limit.saturating_mul(2).max(1024) {
             self.cut();
         }
@@ -461,12 +469,44 @@ impl Collector for Gather {
             count: 0,
             hits: Vec::new(),
             worst: None,
+            scratch: Vec::with_capacity(self.keys.len()),
             facets,
         })
     }
 
     fn requires_scoring(&self) -> bool {
         self.keys.iter().any(|k| k.by == SortBy::Score)
+    }
+
+    fn collect_segment(
+        &self,
+        weight: &dyn tantivy::query::Weight,
+        segment_ord: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<Gathered> {
+        if self.limit == 0 && self.facets.is_empty() {
+            // A count alone: a term query answers from its document frequency, no scan.
+            let count = u64::from(weight.count(reader)?);
+            return Ok(Gathered { count, ..Default::default() });
+        }
+        let mut child = self.for_segment(segment_ord, reader)?;
+        let alive = reader.alive_bitset();
+        if self.requires_scoring() {
+            weight.for_each(reader, &mut |doc, score| {
+                if alive.is_none_or(|a| a.is_alive(doc)) {
+                    child.collect(doc, score);
+                }
+            })?;
+        } else {
+            weight.for_each_no_score(reader, &mut |docs| {
+                for &doc in docs {
+                    if alive.is_none_or(|a| a.is_alive(doc)) {
+                        child.collect(doc, 0.0);
+                    }
+                }
+            })?;
+        }
+        Ok(child.harvest())
     }
 
     fn merge_fruits(&self, fruits: Vec<Gathered>) -> tantivy::Result<Gathered> {
