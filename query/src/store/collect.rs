@@ -71,7 +71,11 @@ pub struct Hit {
 
 /// Orders hits under `keys` (then by key ascending).
 pub fn compare(keys: &[SortKey], a: &Hit, b: &Hit) -> Ordering {
-    for (k, (x, y)) in keys.iter().zip(a.values.iter().zip(&b.values)) {
+    compare_parts(keys, &a.values, a.key, &b.values, b.key)
+}
+
+fn compare_parts(keys: &[SortKey], a: &[SortValue], a_key: u64, b: &[SortValue], b_key: u64) -> Ordering {
+    for (k, (x, y)) in keys.iter().zip(a.iter().zip(b)) {
         let o = match (x, y) {
             (SortValue::Missing, SortValue::Missing) => Ordering::Equal,
             (SortValue::Missing, _) => Ordering::Greater,
@@ -83,7 +87,7 @@ pub fn compare(keys: &[SortKey], a: &Hit, b: &Hit) -> Ordering {
             return o;
         }
     }
-    a.key.cmp(&b.key)
+    a_key.cmp(&b_key)
 }
 
 /// Keeps the best `limit` of `hits` in order.
@@ -220,14 +224,28 @@ fn sort_column(reader: &SegmentReader, key: &SortKey) -> tantivy::Result<SortCol
 
 enum FacetColumn {
     Str(Option<StrColumn>, Vec<u32>),
+    /// Integers (and dates) whose values span a small range, counted in an array from `min`.
+    DenseInt(Column<i64>, i64, Vec<u32>),
     Int(Option<Column<i64>>),
     Bool(Option<Column<bool>>),
     Float(Option<Column<f64>>),
 }
 
 impl FacetColumn {
-    fn open(reader: &SegmentReader, field: &str, ty: PropertyType) -> tantivy::Result<FacetColumn> {
+    fn open(reader: &SegmentReader, spec: &FacetSpec) -> tantivy::Result<FacetColumn> {
         let ff = reader.fast_fields();
+        let (field, ty) = match spec {
+            FacetSpec::Terms { field, ty, .. } | FacetSpec::Range { field, ty, .. } => (field.as_str(), *ty),
+        };
+        if let (FacetSpec::Terms { .. }, PropertyType::Integer | PropertyType::Date) = (spec, ty)
+            && let Some(col) = ff.column_opt::<i64>(field)?
+        {
+            let span = col.max_value().abs_diff(col.min_value());
+            if span < DENSE_SPAN {
+                let min = col.min_value();
+                return Ok(FacetColumn::DenseInt(col, min, vec![0; span as usize + 1]));
+            }
+        }
         Ok(match ty {
             PropertyType::String | PropertyType::Text => {
                 let col = ff.str(field)?;
@@ -256,6 +274,23 @@ impl FacetColumn {
     }
 }
 
+/// Widest value span of an integer column counted in an array rather than a hash map.
+const DENSE_SPAN: u64 = 1 << 22;
+
+/// Adds one to `counts[i]` for each distinct `i` of a document's values (a document counts once
+/// per bucket, however often a list repeats a value).
+fn count_each_once(scratch: &mut Vec<u64>, values: impl Iterator<Item = u64>, counts: &mut [u32]) {
+    scratch.clear();
+    scratch.extend(values);
+    if scratch.len() > 1 {
+        scratch.sort_unstable();
+        scratch.dedup();
+    }
+    for &i in scratch.iter() {
+        counts[i as usize] += 1;
+    }
+}
+
 /// Counting state of one facet in one segment.
 struct SegmentFacet {
     spec: FacetSpec,
@@ -267,17 +302,15 @@ struct SegmentFacet {
 
 impl SegmentFacet {
     fn collect(&mut self, doc: DocId) {
-        if let FacetColumn::Str(Some(col), counts) = &mut self.column {
-            self.ords.clear();
-            self.ords.extend(col.ords().values_for_doc(doc));
-            if self.ords.len() > 1 {
-                self.ords.sort_unstable();
-                self.ords.dedup();
+        match &mut self.column {
+            FacetColumn::DenseInt(col, min, counts) => {
+                let min = *min;
+                return count_each_once(&mut self.ords, col.values_for_doc(doc).map(|v| v.abs_diff(min)), counts);
             }
-            for &o in &self.ords {
-                counts[o as usize] += 1;
+            FacetColumn::Str(Some(col), counts) => {
+                return count_each_once(&mut self.ords, col.ords().values_for_doc(doc), counts);
             }
-            return;
+            _ => {}
         }
         self.column.numbers(doc, &mut self.scratch);
         match &self.spec {
@@ -305,6 +338,13 @@ impl SegmentFacet {
     }
 
     fn harvest(mut self) -> FacetCounts {
+        if let FacetColumn::DenseInt(_, min, counts) = &self.column {
+            for (i, &c) in counts.iter().enumerate() {
+                if c > 0 {
+                    self.counts.terms.insert(FacetValue::Int(min + i as i64), u64::from(c));
+                }
+            }
+        }
         if let FacetColumn::Str(Some(col), counts) = &self.column {
             let mut s = String::new();
             for (ord, &c) in counts.iter().enumerate() {
@@ -328,6 +368,7 @@ pub struct SegmentGather {
     hits: Vec<Hit>,
     /// The worst kept hit once `hits` has been cut to `limit`: later documents must beat it.
     worst: Option<Hit>,
+    scratch: Vec<SortValue>,
     facets: Vec<SegmentFacet>,
 }
 
@@ -351,13 +392,16 @@ impl SegmentCollector for SegmentGather {
             return;
         }
         let key = self.key_column.as_ref().and_then(|c| c.first(doc)).unwrap_or(i64::MAX) as u64;
-        let hit = Hit { values: self.columns.iter().map(|c| c.value(doc, score)).collect(), key };
+        // Values go to a reused buffer: most documents lose to the worst kept hit and cost
+        // no allocation.
+        self.scratch.clear();
+        self.scratch.extend(self.columns.iter().map(|c| c.value(doc, score)));
         if let Some(w) = &self.worst
-            && compare(&self.keys, &hit, w) != Ordering::Less
+            && compare_parts(&self.keys, &self.scratch, key, &w.values, w.key) != Ordering::Less
         {
             return;
         }
-        self.hits.push(hit);
+        self.hits.push(Hit { values: self.scratch.clone(), key });
         if self.hits.len() >= self.limit.saturating_mul(2).max(1024) {
             self.cut();
         }
@@ -403,16 +447,13 @@ impl Collector for Gather {
             .facets
             .iter()
             .map(|spec| {
-                let (field, ty) = match spec {
-                    FacetSpec::Terms { field, ty, .. } | FacetSpec::Range { field, ty, .. } => (field, *ty),
-                };
                 let mut counts = FacetCounts::default();
                 if let FacetSpec::Range { start, end, gap, .. } = spec {
                     counts.buckets = vec![0; range_buckets(*start, *end, *gap)];
                 }
                 Ok(SegmentFacet {
                     spec: spec.clone(),
-                    column: FacetColumn::open(reader, field, ty)?,
+                    column: FacetColumn::open(reader, spec)?,
                     counts,
                     scratch: Vec::new(),
                     ords: Vec::new(),
@@ -428,12 +469,44 @@ impl Collector for Gather {
             count: 0,
             hits: Vec::new(),
             worst: None,
+            scratch: Vec::with_capacity(self.keys.len()),
             facets,
         })
     }
 
     fn requires_scoring(&self) -> bool {
         self.keys.iter().any(|k| k.by == SortBy::Score)
+    }
+
+    fn collect_segment(
+        &self,
+        weight: &dyn tantivy::query::Weight,
+        segment_ord: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<Gathered> {
+        if self.limit == 0 && self.facets.is_empty() {
+            // A count alone: a term query answers from its document frequency, no scan.
+            let count = u64::from(weight.count(reader)?);
+            return Ok(Gathered { count, ..Default::default() });
+        }
+        let mut child = self.for_segment(segment_ord, reader)?;
+        let alive = reader.alive_bitset();
+        if self.requires_scoring() {
+            weight.for_each(reader, &mut |doc, score| {
+                if alive.is_none_or(|a| a.is_alive(doc)) {
+                    child.collect(doc, score);
+                }
+            })?;
+        } else {
+            weight.for_each_no_score(reader, &mut |docs| {
+                for &doc in docs {
+                    if alive.is_none_or(|a| a.is_alive(doc)) {
+                        child.collect(doc, 0.0);
+                    }
+                }
+            })?;
+        }
+        Ok(child.harvest())
     }
 
     fn merge_fruits(&self, fruits: Vec<Gathered>) -> tantivy::Result<Gathered> {

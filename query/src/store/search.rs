@@ -1,8 +1,11 @@
 //! `/query` (SPEC §6): a request, its search over a store's shards, and the answer's encodings.
 //!
 //! The index answers which records match, in what order, and the facet counts; the items
-//! themselves are read from the lake by key, `fl` properties only, a batch at a time, so an
-//! answer of millions of items streams in bounded memory (the keys of the page are held).
+//! themselves are read from the lake by key, `fl` properties only, a batch at a time. Under the
+//! default sort (`_m1key`), a page reaching past [`STREAM_ABOVE`] items is not collected at all:
+//! its keys are found window by window of at most [`KEY_WINDOW`] keys while the items are written, so an
+//! answer of millions of items, or a page millions deep, streams in bounded memory. Under other
+//! sorts the best `start + rows` hits are kept, which is what the sort needs.
 //!
 //! Every store indexes every lake record, so naming several stores asks the same question of
 //! the same records: each named store must exist and be enabled, and the first one answers.
@@ -16,8 +19,14 @@ use m1_engine::values::{format_date_ms, parse_date};
 use m1_engine::{Environment, KEY, PropertyType, Schema, TableState};
 use serde_json::{Map, Value, json};
 
+use std::ops::Bound;
+
+use tantivy::Term;
+use tantivy::query::{BooleanQuery, Occur, RangeQuery};
+
 use super::Stores;
 use super::collect::{FacetSpec, FacetValue, Gather, Gathered, SortBy, SortKey, range_buckets};
+use super::shard::Generation;
 use super::translate::{check_properties, translate};
 use crate::encode::{value_at, write_json_array};
 use crate::error::{QueryError, Result};
@@ -26,6 +35,17 @@ use crate::syntax::{self, Query};
 
 /// Keys read from the lake per batch of items.
 pub const ITEM_BATCH: usize = 4096;
+
+/// Pages under the `_m1key` sort that end beyond this many items are streamed by key windows.
+pub const STREAM_ABOVE: usize = 10_000;
+
+/// Most keys searched per window when streaming (a lake is cut into about 64 windows of 4,096
+/// to this many keys).
+pub const KEY_WINDOW: u64 = 1 << 18;
+
+fn window_size(end_key: u64) -> u64 {
+    (end_key / 64).clamp(4096, KEY_WINDOW)
+}
 
 /// Most buckets a range facet may ask for.
 pub const MAX_RANGE_BUCKETS: usize = 100_000;
@@ -58,17 +78,148 @@ impl QueryRequest {
 
 /// The answer: the count, the keys of the requested page in order, and facets; items are read
 /// from the lake on demand.
-#[derive(Debug)]
 pub struct QueryAnswer {
     /// Matching records.
     pub count: u64,
-    /// Keys of the page's items, in order.
-    pub keys: Vec<u64>,
     /// Facet results, when asked: `{"name": {"buckets": [{"val": v, "count": c}, ..]}}`.
     pub facets: Option<Map<String, Value>>,
     /// Columns of each item.
     pub schema: SchemaRef,
     state: Arc<TableState>,
+    page: Page,
+}
+
+impl std::fmt::Debug for QueryAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryAnswer").field("count", &self.count).field("facets", &self.facets).finish_non_exhaustive()
+    }
+}
+
+/// Where the page's keys come from.
+enum Page {
+    /// Collected while searching.
+    Keys(Vec<u64>),
+    /// Found window by window of keys while the items are read (`_m1key` sort, large pages).
+    Windows(Windows),
+}
+
+/// A streamed page under the `_m1key` sort.
+struct Windows {
+    query: Query,
+    generations: Vec<Generation>,
+    desc: bool,
+    start: usize,
+    rows: usize,
+    /// One past the largest key of the snapshot searched.
+    end_key: u64,
+}
+
+impl Windows {
+    /// Matching keys in `[lo, hi)`, in the sort's order.
+    fn keys_in(&self, state: &TableState, lo: u64, hi: u64) -> Result<Vec<u64>> {
+        let mut keys = Vec::new();
+        for g in &self.generations {
+            let field = g.index.schema().get_field(KEY)?;
+            let window = RangeQuery::new(
+                Bound::Included(Term::from_field_i64(field, lo as i64)),
+                Bound::Excluded(Term::from_field_i64(field, hi as i64)),
+            );
+            let q = BooleanQuery::new(vec![
+                (Occur::Must, translate(&self.query, &state.schema, &g.index)?),
+                (Occur::Must, Box::new(window)),
+            ]);
+            keys.extend(g.reader.searcher().search(&q, &KeyCollector)?);
+        }
+        keys.sort_unstable();
+        if self.desc {
+            keys.reverse();
+        }
+        Ok(keys)
+    }
+}
+
+/// Iterates the keys of a streamed page, window by window.
+struct WindowKeys<'a> {
+    windows: &'a Windows,
+    state: &'a TableState,
+    /// Next window: its lower end (ascending) or upper end (descending).
+    cursor: u64,
+    skip: usize,
+    left: usize,
+    buffer: std::vec::IntoIter<u64>,
+}
+
+impl WindowKeys<'_> {
+    /// The next chunk of at most `n` keys, or `None` at the end.
+    fn next_chunk(&mut self, n: usize) -> Result<Option<Vec<u64>>> {
+        let mut out = Vec::with_capacity(n.min(self.left));
+        while out.len() < n && self.left > 0 {
+            match self.buffer.next() {
+                Some(k) if self.skip > 0 => {
+                    let _ = k;
+                    self.skip -= 1;
+                }
+                Some(k) => {
+                    out.push(k);
+                    self.left -= 1;
+                }
+                None => {
+                    let w = self.windows;
+                    let (lo, hi) = if w.desc {
+                        if self.cursor == 0 {
+                            break;
+                        }
+                        (self.cursor.saturating_sub(window_size(w.end_key)), self.cursor)
+                    } else {
+                        if self.cursor >= w.end_key {
+                            break;
+                        }
+                        (self.cursor, (self.cursor + window_size(w.end_key)).min(w.end_key))
+                    };
+                    self.cursor = if w.desc { lo } else { hi };
+                    self.buffer = w.keys_in(self.state, lo, hi)?.into_iter();
+                }
+            }
+        }
+        Ok((!out.is_empty()).then_some(out))
+    }
+}
+
+/// Collects the `_m1key` of every match.
+struct KeyCollector;
+
+/// [`KeyCollector`] for one segment.
+struct SegmentKeys(Option<tantivy::columnar::Column<i64>>, Vec<u64>);
+
+impl tantivy::collector::SegmentCollector for SegmentKeys {
+    type Fruit = Vec<u64>;
+
+    fn collect(&mut self, doc: tantivy::DocId, _score: tantivy::Score) {
+        if let Some(k) = self.0.as_ref().and_then(|c| c.first(doc)) {
+            self.1.push(k as u64);
+        }
+    }
+
+    fn harvest(self) -> Vec<u64> {
+        self.1
+    }
+}
+
+impl tantivy::collector::Collector for KeyCollector {
+    type Fruit = Vec<u64>;
+    type Child = SegmentKeys;
+
+    fn for_segment(&self, _: tantivy::SegmentOrdinal, reader: &tantivy::SegmentReader) -> tantivy::Result<SegmentKeys> {
+        Ok(SegmentKeys(reader.fast_fields().column_opt(KEY)?, Vec::new()))
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<u64>>) -> tantivy::Result<Vec<u64>> {
+        Ok(fruits.concat())
+    }
 }
 
 /// Runs a query.
@@ -92,7 +243,10 @@ pub fn run(env: &Environment, stores: &Stores, req: &QueryRequest) -> Result<Que
     let store = &opened[0];
     store.freshen(env)?;
     let limit = req.start.saturating_add(req.rows);
-    let collector = Gather { keys: keys.clone(), limit: if req.rows == 0 { 0 } else { limit }, facets: facets.clone() };
+    let by_key = matches!(keys.as_slice(), [SortKey { by: SortBy::Property { name, .. }, .. }] if name == KEY);
+    let streamed = by_key && req.rows > 0 && limit > STREAM_ABOVE;
+    let kept = if req.rows == 0 || streamed { 0 } else { limit };
+    let collector = Gather { keys: keys.clone(), limit: kept, facets: facets.clone() };
     let searchers: Vec<_> =
         store.shards.iter().map(|s| s.generations()).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
     let parts = std::thread::scope(|scope| {
@@ -109,20 +263,64 @@ pub fn run(env: &Environment, stores: &Stores, req: &QueryRequest) -> Result<Que
         jobs.into_iter().map(|j| j.join().expect("a search thread panicked")).collect::<Result<Vec<_>>>()
     })?;
     let gathered = Gathered::merge(&keys, collector.limit, parts, facets.len());
-    let page = gathered.hits.iter().skip(req.start).map(|h| h.key).collect();
+    let page = if streamed {
+        Page::Windows(Windows {
+            query,
+            generations: searchers,
+            desc: keys[0].desc,
+            start: req.start,
+            rows: req.rows,
+            end_key: state.next_key,
+        })
+    } else {
+        Page::Keys(gathered.hits.iter().skip(req.start).map(|h| h.key).collect())
+    };
     let facets = (!facets.is_empty()).then(|| render_facets(req.facets.as_ref(), &facets, &gathered));
-    Ok(QueryAnswer { count: gathered.count, keys: page, facets, schema, state })
+    Ok(QueryAnswer { count: gathered.count, facets, schema, state, page })
 }
 
 impl QueryAnswer {
+    /// The page's keys, [`ITEM_BATCH`] at a time, in order.
+    pub fn key_chunks(&self) -> impl Iterator<Item = Result<Vec<u64>>> + '_ {
+        let mut fixed = match &self.page {
+            Page::Keys(k) => Some(k.chunks(ITEM_BATCH)),
+            Page::Windows(_) => None,
+        };
+        let mut streamed = match &self.page {
+            Page::Windows(w) => Some(WindowKeys {
+                windows: w,
+                state: &self.state,
+                cursor: if w.desc { w.end_key } else { 0 },
+                skip: w.start,
+                left: w.rows,
+                buffer: Vec::new().into_iter(),
+            }),
+            Page::Keys(_) => None,
+        };
+        std::iter::from_fn(move || match (&mut fixed, &mut streamed) {
+            (Some(chunks), _) => chunks.next().map(|c| Ok(c.to_vec())),
+            (None, Some(w)) => w.next_chunk(ITEM_BATCH).transpose(),
+            (None, None) => None,
+        })
+    }
+
+    /// The page's keys, in order (all held in memory).
+    pub fn keys(&self) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for chunk in self.key_chunks() {
+            out.extend(chunk?);
+        }
+        Ok(out)
+    }
+
     /// The page's items as Arrow batches, read from the lake [`ITEM_BATCH`] at a time.
     pub fn batches<'a>(&'a self, env: &'a Environment) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
-        self.keys.chunks(ITEM_BATCH).map(move |keys| get_in(env, &self.state, &self.schema, keys))
+        self.key_chunks().map(move |keys| get_in(env, &self.state, &self.schema, &keys?))
     }
 
     /// The page's items as JSON records.
     pub fn items(&self, env: &Environment) -> Result<Vec<Map<String, Value>>> {
-        let mut out = Vec::with_capacity(self.keys.len());
+        let mut out = Vec::new();
         for b in self.batches(env) {
             out.extend(crate::encode::records(&b?));
         }
