@@ -116,6 +116,9 @@ async fn environment_rights_matrix() {
             let r = h.env(method, &path, Some(&tokens[right]), &params).await;
             if allowed {
                 assert_eq!(r.status, expected_ok(route.path), "/{path} as u-{right}: {r:?}");
+                if r.status == 200 {
+                    assert_eq!(r.text.is_empty(), !route.body, "/{path}: body or none as the seed says: {r:?}");
+                }
             } else {
                 assert_error(&r, 403);
             }
@@ -246,6 +249,9 @@ async fn ops_rights_matrix() {
             let r = h.ops(method, path, Some(&tokens[right]), &params).await;
             if allowed {
                 assert_eq!(r.status, expected_ok(path), "/{path} as o-{right}: {r:?}");
+                if r.status == 200 {
+                    assert_eq!(r.text.is_empty(), !route.body, "/{path}: body or none as the seed says: {r:?}");
+                }
             } else {
                 assert_error(&r, 403);
             }
