@@ -143,6 +143,8 @@ fn resolve(app: &App, headers: &HeaderMap, uri: &axum::http::Uri) -> Result<Targ
         return Ok(Target::Ops(rest.to_string()));
     }
     if let Some(root) = &app.root {
+        // `/<its name>/...` also reaches it, so clients that address by prefix work unchanged.
+        let path = if first == root.name || first == root.env.config().id { rest } else { path };
         return Ok(Target::Env(root.clone(), path.to_string()));
     }
     if let Some(label) = host.strip_suffix(".localhost").filter(|l| !l.is_empty() && !l.contains('.')) {

@@ -428,6 +428,8 @@ async fn one_environment_at_the_root() {
     let token = r.json["token"].as_str().unwrap().to_string();
     let next = call(&h.client, "GET", &format!("{base}/next"), Some(&token), &[]).await;
     assert_eq!(next.json, json!(100));
+    let prefixed = call(&h.client, "GET", &format!("{base}/test-m1/next"), Some(&token), &[]).await;
+    assert_eq!(prefixed.json, json!(100));
     // The same environment through the other server, with the same users.
     assert_eq!(h.env("GET", "next", Some(&h.login(ADMIN, PASSWORD).await), &[]).await.json, json!(100));
     assert_eq!(call(&h.client, "GET", &format!("{base}/ops/ping"), None, &[]).await.status, 200);
