@@ -397,6 +397,7 @@ pub struct SegmentGather {
     /// The worst kept hit once `hits` has been cut to `limit`: later documents must beat it.
     worst: Option<Hit>,
     scratch: Vec<SortValue>,
+    block: Vec<Option<i64>>,
     facets: Vec<SegmentFacet>,
 }
 
@@ -446,10 +447,44 @@ impl SegmentCollector for SegmentGather {
         for f in &mut self.facets {
             f.collect_block(docs);
         }
-        if self.limit > 0 {
-            for &doc in docs {
+        if self.limit == 0 {
+            return;
+        }
+        // One integer or date sort key (the common case): read the block's values at once and
+        // look closer only at documents that can beat the worst kept hit.
+        if let ([SortColumn::Int(Some(col))], Some(worst)) = (self.columns.as_slice(), &self.worst)
+            && col.get_cardinality() != Cardinality::Multivalued
+        {
+            let desc = self.keys[0].desc;
+            let bar = match worst.values[0] {
+                SortValue::Int(v) => Some(v),
+                _ => None,
+            };
+            self.block.resize(docs.len(), None);
+            col.first_vals(docs, &mut self.block);
+            let candidates: Vec<DocId> = docs
+                .iter()
+                .zip(&self.block)
+                .filter(|(_, v)| match (v, bar) {
+                    (_, None) => true,
+                    (None, Some(_)) => false,
+                    (Some(v), Some(b)) => {
+                        if desc {
+                            *v >= b
+                        } else {
+                            *v <= b
+                        }
+                    }
+                })
+                .map(|(d, _)| *d)
+                .collect();
+            for doc in candidates {
                 self.consider(doc, 0.0);
             }
+            return;
+        }
+        for &doc in docs {
+            self.consider(doc, 0.0);
         }
     }
 
@@ -518,6 +553,7 @@ impl Collector for Gather {
             hits: Vec::new(),
             worst: None,
             scratch: Vec::with_capacity(self.keys.len()),
+            block: Vec::new(),
             facets,
         })
     }
