@@ -8,11 +8,11 @@
 //! ordinals turned into strings, so merging segments compares real strings.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use m1_engine::{KEY, PropertyType};
+use rustc_hash::FxHashMap;
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, StrColumn};
+use tantivy::columnar::{Cardinality, Column, StrColumn};
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
 /// What to sort by.
@@ -126,7 +126,7 @@ pub enum FacetValue {
 #[derive(Debug, Clone, Default)]
 pub struct FacetCounts {
     /// Terms facets: count per value.
-    pub terms: HashMap<FacetValue, u64>,
+    pub terms: FxHashMap<FacetValue, u64>,
     /// Range facets: count per bucket.
     pub buckets: Vec<u64>,
 }
@@ -298,9 +298,37 @@ struct SegmentFacet {
     counts: FacetCounts,
     scratch: Vec<f64>,
     ords: Vec<u64>,
+    block_i64: Vec<Option<i64>>,
+    block_u64: Vec<Option<u64>>,
 }
 
 impl SegmentFacet {
+    /// Counts a block of documents; single-valued columns are read a block at a time.
+    fn collect_block(&mut self, docs: &[DocId]) {
+        let single = |c: &Column<u64>| c.get_cardinality() != Cardinality::Multivalued;
+        match &mut self.column {
+            FacetColumn::DenseInt(col, min, counts) if col.get_cardinality() != Cardinality::Multivalued => {
+                self.block_i64.resize(docs.len(), None);
+                col.first_vals(docs, &mut self.block_i64);
+                for v in self.block_i64.iter().flatten() {
+                    counts[v.abs_diff(*min) as usize] += 1;
+                }
+            }
+            FacetColumn::Str(Some(col), counts) if single(col.ords()) => {
+                self.block_u64.resize(docs.len(), None);
+                col.ords().first_vals(docs, &mut self.block_u64);
+                for &o in self.block_u64.iter().flatten() {
+                    counts[o as usize] += 1;
+                }
+            }
+            _ => {
+                for &doc in docs {
+                    self.collect(doc);
+                }
+            }
+        }
+    }
+
     fn collect(&mut self, doc: DocId) {
         match &mut self.column {
             FacetColumn::DenseInt(col, min, counts) => {
@@ -369,10 +397,31 @@ pub struct SegmentGather {
     /// The worst kept hit once `hits` has been cut to `limit`: later documents must beat it.
     worst: Option<Hit>,
     scratch: Vec<SortValue>,
+    block: Vec<Option<i64>>,
     facets: Vec<SegmentFacet>,
 }
 
 impl SegmentGather {
+    /// Keeps `doc` if it beats the worst kept hit. The key is read only when the sort values
+    /// tie with that hit or the document is kept.
+    fn consider(&mut self, doc: DocId, score: Score) {
+        self.scratch.clear();
+        self.scratch.extend(self.columns.iter().map(|c| c.value(doc, score)));
+        let key = || self.key_column.as_ref().and_then(|c| c.first(doc)).unwrap_or(i64::MAX) as u64;
+        if let Some(w) = &self.worst {
+            match compare_parts(&self.keys, &self.scratch, 0, &w.values, 0) {
+                Ordering::Greater => return,
+                Ordering::Equal if key() >= w.key => return,
+                _ => {}
+            }
+        }
+        // Values went to a reused buffer: only kept documents cost an allocation.
+        self.hits.push(Hit { values: self.scratch.clone(), key: key() });
+        if self.hits.len() >= self.limit.saturating_mul(2).max(1024) {
+            self.cut();
+        }
+    }
+
     fn cut(&mut self) {
         let hits = std::mem::take(&mut self.hits);
         self.hits = top(&self.keys, hits, self.limit);
@@ -388,22 +437,54 @@ impl SegmentCollector for SegmentGather {
         for f in &mut self.facets {
             f.collect(doc);
         }
+        if self.limit > 0 {
+            self.consider(doc, score);
+        }
+    }
+
+    fn collect_block(&mut self, docs: &[DocId]) {
+        self.count += docs.len() as u64;
+        for f in &mut self.facets {
+            f.collect_block(docs);
+        }
         if self.limit == 0 {
             return;
         }
-        let key = self.key_column.as_ref().and_then(|c| c.first(doc)).unwrap_or(i64::MAX) as u64;
-        // Values go to a reused buffer: most documents lose to the worst kept hit and cost
-        // no allocation.
-        self.scratch.clear();
-        self.scratch.extend(self.columns.iter().map(|c| c.value(doc, score)));
-        if let Some(w) = &self.worst
-            && compare_parts(&self.keys, &self.scratch, key, &w.values, w.key) != Ordering::Less
+        // One integer or date sort key (the common case): read the block's values at once and
+        // look closer only at documents that can beat the worst kept hit.
+        if let ([SortColumn::Int(Some(col))], Some(worst)) = (self.columns.as_slice(), &self.worst)
+            && col.get_cardinality() != Cardinality::Multivalued
         {
+            let desc = self.keys[0].desc;
+            let bar = match worst.values[0] {
+                SortValue::Int(v) => Some(v),
+                _ => None,
+            };
+            self.block.resize(docs.len(), None);
+            col.first_vals(docs, &mut self.block);
+            let candidates: Vec<DocId> = docs
+                .iter()
+                .zip(&self.block)
+                .filter(|(_, v)| match (v, bar) {
+                    (_, None) => true,
+                    (None, Some(_)) => false,
+                    (Some(v), Some(b)) => {
+                        if desc {
+                            *v >= b
+                        } else {
+                            *v <= b
+                        }
+                    }
+                })
+                .map(|(d, _)| *d)
+                .collect();
+            for doc in candidates {
+                self.consider(doc, 0.0);
+            }
             return;
         }
-        self.hits.push(Hit { values: self.scratch.clone(), key });
-        if self.hits.len() >= self.limit.saturating_mul(2).max(1024) {
-            self.cut();
+        for &doc in docs {
+            self.consider(doc, 0.0);
         }
     }
 
@@ -457,6 +538,8 @@ impl Collector for Gather {
                     counts,
                     scratch: Vec::new(),
                     ords: Vec::new(),
+                    block_i64: Vec::new(),
+                    block_u64: Vec::new(),
                 })
             })
             .collect::<tantivy::Result<Vec<_>>>()?;
@@ -470,6 +553,7 @@ impl Collector for Gather {
             hits: Vec::new(),
             worst: None,
             scratch: Vec::with_capacity(self.keys.len()),
+            block: Vec::new(),
             facets,
         })
     }
@@ -498,10 +582,14 @@ impl Collector for Gather {
                 }
             })?;
         } else {
-            weight.for_each_no_score(reader, &mut |docs| {
-                for &doc in docs {
-                    if alive.is_none_or(|a| a.is_alive(doc)) {
-                        child.collect(doc, 0.0);
+            weight.for_each_no_score(reader, &mut |docs| match alive {
+                // Stores never delete, so this is the path taken.
+                None => child.collect_block(docs),
+                Some(a) => {
+                    for &doc in docs {
+                        if a.is_alive(doc) {
+                            child.collect(doc, 0.0);
+                        }
                     }
                 }
             })?;
