@@ -169,6 +169,8 @@ pub struct Caller {
     pub rights: Vec<String>,
     /// The token sent, if any (for `/auth` on behalf of others).
     pub token: Option<String>,
+    /// Whether the request is a GET (which must not change anything).
+    pub read_only: bool,
 }
 
 impl Caller {
@@ -236,7 +238,8 @@ async fn route_request(
     cors: Arc<Mutex<Option<String>>>,
 ) -> Result<Response> {
     let token = parts.headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string());
-    let mut caller = Caller { ip: client_ip(addr.ip()), user: None, rights: Vec::new(), token };
+    let read_only = parts.method == Method::GET;
+    let mut caller = Caller { ip: client_ip(addr.ip()), user: None, rights: Vec::new(), token, read_only };
     let method = parts.method.clone();
     // Resolve the target and check the token before reading any body.
     let (target, path, caller) = {

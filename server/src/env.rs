@@ -130,8 +130,16 @@ fn call_blocking(app: &App, h: &EnvHandle, path: &str, caller: &Caller, p: &Para
             }
             Ok(Reply::Json(serde_json::to_value(report).map_err(internal)?))
         }
+        "system" if caller.read_only && !p.0.is_empty() => {
+            Err(ServerError::BadRequest("system parameters change with POST, not GET".into()))
+        }
         "system" => system(h, p),
-        name if name.starts_with("system/") => system_one(h, &name["system/".len()..], p),
+        name if name.starts_with("system/") => {
+            if caller.read_only && !p.0.is_empty() {
+                return Err(ServerError::BadRequest("system parameters change with POST, not GET".into()));
+            }
+            system_one(h, &name["system/".len()..], p)
+        }
         "vacuum" => {
             let ms: u64 = p.num("olderThanMs")?.unwrap_or(3_600_000);
             let report = env.vacuum(std::time::Duration::from_millis(ms))?;

@@ -223,6 +223,8 @@ async fn system_parameters_apply_live_and_everything_persists() {
     assert_error(&h.env("GET", "next", Some(&quick), &[]).await, 401);
     assert_eq!(h.env("GET", "system/my-app-key", Some(&admin), &[]).await.json, json!({"my-app-key": "hello"}));
     assert_error(&h.env("GET", "system/unknown-key", Some(&admin), &[]).await, 404);
+    assert_error(&h.env("GET", "system", Some(&admin), &[("geo", "true")]).await, 400);
+    assert_error(&h.env("GET", "system/geo", Some(&admin), &[("value", "true")]).await, 400);
     // cors: the header appears once set.
     h.env("POST", "system/cors", Some(&admin), &[("value", "https://app.example")]).await;
     let r = h.client.get(h.url("test-m1", "ping")).send().await.unwrap();
