@@ -7,8 +7,8 @@
 //! change, so answers merge many segments, shards and two index generations.
 //!
 //! Each case pairs a query with the same question in SQL. For every case the test compares the
-//! count, one page (`start` 3, 10 rows) under one of several sorts, a terms facet on a string, a
-//! terms facet on a multi-valued property, and range facets on a double and a date.
+//! count, one page (`start` 3, 10 rows) under one of several sorts, a terms facet on a string, on
+//! a multi-valued property and on an integer, and range facets on a double and a date.
 
 mod support;
 
@@ -215,6 +215,7 @@ fn facets() -> Value {
     json!({
         "genres": {"type": "terms", "field": "genre", "limit": 5},
         "words": {"type": "terms", "field": "words", "limit": 5},
+        "runtime": {"type": "terms", "field": "runtime", "limit": 5},
         "imdb": {"type": "range", "field": "imdb", "start": 0, "end": 10, "gap": 2},
         "release": {"type": "range", "field": "release", "start": "1990-01-01", "end": "2010-01-01", "gap": "1825d"},
     })
@@ -242,6 +243,10 @@ fn sql(cond: &str, order: &str) -> Vec<String> {
             "SELECT floor((epoch_ms(release) - {start_ms}) / {gap_ms})::BIGINT b, count(*) FROM t WHERE {w} \
              AND epoch_ms(release) >= {start_ms} AND epoch_ms(release) < {} GROUP BY b",
             start_ms + 4 * gap_ms + (20 * 365 + 5 - 4 * 1825) * 86_400_000
+        ),
+        format!(
+            "SELECT runtime, count(*) c FROM t WHERE {w} AND runtime IS NOT NULL GROUP BY runtime \
+             ORDER BY c DESC, runtime LIMIT 5"
         ),
     ]
 }
@@ -293,7 +298,7 @@ fn queries_agree_with_duckdb() {
     let mut failures = String::new();
     let mut nonzero = 0;
     for (i, (q, _)) in CASES.iter().enumerate() {
-        let d = &duck[i * 6..i * 6 + 6];
+        let d = &duck[i * 7..i * 7 + 7];
         for part in d {
             assert!(part.get("error").is_none(), "DuckDB failed on case {q:?}: {part}");
         }
@@ -322,6 +327,7 @@ fn queries_agree_with_duckdb() {
         check("imdb range facet", format!("{ours:?}"), format!("{:?}", dense(&d[4], 5)));
         let ours: Vec<u64> = buckets(m, "release").iter().map(|b| b.1).collect();
         check("release range facet", format!("{ours:?}"), format!("{:?}", dense(&d[5], ours.len())));
+        check("runtime facet", format!("{:?}", buckets(m, "runtime")), format!("{:?}", terms(&d[6])));
     }
     assert!(failures.is_empty(), "m1 and DuckDB disagree:\n{failures}");
     assert!(nonzero >= 50, "only {nonzero} cases match anything: the oracle test would prove little");

@@ -127,15 +127,82 @@ pub enum FacetValue {
 pub struct FacetCounts {
     /// Terms facets: count per value.
     pub terms: FxHashMap<FacetValue, u64>,
+    /// Terms facets on integers and dates of a small span: counts per value from `min`.
+    pub dense: Option<Dense>,
     /// Range facets: count per bucket.
     pub buckets: Vec<u64>,
 }
 
+/// Counts of consecutive integers: `counts[i]` is the count of `min + i`.
+#[derive(Debug, Clone)]
+pub struct Dense {
+    /// The value of `counts[0]`.
+    pub min: i64,
+    /// Count per value.
+    pub counts: Vec<u64>,
+}
+
+impl Dense {
+    /// The two as one array, or `None` if together they span too many values.
+    fn merged(mut self, other: Dense) -> Result<Dense, (Dense, Dense)> {
+        let min = self.min.min(other.min);
+        let end = (self.min + self.counts.len() as i64).max(other.min + other.counts.len() as i64);
+        if end.abs_diff(min) > 4 * DENSE_SPAN {
+            return Err((self, other));
+        }
+        if min < self.min {
+            let mut counts = vec![0; end.abs_diff(min) as usize];
+            counts[self.min.abs_diff(min) as usize..][..self.counts.len()].copy_from_slice(&self.counts);
+            self = Dense { min, counts };
+        }
+        self.counts.resize(end.abs_diff(min) as usize, 0);
+        for (i, c) in other.counts.into_iter().enumerate() {
+            self.counts[other.min.abs_diff(min) as usize + i] += c;
+        }
+        Ok(self)
+    }
+
+    fn into_terms(self, terms: &mut FxHashMap<FacetValue, u64>) {
+        for (i, c) in self.counts.into_iter().enumerate() {
+            if c > 0 {
+                *terms.entry(FacetValue::Int(self.min + i as i64)).or_default() += c;
+            }
+        }
+    }
+}
+
 impl FacetCounts {
+    /// Every (value, count) with a count above zero.
+    pub fn entries(&self) -> Vec<(FacetValue, u64)> {
+        let dense = self.dense.iter().flat_map(|d| {
+            d.counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, c)| (FacetValue::Int(d.min + i as i64), *c))
+        });
+        if self.terms.is_empty() {
+            return dense.collect();
+        }
+        // Some parts spilled into the map: a value may be in both.
+        let mut all = self.terms.clone();
+        for (v, c) in dense {
+            *all.entry(v).or_default() += c;
+        }
+        all.into_iter().collect()
+    }
+
     fn merge(&mut self, other: FacetCounts) {
         for (v, c) in other.terms {
             *self.terms.entry(v).or_default() += c;
         }
+        self.dense = match (self.dense.take(), other.dense) {
+            (Some(a), Some(b)) => match a.merged(b) {
+                Ok(d) => Some(d),
+                Err((a, b)) => {
+                    a.into_terms(&mut self.terms);
+                    b.into_terms(&mut self.terms);
+                    None
+                }
+            },
+            (a, b) => a.or(b),
+        };
         if self.buckets.len() < other.buckets.len() {
             self.buckets.resize(other.buckets.len(), 0);
         }
@@ -239,6 +306,7 @@ impl FacetColumn {
         };
         if let (FacetSpec::Terms { .. }, PropertyType::Integer | PropertyType::Date) = (spec, ty)
             && let Some(col) = ff.column_opt::<i64>(field)?
+            && col.values.num_vals() > 0
         {
             let span = col.max_value().abs_diff(col.min_value());
             if span < DENSE_SPAN {
@@ -308,6 +376,8 @@ impl SegmentFacet {
         let single = |c: &Column<u64>| c.get_cardinality() != Cardinality::Multivalued;
         match &mut self.column {
             FacetColumn::DenseInt(col, min, counts) if col.get_cardinality() != Cardinality::Multivalued => {
+                self.block_i64.clear();
+                self.block_i64.clear();
                 self.block_i64.resize(docs.len(), None);
                 col.first_vals(docs, &mut self.block_i64);
                 for v in self.block_i64.iter().flatten() {
@@ -315,6 +385,8 @@ impl SegmentFacet {
                 }
             }
             FacetColumn::Str(Some(col), counts) if single(col.ords()) => {
+                self.block_u64.clear();
+                self.block_u64.clear();
                 self.block_u64.resize(docs.len(), None);
                 col.ords().first_vals(docs, &mut self.block_u64);
                 for &o in self.block_u64.iter().flatten() {
@@ -367,11 +439,7 @@ impl SegmentFacet {
 
     fn harvest(mut self) -> FacetCounts {
         if let FacetColumn::DenseInt(_, min, counts) = &self.column {
-            for (i, &c) in counts.iter().enumerate() {
-                if c > 0 {
-                    self.counts.terms.insert(FacetValue::Int(min + i as i64), u64::from(c));
-                }
-            }
+            self.counts.dense = Some(Dense { min: *min, counts: counts.iter().map(|&c| u64::from(c)).collect() });
         }
         if let FacetColumn::Str(Some(col), counts) = &self.column {
             let mut s = String::new();
@@ -460,6 +528,7 @@ impl SegmentCollector for SegmentGather {
                 SortValue::Int(v) => Some(v),
                 _ => None,
             };
+            self.block.clear();
             self.block.resize(docs.len(), None);
             col.first_vals(docs, &mut self.block);
             let candidates: Vec<DocId> = docs
@@ -622,6 +691,39 @@ mod tests {
             ];
             let got: Vec<u64> = top(&keys, hits, 10).iter().map(|h| h.key).collect();
             assert_eq!(got, if desc { vec![3, 2, 4, 1] } else { vec![2, 4, 3, 1] });
+        }
+    }
+
+    #[test]
+    fn dense_counts_merge_like_a_map() {
+        let mut seed = 7u64;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for _ in 0..200 {
+            // The first part is far from the others, so merging spills into the map and later
+            // parts are dense again: values then sit in both and must be summed.
+            let mut parts = vec![Dense { min: 1 << 40, counts: vec![1] }];
+            let mut model: std::collections::BTreeMap<i64, u64> = [(1 << 40, 1)].into();
+            for _ in 0..1 + next(5) {
+                let min = next(100) as i64 - 50;
+                let counts: Vec<u64> = (0..1 + next(40)).map(|_| next(3)).collect();
+                for (i, c) in counts.iter().enumerate() {
+                    if *c > 0 {
+                        *model.entry(min + i as i64).or_default() += c;
+                    }
+                }
+                parts.push(Dense { min, counts });
+            }
+            let mut all = FacetCounts::default();
+            for d in parts {
+                all.merge(FacetCounts { dense: Some(d), ..Default::default() });
+            }
+            let mut got: Vec<(FacetValue, u64)> = all.entries();
+            got.sort();
+            let want: Vec<(FacetValue, u64)> = model.into_iter().map(|(v, c)| (FacetValue::Int(v), c)).collect();
+            assert_eq!(got, want);
         }
     }
 
