@@ -219,6 +219,11 @@ pub async fn handle(app: Arc<App>, addr: SocketAddr, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    // The body of a request refused as too large or too slow was not read, so the connection
+    // cannot carry another request: say so, or a client may reuse it and fail.
+    if matches!(response.status(), StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(origin) = cors.lock().take()
         && let Ok(v) = HeaderValue::from_str(&origin)
     {
