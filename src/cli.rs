@@ -23,6 +23,12 @@ Usage:
   m1 <env> write -items JSON [-publish true] [-rules JSON] [-async false]
   m1 <env> system [-name value ...] | vacuum [-olderThanMs N]
   m1 ops env/outbound -env NAME -enable true|false
+  m1 ops env/session/create -env NAME -store S [-shards N] [-replicas N] | env/session/rename -env NAME -store S -name NEW
+  m1 ops env/session/destroy -env NAME -store S
+  m1 <env> session/add -store S [-key session.id] -shards N -replicas N | session/list | session/key -store S -key PROP
+  m1 <env> session/rename -store S -name NEW | session/drop -store S
+  m1 <env> session/update -store S -ops '[{upsert: [docs]}, {merge: [docs]}, {delete: [ids]}]'
+  m1 <env> session/query -store S -q QUERY [-sort 'prop asc|desc'] [-start N] [-rows N] | session/get -store S -ids JSON
 
 <env> is a name from the local catalog ($M1_HOME, default ~/.m1) or a path or URL.
 A parameter value of @file reads the value from that file.";
@@ -177,6 +183,7 @@ fn ops(endpoint: &str, p: &Params) -> Result<()> {
             cat.destroy(p.req("env")?)?;
             Ok(())
         }
+        ep if ep.starts_with("env/session/") => ops_session(&cat, ep, p),
         other => bail!("unknown ops endpoint '{other}'\n\n{USAGE}"),
     }
 }
@@ -237,6 +244,70 @@ fn environment(env: &Environment, entry: Option<&CatalogEntry>, endpoint: &str, 
         "vacuum" => {
             let ms: u64 = p.num("olderThanMs")?.unwrap_or(3_600_000);
             print(&serde_json::to_value(env.vacuum(std::time::Duration::from_millis(ms))?)?)
+        }
+        ep if ep.starts_with("session/") => session(env, ep, p),
+        other => bail!("unknown endpoint '{other}'\n\n{USAGE}"),
+    }
+}
+
+// --- Session stores (SPEC §7) ---
+
+/// `m1 ops env/session/create|rename|destroy`: the ops side of session stores.
+fn ops_session(cat: &Catalog, endpoint: &str, p: &Params) -> Result<()> {
+    let env = Environment::from_engine(cat.open_env(p.req("env")?)?);
+    let sessions = env.sessions();
+    match endpoint {
+        "env/session/create" => {
+            let info = sessions.add(
+                p.req("store")?,
+                p.opt("key"),
+                p.num("shards")?.unwrap_or(1),
+                p.num("replicas")?.unwrap_or(2),
+            )?;
+            print(&serde_json::to_value(info)?)
+        }
+        "env/session/rename" => Ok(sessions.rename(p.req("store")?, p.req("name")?)?),
+        "env/session/destroy" => Ok(sessions.drop_store(p.req("store")?)?),
+        other => bail!("unknown ops endpoint '{other}'\n\n{USAGE}"),
+    }
+}
+
+/// `m1 <env> session/...`.
+fn session(env: &Environment, endpoint: &str, p: &Params) -> Result<()> {
+    let sessions = env.sessions();
+    match endpoint {
+        "session/add" => {
+            let shards = p.num("shards")?.ok_or_else(|| anyhow!("missing required parameter -shards"))?;
+            let replicas = p.num("replicas")?.ok_or_else(|| anyhow!("missing required parameter -replicas"))?;
+            sessions.add(p.req("store")?, p.opt("key"), shards, replicas)?;
+            Ok(())
+        }
+        "session/list" => print(&serde_json::to_value(sessions.list()?)?),
+        "session/key" => Ok(sessions.set_key(p.req("store")?, p.req("key")?)?),
+        "session/rename" => Ok(sessions.rename(p.req("store")?, p.req("name")?)?),
+        "session/drop" => Ok(sessions.drop_store(p.req("store")?)?),
+        "session/update" => {
+            sessions.update(p.req("store")?, p.req("ops")?)?;
+            Ok(())
+        }
+        "session/query" => {
+            let query = m1::session::SessionQuery {
+                q: p.req("q")?.to_string(),
+                sort: p.opt("sort").map(str::to_string),
+                start: p.num("start")?.unwrap_or(0),
+                rows: p.num("rows")?.unwrap_or(m1::session::DEFAULT_ROWS),
+            };
+            print(&serde_json::to_value(sessions.query(p.req("store")?, &query)?)?)
+        }
+        "session/get" => {
+            let ids: Vec<Value> = p.json("ids")?.ok_or_else(|| anyhow!("missing required parameter -ids"))?;
+            let keys = ids
+                .iter()
+                .map(|v| {
+                    m1::session::doc::key_value(v).ok_or_else(|| anyhow!("-ids: {v} is not a string or an integer"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            print(&Value::Array(sessions.get(p.req("store")?, &keys)?))
         }
         other => bail!("unknown endpoint '{other}'\n\n{USAGE}"),
     }

@@ -13,10 +13,14 @@ pub mod error;
 #[cfg(feature = "lake")]
 pub mod lake;
 pub mod matcher;
+#[cfg(feature = "sessions")]
+pub mod session;
 pub mod syntax;
 
 pub use error::{QueryError, Result};
 #[cfg(feature = "lake")]
 pub use lake::{Range, get, range};
 pub use matcher::Matcher;
+#[cfg(feature = "sessions")]
+pub use session::{SessionQuery, SessionResult, SessionStore, Sessions, StoreInfo, UpdateReport};
 pub use syntax::{Query, SyntaxError, parse};

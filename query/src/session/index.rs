@@ -1,0 +1,353 @@
+//! The inverted index of one shard: hashed terms to sorted lists of document slots. It only
+//! narrows a query to candidates; every candidate is then checked with the [`crate::Matcher`],
+//! so answers are exactly the matcher's (the in-memory model of the tests) by construction.
+//!
+//! Terms, per dotted path of every scalar leaf (arrays expanded, nested objects walked):
+//! - every word of the value's string form, as [`crate::matcher::tokenize`] cuts and
+//!   lowercases it;
+//! - the value as a number, when it reads as one (`f64` bits, `-0` folded into `0`);
+//! - an "exists" term.
+//!
+//! A term is a 64-bit hash of (path, kind, bytes); a collision only adds candidates. For an
+//! untyped property the matcher accepts a term when the numbers are equal, the string forms are
+//! equal, or the query's words occur in the value's words — each case implies one of the terms
+//! above, so the candidates are a superset of the matches.
+//!
+//! Invariant: slots are added in ascending order, so every posting list is sorted.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use serde_json::Value;
+
+use crate::matcher::tokenize;
+use crate::syntax::Query;
+
+const WORD: u8 = 1;
+const NUMBER: u8 = 2;
+const EXISTS: u8 = 3;
+
+/// Term hashes are already well mixed: the map uses them as they are.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn finish(mut h: u64) -> u64 {
+    // splitmix64's finaliser: spreads FNV's weak high bits for the hash table.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+fn path_hash(path: &str) -> u64 {
+    fnv(0xcbf2_9ce4_8422_2325, path.as_bytes())
+}
+
+fn term(path: u64, kind: u8, bytes: &[u8]) -> u64 {
+    finish(fnv(fnv(path, &[0xff, kind]), bytes))
+}
+
+/// A number as the matcher reads an untyped value: integers, or anything with a digit that
+/// parses as a float.
+fn strict_number(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(i as f64);
+    }
+    if !s.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<f64>().ok()
+}
+
+fn number_term(path: u64, n: f64) -> Option<u64> {
+    if n.is_nan() {
+        return None;
+    }
+    let n = if n == 0.0 { 0.0 } else { n };
+    Some(term(path, NUMBER, &n.to_bits().to_le_bytes()))
+}
+
+fn scalar_terms(path: u64, v: &Value, out: &mut Vec<u64>) {
+    let text: std::borrow::Cow<'_, str> = match v {
+        Value::String(s) => s.into(),
+        Value::Number(n) => n.to_string().into(),
+        Value::Bool(b) => (if *b { "true" } else { "false" }).into(),
+        _ => return,
+    };
+    out.push(term(path, EXISTS, &[]));
+    for word in tokenize(&text) {
+        out.push(term(path, WORD, word.as_bytes()));
+    }
+    let n = match v {
+        Value::Number(n) => n.as_i64().map(|i| i as f64).or_else(|| n.as_f64()),
+        _ => strict_number(&text),
+    };
+    if let Some(t) = n.and_then(|n| number_term(path, n)) {
+        out.push(t);
+    }
+}
+
+fn walk(path: &mut String, v: &Value, out: &mut Vec<u64>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let len = path.len();
+                if len > 0 {
+                    path.push('.');
+                }
+                path.push_str(k);
+                walk(path, v, out);
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|e| walk(path, e, out)),
+        Value::Null => {}
+        scalar => scalar_terms(path_hash(path), scalar, out),
+    }
+}
+
+/// The distinct terms of a document, sorted.
+pub fn terms(doc: &Value) -> Vec<u64> {
+    let mut out = Vec::new();
+    walk(&mut String::new(), doc, &mut out);
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// A posting list; most terms of keys and ids have one document, kept without a heap block.
+#[derive(Debug, Clone)]
+enum Postings {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+/// Terms to the slots holding them.
+#[derive(Debug, Default)]
+pub struct Index {
+    terms: HashMap<u64, Postings, BuildHasherDefault<IdHasher>>,
+    postings: usize,
+}
+
+impl Index {
+    /// Adds `slot` (greater than every slot added before) under each of `terms`.
+    pub fn add(&mut self, slot: u32, terms: &[u64]) {
+        for &t in terms {
+            self.postings += 1;
+            match self.terms.get_mut(&t) {
+                None => {
+                    self.terms.insert(t, Postings::One(slot));
+                }
+                Some(Postings::One(s)) => {
+                    let first = *s;
+                    self.terms.insert(t, Postings::Many(vec![first, slot]));
+                }
+                Some(Postings::Many(v)) => v.push(slot),
+            }
+        }
+    }
+
+    /// Renumbers slots after dead ones were dropped: `remap[old]` is the new slot, or
+    /// `u32::MAX` for a dropped one. `remap` is increasing on kept slots, so lists stay sorted.
+    pub fn remap(&mut self, remap: &[u32]) {
+        let mut postings = 0;
+        self.terms.retain(|_, p| match p {
+            Postings::One(s) => {
+                *s = remap[*s as usize];
+                postings += usize::from(*s != u32::MAX);
+                *s != u32::MAX
+            }
+            Postings::Many(v) => {
+                v.retain_mut(|s| {
+                    *s = remap[*s as usize];
+                    *s != u32::MAX
+                });
+                postings += v.len();
+                match v.len() {
+                    0 => false,
+                    1 => {
+                        *p = Postings::One(v[0]);
+                        true
+                    }
+                    _ => {
+                        v.shrink_to_fit();
+                        true
+                    }
+                }
+            }
+        });
+        self.postings = postings;
+    }
+
+    /// Distinct terms and postings held (for memory figures).
+    pub fn size(&self) -> (usize, usize) {
+        (self.terms.len(), self.postings)
+    }
+
+    fn get(&self, t: u64) -> Vec<u32> {
+        match self.terms.get(&t) {
+            None => Vec::new(),
+            Some(Postings::One(s)) => vec![*s],
+            Some(Postings::Many(v)) => v.clone(),
+        }
+    }
+
+    /// Sorted candidate slots for `q`, or `None` when the index cannot narrow it (every live
+    /// document is a candidate). A superset of the matches; see the module docs.
+    pub fn candidates(&self, q: &Query) -> Option<Vec<u32>> {
+        match q {
+            Query::All => None,
+            Query::Term { field: Some(f), text } | Query::Phrase { field: Some(f), text } => {
+                let path = path_hash(f);
+                let mut words = tokenize(text);
+                words.sort_unstable();
+                words.dedup();
+                let mut set = if words.is_empty() {
+                    self.get(term(path, EXISTS, &[]))
+                } else {
+                    // Rarest list first keeps the intersection short.
+                    let mut lists: Vec<Vec<u32>> =
+                        words.iter().map(|w| self.get(term(path, WORD, w.as_bytes()))).collect();
+                    lists.sort_by_key(Vec::len);
+                    let mut it = lists.into_iter();
+                    let first = it.next().unwrap_or_default();
+                    it.fold(first, |acc, l| intersect(&acc, &l))
+                };
+                if let Some(t) = strict_number(text).and_then(|n| number_term(path, n)) {
+                    set = union(&set, &self.get(t));
+                }
+                Some(set)
+            }
+            Query::Wildcard { field: Some(f), .. } | Query::Range { field: Some(f), .. } => {
+                Some(self.get(term(path_hash(f), EXISTS, &[])))
+            }
+            Query::Exists { field } => Some(self.get(term(path_hash(field), EXISTS, &[]))),
+            Query::Term { field: None, .. }
+            | Query::Phrase { field: None, .. }
+            | Query::Wildcard { field: None, .. }
+            | Query::Range { field: None, .. } => None,
+            Query::Bool { must, should, must_not: _ } => {
+                if !must.is_empty() {
+                    let mut sets: Vec<Vec<u32>> = must.iter().filter_map(|c| self.candidates(c)).collect();
+                    sets.sort_by_key(Vec::len);
+                    let mut it = sets.into_iter();
+                    let first = it.next()?;
+                    Some(it.fold(first, |acc, l| intersect(&acc, &l)))
+                } else if !should.is_empty() {
+                    let mut acc = Vec::new();
+                    for c in should {
+                        acc = union(&acc, &self.candidates(c)?);
+                    }
+                    Some(acc)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+fn union(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::with_capacity(a.len() + b.len()));
+    while i < a.len() || j < b.len() {
+        let next = match (a.get(i), b.get(j)) {
+            (Some(&x), Some(&y)) if x == y => {
+                i += 1;
+                j += 1;
+                x
+            }
+            (Some(&x), Some(&y)) if x < y => {
+                i += 1;
+                x
+            }
+            (Some(&x), None) => {
+                i += 1;
+                x
+            }
+            (_, Some(&y)) => {
+                j += 1;
+                y
+            }
+            (None, None) => unreachable!("loop condition"),
+        };
+        out.push(next);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syntax::parse;
+    use serde_json::json;
+
+    #[test]
+    fn candidates_cover_words_numbers_and_existence() {
+        let docs = [
+            json!({"session": {"id": "0295aed9-5872"}, "n": 42, "tags": ["Red", "blue"]}),
+            json!({"session": {"id": "x"}, "n": "42.0", "items": [{"sku": "a1"}]}),
+            json!({"session.id": "y", "n": 7}),
+        ];
+        let mut ix = Index::default();
+        for (i, d) in docs.iter().enumerate() {
+            ix.add(i as u32, &terms(d));
+        }
+        let c = |q: &str| ix.candidates(&parse(q).unwrap());
+        assert_eq!(c("session.id:0295aed9-5872"), Some(vec![0]));
+        assert_eq!(c("session.id:0295aed9"), Some(vec![0]));
+        assert_eq!(c("session.id:y"), Some(vec![2]));
+        assert_eq!(c("n:42"), Some(vec![0, 1]));
+        assert_eq!(c("tags:red"), Some(vec![0]));
+        assert_eq!(c("items.sku:a1"), Some(vec![1]));
+        assert_eq!(c("n:[1 TO 5]"), Some(vec![0, 1, 2]));
+        assert_eq!(c("n:7 OR tags:blue"), Some(vec![0, 2]));
+        assert_eq!(c("+n:42 +items.sku:*"), Some(vec![1]));
+        assert_eq!(c("-n:7"), None);
+        assert_eq!(c("blue"), None);
+        ix.remap(&[u32::MAX, 0, 1]);
+        assert_eq!(ix.candidates(&parse("n:42").unwrap()), Some(vec![0]));
+        assert_eq!(ix.candidates(&parse("session.id:y").unwrap()), Some(vec![1]));
+    }
+}
