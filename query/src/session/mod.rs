@@ -41,7 +41,7 @@ pub mod wal;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::{Arc, LazyLock};
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -71,8 +71,9 @@ pub struct StoreInfo {
     pub documents: Option<u64>,
 }
 
-/// Stores open in this process, by directory: one instance each, shared by every handle.
-static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<SessionStore>>>> = LazyLock::new(Default::default);
+/// Stores open in this process, by directory: one instance each, shared by every handle, kept
+/// open until closed (opening replays the log and rebuilds the index, too dear per call).
+static OPEN: LazyLock<Mutex<HashMap<PathBuf, Arc<SessionStore>>>> = LazyLock::new(Default::default);
 
 /// The session stores of one environment.
 #[derive(Debug, Clone)]
@@ -199,21 +200,35 @@ impl Sessions {
     pub fn store(&self, name: &str) -> Result<Arc<SessionStore>> {
         let dir = self.exists(name)?;
         let mut open = OPEN.lock();
-        if let Some(s) = open.get(&dir).and_then(Weak::upgrade) {
-            return Ok(s);
+        if let Some(s) = open.get(&dir) {
+            return Ok(Arc::clone(s));
         }
         let s = SessionStore::open(name, &dir)?;
-        open.retain(|_, w| w.strong_count() > 0);
-        open.insert(dir, Arc::downgrade(&s));
+        open.insert(dir, Arc::clone(&s));
         Ok(s)
     }
 
     /// Closes the store in `dir` if this process has it open.
-    fn close(dir: &Path) {
-        let s = OPEN.lock().remove(dir).and_then(|w| w.upgrade());
+    fn close_dir(dir: &Path) {
+        let s = OPEN.lock().remove(dir);
         if let Some(s) = s {
             s.close();
         }
+    }
+
+    /// Closes store `name` in this process (its memory is freed once no handle is left;
+    /// handles fail from now on). The next use opens it again from its files.
+    pub fn close(&self, name: &str) -> Result<()> {
+        Self::close_dir(&self.dir(name)?);
+        Ok(())
+    }
+
+    /// Closes this process's instance of store `name` (handles to it fail from now on) and
+    /// opens it again from its files, as a restart would.
+    pub fn reload(&self, name: &str) -> Result<Arc<SessionStore>> {
+        let dir = self.exists(name)?;
+        Self::close_dir(&dir);
+        self.store(name)
     }
 
     /// Changes the key property, re-keying the documents (`session/key`).
@@ -233,7 +248,7 @@ impl Sessions {
         }
         // Opening takes the file lock, so a store in use by another process is not moved.
         drop(self.store(name)?);
-        Self::close(&from);
+        Self::close_dir(&from);
         std::fs::rename(&from, &to).map_err(|e| QueryError::session_io(&from, e))?;
         sync_dir(&self.root)
     }
@@ -242,7 +257,7 @@ impl Sessions {
     pub fn drop_store(&self, name: &str) -> Result<()> {
         let dir = self.exists(name)?;
         drop(self.store(name)?);
-        Self::close(&dir);
+        Self::close_dir(&dir);
         // Renamed first, so a crash midway leaves no half-deleted store under its name.
         let gone = self.root.join(format!(".{name}.{}.dropped", std::process::id()));
         std::fs::rename(&dir, &gone).map_err(|e| QueryError::session_io(&dir, e))?;

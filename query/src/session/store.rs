@@ -100,7 +100,8 @@ pub struct SessionStore {
     checkpointing: Mutex<()>,
     checkpoint_bytes: AtomicU64,
     closed: AtomicBool,
-    _lock: File,
+    /// The OS lock on `LOCK`, released by [`SessionStore::close`].
+    lock: Mutex<Option<File>>,
 }
 
 impl std::fmt::Debug for SessionStore {
@@ -193,11 +194,18 @@ impl SessionStore {
             .write(true)
             .open(&lock_path)
             .map_err(|e| QueryError::session_io(&lock_path, e))?;
-        if let Err(e) = lock.try_lock() {
-            return Err(QueryError::SessionRefused {
-                store: name.to_string(),
-                reason: format!("it is open in another process ({e})"),
-            });
+        // A short wait covers a handle being released right now (or a child process between
+        // fork and exec holding a copy of the descriptor).
+        let mut tries = 0;
+        while let Err(e) = lock.try_lock() {
+            tries += 1;
+            if tries == 20 {
+                return Err(QueryError::SessionRefused {
+                    store: name.to_string(),
+                    reason: format!("it is open in another process ({e})"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
         let n = config.shards as usize;
         let mut shards: Vec<Shard> = (0..n).map(|_| Shard::default()).collect();
@@ -254,7 +262,7 @@ impl SessionStore {
             checkpointing: Mutex::new(()),
             checkpoint_bytes: AtomicU64::new(CHECKPOINT_BYTES),
             closed: AtomicBool::new(false),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         });
         let weak = Arc::downgrade(&store);
         std::thread::Builder::new()
@@ -314,6 +322,7 @@ impl SessionStore {
         self.closed.store(true, Ordering::Release);
         let _c = self.checkpointing.lock();
         let _w = self.writer.lock();
+        self.lock.lock().take();
     }
 
     /// Applies `ops` (the JSON text of `session/update`) atomically and durably.
