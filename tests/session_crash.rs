@@ -13,6 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use m1::session::doc::merge_patch;
 use m1::session::{SessionQuery, Sessions};
 use rand::Rng;
 use serde_json::{Value, json};
@@ -44,25 +45,6 @@ fn call(n: u64) -> Value {
     json!([{"upsert": upserts}, {"merge": merges}, {"delete": deletes}])
 }
 
-fn merge(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = json!({});
-            }
-            let t = target.as_object_mut().unwrap();
-            for (k, v) in p {
-                if v.is_null() {
-                    t.shift_remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        other => *target = other.clone(),
-    }
-}
-
 /// The store after calls `0..n`, without stamps.
 fn model(n: u64) -> BTreeMap<String, Value> {
     let mut m = BTreeMap::new();
@@ -72,7 +54,8 @@ fn model(n: u64) -> BTreeMap<String, Value> {
             m.insert(d["session"]["id"].as_str().unwrap().to_string(), d.clone());
         }
         for d in ops[1]["merge"].as_array().unwrap() {
-            merge(m.entry(d["session"]["id"].as_str().unwrap().to_string()).or_insert_with(|| json!({})), d);
+            // The library's RFC 7386 merge: tests/session.rs checks it against its own model.
+            merge_patch(m.entry(d["session"]["id"].as_str().unwrap().to_string()).or_insert_with(|| json!({})), d);
         }
         for k in ops[2]["delete"].as_array().unwrap() {
             m.remove(k.as_str().unwrap());
