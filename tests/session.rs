@@ -343,7 +343,7 @@ fn body() -> impl Strategy<Value = Map<String, Value>> {
     let inner = prop::collection::btree_map(prop::sample::select(vec!["x", "y", "z"]), leaf(), 0..3)
         .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()));
     let field = prop_oneof![3 => leaf(), 2 => inner, 1 => prop::collection::vec(leaf(), 0..3).prop_map(Value::Array)];
-    prop::collection::btree_map(prop::sample::select(vec!["a", "b", "c", "n"]), field, 0..4)
+    prop::collection::btree_map(prop::sample::select(vec!["a", "b", "c", "n", "a.x"]), field, 0..4)
         .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 

@@ -93,7 +93,22 @@ fn number_term(path: u64, n: f64) -> Option<u64> {
     Some(term(path, NUMBER, &n.to_bits().to_le_bytes()))
 }
 
-fn scalar_terms(path: u64, v: &Value, out: &mut Vec<u64>) {
+/// Calls `f` with each word of `text` as [`tokenize`] cuts and lowercases it, without
+/// allocating for ASCII words.
+fn for_each_word(text: &str, buf: &mut String, f: &mut impl FnMut(&str)) {
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        if word.is_ascii() {
+            buf.clear();
+            buf.push_str(word);
+            buf.make_ascii_lowercase();
+            f(buf);
+        } else {
+            f(&word.to_lowercase());
+        }
+    }
+}
+
+fn scalar_terms(path: u64, v: &Value, buf: &mut String, out: &mut Vec<u64>) {
     let text: std::borrow::Cow<'_, str> = match v {
         Value::String(s) => s.into(),
         Value::Number(n) => n.to_string().into(),
@@ -101,9 +116,7 @@ fn scalar_terms(path: u64, v: &Value, out: &mut Vec<u64>) {
         _ => return,
     };
     out.push(term(path, EXISTS, &[]));
-    for word in tokenize(&text) {
-        out.push(term(path, WORD, word.as_bytes()));
-    }
+    for_each_word(&text, buf, &mut |word| out.push(term(path, WORD, word.as_bytes())));
     let n = match v {
         Value::Number(n) => n.as_i64().map(|i| i as f64).or_else(|| n.as_f64()),
         _ => strict_number(&text),
@@ -113,32 +126,66 @@ fn scalar_terms(path: u64, v: &Value, out: &mut Vec<u64>) {
     }
 }
 
-fn walk(path: &mut String, v: &Value, out: &mut Vec<u64>) {
+/// Walks a document; returns whether it is plain: no object key is empty or holds a dot, so
+/// every dotted path names one place (the matcher then agrees with the index exactly).
+fn walk(path: &mut String, v: &Value, buf: &mut String, out: &mut Vec<u64>) -> bool {
     match v {
         Value::Object(m) => {
+            let mut plain = true;
             for (k, v) in m {
+                plain &= !k.is_empty() && !k.contains('.');
                 let len = path.len();
                 if len > 0 {
                     path.push('.');
                 }
                 path.push_str(k);
-                walk(path, v, out);
+                plain &= walk(path, v, buf, out);
                 path.truncate(len);
             }
+            plain
         }
-        Value::Array(items) => items.iter().for_each(|e| walk(path, e, out)),
-        Value::Null => {}
-        scalar => scalar_terms(path_hash(path), scalar, out),
+        Value::Array(items) => {
+            let mut plain = true;
+            for e in items {
+                plain &= walk(path, e, buf, out);
+            }
+            plain
+        }
+        Value::Null => true,
+        scalar => {
+            scalar_terms(path_hash(path), scalar, buf, out);
+            true
+        }
     }
 }
 
-/// The distinct terms of a document, sorted.
-pub fn terms(doc: &Value) -> Vec<u64> {
+/// The distinct terms of a document, sorted, and whether it is plain (see [`Candidates`]).
+pub fn terms(doc: &Value) -> (Vec<u64>, bool) {
     let mut out = Vec::new();
-    walk(&mut String::new(), doc, &mut out);
+    let plain = walk(&mut String::new(), doc, &mut String::new(), &mut out);
     out.sort_unstable();
     out.dedup();
-    out
+    (out, plain)
+}
+
+/// A query's candidates in one shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidates {
+    /// Sorted slots; `None`: every live document.
+    pub slots: Option<Vec<u32>>,
+    /// Every candidate that is a plain document matches: the matcher need not check it.
+    /// True for `*`, `prop:*`, a one-word non-numeric term or phrase, and AND/OR of exact
+    /// clauses without NOT: for those the matcher accepts exactly the documents holding the
+    /// term, up to 64-bit hash collisions.
+    pub exact: bool,
+}
+
+impl Candidates {
+    fn some(slots: Vec<u32>, exact: bool) -> Candidates {
+        Candidates { slots: Some(slots), exact }
+    }
+
+    const ANY: Candidates = Candidates { slots: None, exact: false };
 }
 
 /// A posting list; most terms of keys and ids have one document, kept without a heap block.
@@ -218,16 +265,17 @@ impl Index {
         }
     }
 
-    /// Sorted candidate slots for `q`, or `None` when the index cannot narrow it (every live
-    /// document is a candidate). A superset of the matches; see the module docs.
-    pub fn candidates(&self, q: &Query) -> Option<Vec<u32>> {
+    /// The candidates for `q`: a superset of the matches (see the module docs).
+    pub fn candidates(&self, q: &Query) -> Candidates {
         match q {
-            Query::All => None,
+            Query::All => Candidates { slots: None, exact: true },
             Query::Term { field: Some(f), text } | Query::Phrase { field: Some(f), text } => {
                 let path = path_hash(f);
                 let mut words = tokenize(text);
                 words.sort_unstable();
                 words.dedup();
+                let number = strict_number(text).and_then(|n| number_term(path, n));
+                let exact = words.len() == 1 && strict_number(text).is_none() && tokenize(text).len() == 1;
                 let mut set = if words.is_empty() {
                     self.get(term(path, EXISTS, &[]))
                 } else {
@@ -239,34 +287,49 @@ impl Index {
                     let first = it.next().unwrap_or_default();
                     it.fold(first, |acc, l| intersect(&acc, &l))
                 };
-                if let Some(t) = strict_number(text).and_then(|n| number_term(path, n)) {
+                if let Some(t) = number {
                     set = union(&set, &self.get(t));
                 }
-                Some(set)
+                Candidates::some(set, exact)
             }
             Query::Wildcard { field: Some(f), .. } | Query::Range { field: Some(f), .. } => {
-                Some(self.get(term(path_hash(f), EXISTS, &[])))
+                Candidates::some(self.get(term(path_hash(f), EXISTS, &[])), false)
             }
-            Query::Exists { field } => Some(self.get(term(path_hash(field), EXISTS, &[]))),
+            Query::Exists { field } => Candidates::some(self.get(term(path_hash(field), EXISTS, &[])), true),
             Query::Term { field: None, .. }
             | Query::Phrase { field: None, .. }
             | Query::Wildcard { field: None, .. }
-            | Query::Range { field: None, .. } => None,
-            Query::Bool { must, should, must_not: _ } => {
+            | Query::Range { field: None, .. } => Candidates::ANY,
+            Query::Bool { must, should, must_not } => {
+                let no_not = must_not.is_empty();
                 if !must.is_empty() {
-                    let mut sets: Vec<Vec<u32>> = must.iter().filter_map(|c| self.candidates(c)).collect();
+                    let mut exact = no_not;
+                    let mut sets = Vec::new();
+                    for c in must {
+                        let c = self.candidates(c);
+                        exact &= c.exact;
+                        sets.extend(c.slots);
+                    }
                     sets.sort_by_key(Vec::len);
                     let mut it = sets.into_iter();
-                    let first = it.next()?;
-                    Some(it.fold(first, |acc, l| intersect(&acc, &l)))
+                    match it.next() {
+                        Some(first) => Candidates::some(it.fold(first, |acc, l| intersect(&acc, &l)), exact),
+                        None => Candidates { slots: None, exact },
+                    }
                 } else if !should.is_empty() {
                     let mut acc = Vec::new();
+                    let mut exact = no_not;
                     for c in should {
-                        acc = union(&acc, &self.candidates(c)?);
+                        let c = self.candidates(c);
+                        exact &= c.exact;
+                        match c.slots {
+                            Some(s) => acc = union(&acc, &s),
+                            None => return Candidates { slots: None, exact },
+                        }
                     }
-                    Some(acc)
+                    Candidates::some(acc, exact)
                 } else {
-                    None
+                    Candidates::ANY
                 }
             }
         }
@@ -332,9 +395,16 @@ mod tests {
         ];
         let mut ix = Index::default();
         for (i, d) in docs.iter().enumerate() {
-            ix.add(i as u32, &terms(d));
+            let (t, plain) = terms(d);
+            assert_eq!(plain, i != 2, "doc {i} plain");
+            ix.add(i as u32, &t);
         }
-        let c = |q: &str| ix.candidates(&parse(q).unwrap());
+        let c = |q: &str| ix.candidates(&parse(q).unwrap()).slots;
+        let exact = |q: &str| ix.candidates(&parse(q).unwrap()).exact;
+        assert!(exact("tags:red") && exact("*") && exact("n:* AND tags:red") && exact("tags:red OR items.sku:a1"));
+        assert!(
+            !exact("n:42") && !exact("session.id:0295aed9-5872") && !exact("tags:red -n:7") && !exact("n:[1 TO 2]")
+        );
         assert_eq!(c("session.id:0295aed9-5872"), Some(vec![0]));
         assert_eq!(c("session.id:0295aed9"), Some(vec![0]));
         assert_eq!(c("session.id:y"), Some(vec![2]));
@@ -347,7 +417,8 @@ mod tests {
         assert_eq!(c("-n:7"), None);
         assert_eq!(c("blue"), None);
         ix.remap(&[u32::MAX, 0, 1]);
-        assert_eq!(ix.candidates(&parse("n:42").unwrap()), Some(vec![0]));
-        assert_eq!(ix.candidates(&parse("session.id:y").unwrap()), Some(vec![1]));
+        let c = |q: &str| ix.candidates(&parse(q).unwrap()).slots;
+        assert_eq!(c("n:42"), Some(vec![0]));
+        assert_eq!(c("session.id:y"), Some(vec![1]));
     }
 }

@@ -25,6 +25,8 @@ use super::index::{Index, terms};
 struct Slot {
     key: Arc<str>,
     doc: Option<Arc<[u8]>>,
+    /// Indexed, and without dotted or empty object keys (see [`super::index::Candidates`]).
+    plain: bool,
 }
 
 /// Documents and index of one shard.
@@ -39,6 +41,9 @@ pub struct Shard {
     dead: usize,
     epoch: u64,
 }
+
+/// A live candidate of a query: key, document, and whether it surely matches.
+pub type Candidate<'a> = (&'a Arc<str>, &'a Arc<[u8]>, bool);
 
 /// Work taken from a shard for indexing outside its lock.
 #[derive(Debug)]
@@ -55,8 +60,9 @@ impl Batch {
             .docs
             .into_iter()
             .map(|(slot, doc)| {
-                let terms = serde_json::from_slice::<serde_json::Value>(&doc).map(|v| terms(&v)).unwrap_or_default();
-                (slot, terms)
+                let (terms, plain) =
+                    serde_json::from_slice::<serde_json::Value>(&doc).map(|v| terms(&v)).unwrap_or_default();
+                (slot, terms, plain)
             })
             .collect();
         Analysed { epoch: self.epoch, docs, upto: self.upto }
@@ -67,7 +73,7 @@ impl Batch {
 #[derive(Debug)]
 pub struct Analysed {
     epoch: u64,
-    docs: Vec<(u32, Vec<u64>)>,
+    docs: Vec<(u32, Vec<u64>, bool)>,
     upto: u32,
 }
 
@@ -93,7 +99,7 @@ impl Shard {
         if let Some(old) = self.by_key.insert(Arc::clone(&key), slot) {
             self.kill(old);
         }
-        self.slots.push(Slot { key, doc: Some(doc) });
+        self.slots.push(Slot { key, doc: Some(doc), plain: false });
         self.pending.push(slot);
     }
 
@@ -140,8 +146,10 @@ impl Shard {
         if batch.epoch != self.epoch {
             return;
         }
-        for (slot, terms) in &batch.docs {
-            if self.slots[*slot as usize].doc.is_some() {
+        for (slot, terms, plain) in &batch.docs {
+            let s = &mut self.slots[*slot as usize];
+            if s.doc.is_some() {
+                s.plain = *plain;
                 self.index.add(*slot, terms);
             }
         }
@@ -188,18 +196,16 @@ impl Shard {
         self.epoch += 1;
     }
 
-    /// Live candidate documents for a query: the index's candidates, or every live slot.
-    /// Call after [`Shard::refresh`] so nothing is pending.
-    pub fn candidates(&self, q: &crate::syntax::Query) -> Vec<(&Arc<str>, &Arc<[u8]>)> {
-        match self.index.candidates(q) {
-            Some(slots) => slots
-                .into_iter()
-                .filter_map(|s| {
-                    let slot = &self.slots[s as usize];
-                    slot.doc.as_ref().map(|d| (&slot.key, d))
-                })
-                .collect(),
-            None => self.docs().collect(),
+    /// Live candidate documents for a query, each with whether it surely matches (else the
+    /// matcher must check it). Call after [`Shard::refresh`] so nothing is pending.
+    pub fn candidates(&self, q: &crate::syntax::Query) -> Vec<Candidate<'_>> {
+        fn live(slot: &Slot, exact: bool) -> Option<Candidate<'_>> {
+            slot.doc.as_ref().map(|d| (&slot.key, d, exact && slot.plain))
+        }
+        let c = self.index.candidates(q);
+        match &c.slots {
+            Some(slots) => slots.iter().filter_map(|&s| live(&self.slots[s as usize], c.exact)).collect(),
+            None => self.slots.iter().filter_map(|s| live(s, c.exact)).collect(),
         }
     }
 
@@ -216,7 +222,7 @@ mod tests {
     use crate::syntax::parse;
 
     fn keys(s: &Shard, q: &str) -> Vec<String> {
-        s.candidates(&parse(q).unwrap()).into_iter().map(|(k, _)| k.to_string()).collect()
+        s.candidates(&parse(q).unwrap()).into_iter().map(|(k, _, _)| k.to_string()).collect()
     }
 
     #[test]

@@ -568,20 +568,17 @@ fn refresh_shard(shard: &RwLock<Shard>, max: usize) -> parking_lot::RwLockReadGu
 fn search_shard(s: &Shard, q: &Query, matcher: &Matcher<'_>, sort: &SortSpec, k: usize) -> (u64, Vec<Hit>) {
     let mut count = 0;
     let mut top = TopK::new(k);
-    let match_all = matches!(q, Query::All);
-    for (key, doc) in s.candidates(q) {
-        let parsed: Option<Map<String, Value>> = if match_all && (k == 0 || !sort.needs_docs()) {
-            None
-        } else {
+    for (key, doc, sure) in s.candidates(q) {
+        let need_doc = !sure || (k > 0 && sort.needs_docs());
+        let parsed: Option<Map<String, Value>> = if need_doc {
             match serde_json::from_slice(doc) {
                 Ok(m) => Some(m),
                 Err(_) => continue,
             }
+        } else {
+            None
         };
-        if let Some(m) = &parsed
-            && !match_all
-            && !matcher.matches(m)
-        {
+        if !sure && !parsed.as_ref().is_some_and(|m| matcher.matches(m)) {
             continue;
         }
         count += 1;
