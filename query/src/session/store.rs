@@ -207,6 +207,12 @@ impl SessionStore {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // Leftovers of a checkpoint or config write cut short by a crash.
+        for e in std::fs::read_dir(dir).map_err(|e| QueryError::session_io(dir, e))?.flatten() {
+            if e.file_name().to_str().is_some_and(|n| n.ends_with(".tmp")) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         let n = config.shards as usize;
         let mut shards: Vec<Shard> = (0..n).map(|_| Shard::default()).collect();
         let mut key_path = config.key.clone();
