@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxBuildHasher;
 
-use super::index::{Index, terms};
+use super::index::{Index, terms_of_json};
 
 #[derive(Debug)]
 struct Slot {
@@ -60,8 +60,7 @@ impl Batch {
             .docs
             .into_iter()
             .map(|(slot, doc)| {
-                let (terms, plain) =
-                    serde_json::from_slice::<serde_json::Value>(&doc).map(|v| terms(&v)).unwrap_or_default();
+                let (terms, plain) = terms_of_json(&doc).unwrap_or_default();
                 (slot, terms, plain)
             })
             .collect();
