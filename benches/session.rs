@@ -359,6 +359,15 @@ fn bench_queries(c: &mut Criterion, store: &SessionStore, docs: u64, out: &mut s
         times.sort_by(f64::total_cmp);
         lat.insert(name.into(), json!(times[times.len() / 2]));
     }
+    let mut times: Vec<f64> = (0..1001)
+        .map(|n| {
+            let t = Instant::now();
+            black_box(store.get(&[uuid(mix(n) % docs)]).unwrap());
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    lat.insert("get_by_key".into(), json!(times[times.len() / 2]));
     let t = Instant::now();
     let r = store.query(&SessionQuery::new("score:[10 TO 10.5]")).unwrap();
     let range = t.elapsed().as_secs_f64() * 1e3;

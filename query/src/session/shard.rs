@@ -146,6 +146,11 @@ impl Shard {
             return;
         }
         for (slot, terms, plain) in &batch.docs {
+            // Two refreshers (a query and the background thread) may take the same slots:
+            // those below `indexed_below` were entered by the other one already.
+            if *slot < self.indexed_below {
+                continue;
+            }
             let s = &mut self.slots[*slot as usize];
             if s.doc.is_some() {
                 s.plain = *plain;
@@ -220,14 +225,35 @@ mod tests {
     use super::*;
     use crate::syntax::parse;
 
+    fn doc(v: &str) -> Arc<[u8]> {
+        Arc::from(format!("{{\"v\":\"{v}\"}}").into_bytes().into_boxed_slice())
+    }
+
     fn keys(s: &Shard, q: &str) -> Vec<String> {
         s.candidates(&parse(q).unwrap()).into_iter().map(|(k, _, _)| k.to_string()).collect()
     }
 
     #[test]
+    fn concurrent_refreshes_index_each_slot_once() {
+        let mut s = Shard::default();
+        for i in 0..5 {
+            s.put(format!("k{i}").into(), doc("x"));
+        }
+        let (a, b) = (s.take_batch(3).analyse(), s.take_batch(usize::MAX).analyse());
+        s.apply(b);
+        s.apply(a);
+        assert!(!s.has_pending());
+        s.put("k5".into(), doc("x"));
+        let (a, b) = (s.take_batch(usize::MAX).analyse(), s.take_batch(usize::MAX).analyse());
+        s.apply(a);
+        s.apply(b);
+        assert_eq!(s.stats()[1], 6 * 2, "each document's two terms, once");
+        assert_eq!(keys(&s, "v:x").len(), 6);
+    }
+
+    #[test]
     fn rewrites_kill_old_slots_and_compaction_keeps_answers() {
         let mut s = Shard::default();
-        let doc = |v: &str| Arc::from(format!("{{\"v\":\"{v}\"}}").into_bytes().into_boxed_slice());
         s.put("a".into(), doc("x"));
         s.put("b".into(), doc("x"));
         s.refresh();
