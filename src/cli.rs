@@ -29,6 +29,12 @@ Usage:
            [-facets JSON] [-format json|csv]
   m1 <env> store/list | store/enable -store S [-enable false] | store/autocommit -store S -enable true|false
   m1 <env> store/rebuild -store S | store/commit -store S
+  m1 ops env/session/create -env NAME -store S [-shards N] [-replicas N] | env/session/rename -env NAME -store S -name NEW
+  m1 ops env/session/destroy -env NAME -store S
+  m1 <env> session/add -store S [-key session.id] -shards N -replicas N | session/list | session/key -store S -key PROP
+  m1 <env> session/rename -store S -name NEW | session/drop -store S
+  m1 <env> session/update -store S -ops '[{upsert: [docs]}, {merge: [docs]}, {delete: [ids]}]'
+  m1 <env> session/query -store S -q QUERY [-sort 'prop asc|desc'] [-start N] [-rows N] | session/get -store S -ids JSON
 
 <env> is a name from the local catalog ($M1_HOME, default ~/.m1) or a path or URL.
 A parameter value of @file reads the value from that file.";
@@ -187,6 +193,7 @@ fn ops(endpoint: &str, p: &Params) -> Result<()> {
             let env = Environment::from_engine(cat.open_env(p.req("env")?)?);
             store_admin(&env, endpoint.trim_start_matches("env/"), p)
         }
+        ep if ep.starts_with("env/session/") => ops_session(&cat, ep, p),
         other => bail!("unknown ops endpoint '{other}'\n\n{USAGE}"),
     }
 }
@@ -250,6 +257,7 @@ fn environment(env: &Environment, entry: Option<&CatalogEntry>, endpoint: &str, 
         }
         "query" => query(env, p),
         ep if ep.starts_with("store/") => store_admin(env, ep, p),
+        ep if ep.starts_with("session/") => session(env, ep, p),
         other => bail!("unknown endpoint '{other}'\n\n{USAGE}"),
     }
 }
@@ -321,6 +329,69 @@ fn store_admin(env: &Environment, endpoint: &str, p: &Params) -> Result<()> {
         }
         "store/rebuild" => print(&json!({"documents": stores.rebuild(e, p.req("store")?)?})),
         "store/commit" => print(&json!({"documents": stores.commit(e, p.req("store")?)?})),
+        other => bail!("unknown endpoint '{other}'\n\n{USAGE}"),
+    }
+}
+
+// --- Session stores (SPEC §7) ---
+
+/// `m1 ops env/session/create|rename|destroy`: the ops side of session stores.
+fn ops_session(cat: &Catalog, endpoint: &str, p: &Params) -> Result<()> {
+    let env = Environment::from_engine(cat.open_env(p.req("env")?)?);
+    let sessions = env.sessions();
+    match endpoint {
+        "env/session/create" => {
+            let info = sessions.add(
+                p.req("store")?,
+                p.opt("key"),
+                p.num("shards")?.unwrap_or(1),
+                p.num("replicas")?.unwrap_or(2),
+            )?;
+            print(&serde_json::to_value(info)?)
+        }
+        "env/session/rename" => Ok(sessions.rename(p.req("store")?, p.req("name")?)?),
+        "env/session/destroy" => Ok(sessions.drop_store(p.req("store")?)?),
+        other => bail!("unknown ops endpoint '{other}'\n\n{USAGE}"),
+    }
+}
+
+/// `m1 <env> session/...`.
+fn session(env: &Environment, endpoint: &str, p: &Params) -> Result<()> {
+    let sessions = env.sessions();
+    match endpoint {
+        "session/add" => {
+            let shards = p.num("shards")?.ok_or_else(|| anyhow!("missing required parameter -shards"))?;
+            let replicas = p.num("replicas")?.ok_or_else(|| anyhow!("missing required parameter -replicas"))?;
+            sessions.add(p.req("store")?, p.opt("key"), shards, replicas)?;
+            Ok(())
+        }
+        "session/list" => print(&serde_json::to_value(sessions.list()?)?),
+        "session/key" => Ok(sessions.set_key(p.req("store")?, p.req("key")?)?),
+        "session/rename" => Ok(sessions.rename(p.req("store")?, p.req("name")?)?),
+        "session/drop" => Ok(sessions.drop_store(p.req("store")?)?),
+        "session/update" => {
+            sessions.update(p.req("store")?, p.req("ops")?)?;
+            Ok(())
+        }
+        "session/query" => {
+            let query = m1::session::SessionQuery {
+                q: p.req("q")?.to_string(),
+                sort: p.opt("sort").map(str::to_string),
+                start: p.num("start")?.unwrap_or(0),
+                rows: p.num("rows")?.unwrap_or(m1::session::DEFAULT_ROWS),
+            };
+            print(&serde_json::to_value(sessions.query(p.req("store")?, &query)?)?)
+        }
+        "session/get" => {
+            let ids: Vec<Value> = p.json("ids")?.ok_or_else(|| anyhow!("missing required parameter -ids"))?;
+            let keys = ids
+                .iter()
+                .map(|v| {
+                    m1::session::doc::key_value(v).ok_or_else(|| anyhow!("-ids: {v} is not a string or an integer"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            print(&Value::Array(sessions.get(p.req("store")?, &keys)?))
+        }
         other => bail!("unknown endpoint '{other}'\n\n{USAGE}"),
     }
 }
