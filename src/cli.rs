@@ -32,6 +32,12 @@ Usage:
            [-facets JSON] [-format json|csv]
   m1 <env> store/list | store/enable -store S [-enable false] | store/autocommit -store S -enable true|false
   m1 <env> store/rebuild -store S | store/commit -store S
+  m1 ops env/session/create -env NAME -store S [-shards N] [-replicas N] | env/session/rename -env NAME -store S -name NEW
+  m1 ops env/session/destroy -env NAME -store S
+  m1 <env> session/add -store S [-key session.id] -shards N -replicas N | session/list | session/key -store S -key PROP
+  m1 <env> session/rename -store S -name NEW | session/drop -store S
+  m1 <env> session/update -store S -ops '[{upsert: [docs]}, {merge: [docs]}, {delete: [ids]}]'
+  m1 <env> session/query -store S -q QUERY [-sort 'prop asc|desc'] [-start N] [-rows N] | session/get -store S -ids JSON
 
 <env> is a name from the local catalog ($M1_HOME, default ~/.m1) or a path or URL.
 A parameter value of @file reads the value from that file.";
@@ -213,6 +219,7 @@ fn ops(endpoint: &str, p: &Params) -> Result<()> {
             let env = Environment::from_engine(cat.open_env(p.req("env")?)?);
             store_admin(&env, endpoint.trim_start_matches("env/"), p)
         }
+        ep if ep.starts_with("env/session/") => ops_session(&cat, ep, p),
         other => bail!("unknown ops endpoint '{other}'\n\n{USAGE}"),
     }
 }
@@ -276,6 +283,7 @@ fn environment(env: &Environment, entry: Option<&CatalogEntry>, endpoint: &str, 
         }
         "query" => query(env, p),
         ep if ep.starts_with("store/") => store_admin(env, ep, p),
+        ep if ep.starts_with("session/") => session(env, ep, p),
         other => bail!("unknown endpoint '{other}'\n\n{USAGE}"),
     }
 }
@@ -296,6 +304,22 @@ fn query(env: &Environment, p: &Params) -> Result<()> {
 /// `store/*` on an environment and `env/store/*` of ops.
 fn store_admin(env: &Environment, endpoint: &str, p: &Params) -> Result<()> {
     match m1_query::store::params::admin(env.stores(), env.engine(), endpoint, |k| p.opt(k))? {
+        Some(answer) => print(&answer),
+        None => Ok(()),
+    }
+}
+
+// --- Session stores (SPEC §7) ---
+
+/// `m1 ops env/session/create|rename|destroy`: the ops side of session stores.
+fn ops_session(cat: &Catalog, endpoint: &str, p: &Params) -> Result<()> {
+    let env = Environment::from_engine(cat.open_env(p.req("env")?)?);
+    session(&env, endpoint, p)
+}
+
+/// `m1 <env> session/...`.
+fn session(env: &Environment, endpoint: &str, p: &Params) -> Result<()> {
+    match m1_query::session::params::call(&env.sessions(), endpoint, |k| p.opt(k))? {
         Some(answer) => print(&answer),
         None => Ok(()),
     }

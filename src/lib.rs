@@ -177,6 +177,26 @@ impl Environment {
     pub fn vacuum(&self, min_age: std::time::Duration) -> Result<VacuumReport> {
         Ok(self.inner.vacuum(min_age)?)
     }
+
+    // --- Session stores (SPEC §7) ---
+
+    /// The environment's session stores (`session/*`): add, list, key, rename, drop, update,
+    /// query and get by key. See [`session`].
+    pub fn sessions(&self) -> session::Sessions {
+        session::Sessions::for_env(&self.inner)
+    }
+
+    /// Applies `session/update` ops (JSON text) to store `store`, atomically and durably.
+    pub fn session_update(&self, store: &str, ops: &str) -> Result<session::UpdateReport> {
+        Ok(self.sessions().update(store, ops)?)
+    }
+
+    /// Answers `session/query` on store `store`.
+    pub fn session_query(&self, store: &str, query: &session::SessionQuery) -> Result<session::SessionResult> {
+        Ok(self.sessions().query(store, query)?)
+    }
 }
 
 pub use m1_query::encode;
+/// Session stores: keyed, mutable, durable document stores (SPEC §7).
+pub use m1_query::session;

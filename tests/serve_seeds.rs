@@ -199,6 +199,24 @@ fn setup(home: &Path, moto: &Moto) -> (Server, Value) {
     (server, scratch)
 }
 
+/// The set-up steps between examples (see tests/seeds/curl_examples.txt): the seeds' examples
+/// are not one script, e.g. they create `index`, rename it, then destroy `index`.
+fn between_examples(home: &Path, name: &str, scratch: &Value) {
+    let e = scratch["name"].as_str().unwrap();
+    let steps: &[&[&str]] = match name {
+        "000 env/store/create" => &[&["ops", "env/store/destroy", "-env", e, "-store", "index"]],
+        "000 env/store/destroy" => &[&["ops", "env/store/create", "-env", e, "-store", "index"]],
+        "000 env/session/destroy" => &[&["ops", "env/session/create", "-env", e, "-store", "stash"]],
+        "002 session/update" => &[&["ops", "env/session/create", "-env", "test-m1", "-store", "stash"]],
+        "002 session/add" => &[&["test-m1", "session/drop", "-store", "stash"]],
+        "002 session/drop" => &[&["test-m1", "session/add", "-store", "stash", "-shards", "1", "-replicas", "1"]],
+        _ => &[],
+    };
+    for args in steps {
+        cli(home, args);
+    }
+}
+
 /// Replaces what the seeds hold as placeholders (see tests/seeds/*.txt).
 fn placeholders(text: &str, scratch: &Value) -> String {
     text.replace("31e1192e-5415-4d85-a45e-b88897c96c1bd", "default")
@@ -249,11 +267,7 @@ fn seed_curl_examples_and_remote_cli() {
     for ex in examples("curl_examples.txt") {
         let (status, shape) = ex.expect.split_once(' ').unwrap();
         let ops_host = ex.command.contains("https://ops.minusonedb.com/");
-        if matches!(ex.name.as_str(), "000 env/store/create" | "000 env/store/destroy") {
-            let e = scratch["name"].as_str().unwrap();
-            let admin = if ex.name.ends_with("create") { "env/store/destroy" } else { "env/store/create" };
-            cli(home, &["ops", admin, "-env", e, "-store", "index"]);
-        }
+        between_examples(home, &ex.name, &scratch);
         if ex.name == "001 publish" {
             // After the schema/wipe example, give the published records a property to read back.
             let (s, _) = curl(
@@ -280,7 +294,11 @@ fn seed_curl_examples_and_remote_cli() {
         let value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         match ex.name.as_str() {
             "001 user/password" => admin_password = "newpassphrase".into(),
-            "001 token/delete" => env_token = env_login(&admin_password),
+            "001 token/delete" => {
+                env_token = env_login(&admin_password);
+                // The CLI's stored login went too.
+                cli(home, &["auth", "test-m1", "-url", url, "-username", "admin", "-password", &admin_password]);
+            }
             "001 publish" => assert_eq!(value["rowsPublished"], 30_001, "{body}"),
             "001 get" => assert_eq!(
                 value,
@@ -346,10 +364,7 @@ fn seed_m1_examples_through_remote_cli() {
             "001 auth test-m1" => format!("admin\n{admin_password}\n"),
             _ => String::new(),
         };
-        if matches!(ex.name.as_str(), "000 env/store/create" | "000 env/store/destroy") {
-            let admin = if ex.name.ends_with("create") { "env/store/destroy" } else { "env/store/create" };
-            cli(home, &["ops", admin, "-env", scratch["name"].as_str().unwrap(), "-store", "index"]);
-        }
+        between_examples(home, &ex.name, &scratch);
         if ex.name == "001 publish" {
             cli(home, &["test-m1", "schema/add", "-properties", r#"[{"name": "session.id", "type": "string"}]"#]);
         }

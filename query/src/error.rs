@@ -40,6 +40,25 @@ pub enum QueryError {
     /// A request parameter is invalid.
     #[error("{0}")]
     BadRequest(String),
+    /// No session store has this name.
+    #[error("no session store named '{0}' (see session/list)")]
+    NoSessionStore(String),
+    /// A session store call was refused (a conflict, not bad syntax), with the reason.
+    #[error("session store '{store}': {reason}")]
+    SessionRefused { store: String, reason: String },
+    /// Reading or writing a session store's files failed.
+    #[error("session store file {}: {source}", path.display())]
+    SessionIo { path: std::path::PathBuf, source: std::io::Error },
+    /// A session store's files are damaged.
+    #[error("session store file {} is damaged: {message}", path.display())]
+    SessionCorrupt { path: std::path::PathBuf, message: String },
+}
+
+impl QueryError {
+    /// A session store I/O error at `path`.
+    pub fn session_io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> QueryError {
+        QueryError::SessionIo { path: path.into(), source }
+    }
 }
 
 /// Result type of the query crate.

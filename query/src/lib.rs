@@ -16,6 +16,8 @@ pub mod error;
 #[cfg(feature = "lake")]
 pub mod lake;
 pub mod matcher;
+#[cfg(feature = "sessions")]
+pub mod session;
 #[cfg(feature = "stores")]
 pub mod store;
 pub mod syntax;
@@ -24,6 +26,8 @@ pub use error::{QueryError, Result};
 #[cfg(feature = "lake")]
 pub use lake::{Range, get, range};
 pub use matcher::Matcher;
+#[cfg(feature = "sessions")]
+pub use session::{SessionQuery, SessionResult, SessionStore, Sessions, StoreInfo, UpdateReport};
 #[cfg(feature = "stores")]
 pub use store::{QueryAnswer, QueryRequest, StoreDef, StoreKind, Stores};
 pub use syntax::{Query, SyntaxError, parse};

@@ -1,7 +1,6 @@
 //! Environment endpoints (seeds 001 and 002, SPEC §5-§8): auth, users, tokens, schema, write,
-//! publish, reads, system parameters, health. Data stores (`/query`, `/store/*`) and session
-//! stores (`/session/*`) are routed and rights-checked, and answer 501 until their components
-//! exist in this build.
+//! publish, reads, system parameters, health, data stores (`/query`, `/store/*`) and session
+//! stores (`/session/*`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -150,7 +149,11 @@ fn call_blocking(app: &App, h: &EnvHandle, path: &str, caller: &Caller, p: &Para
             None => Reply::Empty,
         }),
         s if s.starts_with("session/") => {
-            Err(ServerError::NotImplemented(format!("/{path}: session stores are not part of this build yet")))
+            let sessions = m1_query::session::Sessions::for_env(env);
+            Ok(match m1_query::session::params::call(&sessions, s, |k| p.opt(k))? {
+                Some(v) => Reply::Json(v),
+                None => Reply::Empty,
+            })
         }
         other => {
             let _ = app;
@@ -328,7 +331,11 @@ fn health(h: &EnvHandle) -> Result<Reply> {
                            "documents": list.iter().map(|s| s.documents).sum::<u64>()}),
         Err(e) => json!({"status": "error", "message": e.to_string()}),
     };
-    let ok = lake["status"] == "ok" && stores["status"] == "ok";
+    let sessions = match m1_query::session::Sessions::for_env(&h.env).list() {
+        Ok(list) => json!({"status": "ok", "stores": list.len()}),
+        Err(e) => json!({"status": "error", "message": e.to_string()}),
+    };
+    let ok = lake["status"] == "ok" && stores["status"] == "ok" && sessions["status"] == "ok";
     Ok(Reply::Json(json!({
         "status": if ok { "ok" } else { "degraded" },
         "environment": h.name,
@@ -337,7 +344,7 @@ fn health(h: &EnvHandle) -> Result<Reply> {
             "auth": {"status": "ok", "users": users, "initialized": users > 0},
             "system": {"status": "ok"},
             "dataStores": stores,
-            "sessionStores": {"status": "unavailable", "message": "not part of this build yet"},
+            "sessionStores": sessions,
         }
     })))
 }

@@ -82,7 +82,8 @@ impl ServerError {
                 QueryError::Syntax(_) | QueryError::BadRequest(_) | QueryError::UnknownProperty(_) => {
                     StatusCode::BAD_REQUEST
                 }
-                QueryError::UnknownStore(_) => StatusCode::NOT_FOUND,
+                QueryError::UnknownStore(_) | QueryError::NoSessionStore(_) => StatusCode::NOT_FOUND,
+                QueryError::SessionRefused { .. } => StatusCode::CONFLICT,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }

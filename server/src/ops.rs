@@ -341,7 +341,12 @@ fn env_endpoint(app: &App, path: &str, caller: &Caller, p: &Params, needed: Opti
             })
         }
         s if s.starts_with("env/session/") => {
-            Err(ServerError::NotImplemented(format!("/{s}: session stores are not part of this build yet")))
+            let h = app.env(&entry.id)?;
+            let sessions = m1_query::session::Sessions::for_env(&h.env);
+            Ok(match m1_query::session::params::call(&sessions, s, |k| p.opt(k))? {
+                Some(v) => Reply::Json(v),
+                None => Reply::Empty,
+            })
         }
         other => Err(ServerError::NotFound(format!("unknown ops endpoint '/{other}'"))),
     }

@@ -289,7 +289,9 @@ async fn bad_input_gets_4xx_never_5xx() {
         ("POST", "auth", &[("username", "admin"), ("password", PASSWORD), ("ttl", "-5")], 400),
         ("POST", "user/add", &[("username", "u"), ("password", PASSWORD), ("rights", "a b")], 400),
         ("POST", "user/update", &[("username", "ghost"), ("rights", "get")], 404),
-        ("POST", "session/update", &[("store", "nope"), ("ops", "[]")], 501),
+        ("POST", "session/update", &[("store", "nope"), ("ops", "[]")], 404),
+        ("POST", "session/add", &[("store", "bad name!"), ("shards", "1"), ("replicas", "1")], 400),
+        ("POST", "session/add", &[("store", "s"), ("shards", "x"), ("replicas", "1")], 400),
     ];
     for (method, path, params, status) in cases {
         let r = h.env(method, path, t, params).await;
@@ -405,7 +407,11 @@ async fn ops_accounts_and_environments() {
     assert_error(&h.ops("GET", "account/list", None, &[]).await, 401);
     assert_error(&h.ops("POST", "signup", None, &[("username", "owner-user"), ("password", PASSWORD)]).await, 409);
     let r = h.ops("POST", "env/session/create", Some(&owner), &[("env", "test-m1"), ("store", "stash")]).await;
-    assert_error(&r, 501);
+    assert_eq!((r.status, &r.json["key"]), (200, &json!("session.id")), "{r:?}");
+    assert_error(
+        &h.ops("POST", "env/session/create", Some(&owner), &[("env", "test-m1"), ("store", "stash")]).await,
+        409,
+    );
     // Data stores through ops, then queried on the environment.
     let r = h
         .ops("POST", "env/store/create", Some(&owner), &[("env", "test-m1"), ("store", "fast"), ("type", "boost")])
@@ -482,4 +488,31 @@ async fn large_results_stream() {
         drop(r);
     }
     assert_eq!(h.env("GET", "next", Some(&admin), &[]).await.json, json!(50_100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_stores_over_http() {
+    let h = Harness::start().await;
+    let admin = h.init_admin().await;
+    let t = Some(admin.as_str());
+    let r = h.env("POST", "session/add", t, &[("store", "stash"), ("shards", "1"), ("replicas", "1")]).await;
+    assert_eq!((r.status, r.text.as_str()), (200, ""));
+    let ops = r#"[{"upsert": [{"ip": "65.29.29.190", "session": {"id": "s1", "start": 5}}, {"session": {"id": "s2"}}]},
+                  {"merge": [{"session": {"id": "s1"}, "user": {"id": "u7"}}]}, {"delete": ["s2"]}]"#;
+    let r = h.env("POST", "session/update", t, &[("store", "stash"), ("ops", ops)]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let q = h.env("POST", "session/query", t, &[("store", "stash"), ("q", "user.id:u7"), ("rows", "5")]).await;
+    assert_eq!(q.json["count"], 1, "{q:?}");
+    let doc = &q.json["items"][0];
+    assert_eq!((&doc["session"]["start"], &doc["ip"]), (&json!(5), &json!("65.29.29.190")));
+    assert!(doc["_m1"]["session"]["lastUpdated"].is_i64(), "{doc}");
+    let got = h.env("POST", "session/get", t, &[("store", "stash"), ("ids", r#"["s1", "s2"]"#)]).await;
+    assert_eq!(got.json.as_array().map(Vec::len), Some(1), "{got:?}");
+    // A document without the key rejects the whole call; nothing of it is applied.
+    let bad = r#"[{"upsert": [{"session": {"id": "s3"}}, {"nokey": 1}]}]"#;
+    let r = h.env("POST", "session/update", t, &[("store", "stash"), ("ops", bad)]).await;
+    assert!(r.status == 400 || r.status == 409, "{r:?}");
+    let q = h.env("POST", "session/query", t, &[("store", "stash"), ("q", "*")]).await;
+    assert_eq!(q.json["count"], 1, "{q:?}");
+    assert_eq!(h.env("GET", "session/list", t, &[]).await.json[0]["name"], "stash");
 }

@@ -1,0 +1,565 @@
+//! The inverted index of one shard: hashed terms to sorted lists of document slots. It only
+//! narrows a query to candidates; every candidate is then checked with the [`crate::Matcher`],
+//! so answers are exactly the matcher's (the in-memory model of the tests) by construction.
+//!
+//! Terms, per dotted path of every scalar leaf (arrays expanded, nested objects walked):
+//! - every word of the value's string form, as [`crate::matcher::tokenize`] cuts and
+//!   lowercases it;
+//! - the value as a number, when it reads as one (`f64` bits, `-0` folded into `0`);
+//! - an "exists" term.
+//!
+//! A term is a 64-bit hash of (path, kind, bytes); a collision only adds candidates. For an
+//! untyped property the matcher accepts a term when the numbers are equal, the string forms are
+//! equal, or the query's words occur in the value's words — each case implies one of the terms
+//! above, so the candidates are a superset of the matches.
+//!
+//! Invariant: slots are added in ascending order, so every posting list is sorted.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use serde_json::Value;
+
+use crate::matcher::tokenize;
+use crate::syntax::Query;
+
+const WORD: u8 = 1;
+const NUMBER: u8 = 2;
+const EXISTS: u8 = 3;
+
+/// Term hashes are already well mixed: the map uses them as they are.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn finish(mut h: u64) -> u64 {
+    // splitmix64's finaliser: spreads FNV's weak high bits for the hash table.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+fn path_hash(path: &str) -> u64 {
+    fnv(0xcbf2_9ce4_8422_2325, path.as_bytes())
+}
+
+fn term(path: u64, kind: u8, bytes: &[u8]) -> u64 {
+    finish(fnv(fnv(path, &[0xff, kind]), bytes))
+}
+
+/// A number as the matcher reads an untyped value: integers, or anything with a digit that
+/// parses as a float.
+fn strict_number(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(i as f64);
+    }
+    if !s.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<f64>().ok()
+}
+
+fn number_term(path: u64, n: f64) -> Option<u64> {
+    if n.is_nan() {
+        return None;
+    }
+    let n = if n == 0.0 { 0.0 } else { n };
+    Some(term(path, NUMBER, &n.to_bits().to_le_bytes()))
+}
+
+/// Calls `f` with each word of `text` as [`tokenize`] cuts and lowercases it, without
+/// allocating for ASCII words.
+fn for_each_word(text: &str, buf: &mut String, f: &mut impl FnMut(&str)) {
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        if word.is_ascii() {
+            buf.clear();
+            buf.push_str(word);
+            buf.make_ascii_lowercase();
+            f(buf);
+        } else {
+            f(&word.to_lowercase());
+        }
+    }
+}
+
+fn scalar_terms(path: u64, v: &Value, buf: &mut String, out: &mut Vec<u64>) {
+    let text: std::borrow::Cow<'_, str> = match v {
+        Value::String(s) => s.into(),
+        Value::Number(n) => n.to_string().into(),
+        Value::Bool(b) => (if *b { "true" } else { "false" }).into(),
+        _ => return,
+    };
+    out.push(term(path, EXISTS, &[]));
+    for_each_word(&text, buf, &mut |word| out.push(term(path, WORD, word.as_bytes())));
+    let n = match v {
+        Value::Number(n) => n.as_i64().map(|i| i as f64).or_else(|| n.as_f64()),
+        _ => strict_number(&text),
+    };
+    if let Some(t) = n.and_then(|n| number_term(path, n)) {
+        out.push(t);
+    }
+}
+
+/// Walks a document; returns whether it is plain: no object key is empty or holds a dot, so
+/// every dotted path names one place (the matcher then agrees with the index exactly).
+fn walk(path: &mut String, v: &Value, buf: &mut String, out: &mut Vec<u64>) -> bool {
+    match v {
+        Value::Object(m) => {
+            let mut plain = true;
+            for (k, v) in m {
+                plain &= !k.is_empty() && !k.contains('.');
+                let len = path.len();
+                if len > 0 {
+                    path.push('.');
+                }
+                path.push_str(k);
+                plain &= walk(path, v, buf, out);
+                path.truncate(len);
+            }
+            plain
+        }
+        Value::Array(items) => {
+            let mut plain = true;
+            for e in items {
+                plain &= walk(path, e, buf, out);
+            }
+            plain
+        }
+        Value::Null => true,
+        scalar => {
+            scalar_terms(path_hash(path), scalar, buf, out);
+            true
+        }
+    }
+}
+
+/// The distinct terms of a document, sorted, and whether it is plain (see [`Candidates`]).
+pub fn terms(doc: &Value) -> (Vec<u64>, bool) {
+    let mut out = Vec::new();
+    let plain = walk(&mut String::new(), doc, &mut String::new(), &mut out);
+    out.sort_unstable();
+    out.dedup();
+    (out, plain)
+}
+
+/// [`terms`] read straight from a document's JSON bytes, without building a `Value` (the
+/// refresh's main cost). `None` if the bytes are not JSON.
+pub fn terms_of_json(bytes: &[u8]) -> Option<(Vec<u64>, bool)> {
+    use serde::de::DeserializeSeed;
+    let mut sink = Sink { path: String::new(), buf: String::new(), out: Vec::new(), plain: true };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    Walk(&mut sink).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    let Sink { mut out, plain, .. } = sink;
+    out.sort_unstable();
+    out.dedup();
+    Some((out, plain))
+}
+
+struct Sink {
+    path: String,
+    buf: String,
+    out: Vec<u64>,
+    plain: bool,
+}
+
+impl Sink {
+    fn scalar(&mut self, v: &Value) {
+        scalar_terms(path_hash(&self.path), v, &mut self.buf, &mut self.out);
+    }
+}
+
+/// Walks one value at `sink.path`, as [`walk`] does over a `Value`.
+struct Walk<'s>(&'s mut Sink);
+
+/// Appends an object key to `sink.path`.
+struct Key<'s>(&'s mut Sink);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Key<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<(), E> {
+        let sink = self.0;
+        sink.plain &= !k.is_empty() && !k.contains('.');
+        if !sink.path.is_empty() {
+            sink.path.push('.');
+        }
+        sink.path.push_str(k);
+        Ok(())
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<(), E> {
+        self.0.scalar(&Value::Bool(b));
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<(), E> {
+        self.0.scalar(&Value::from(n));
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<(), E> {
+        self.0.scalar(&Value::from(n));
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<(), E> {
+        // As `Value` holds it: a non-finite float is null.
+        self.0.scalar(&Value::from(n));
+        Ok(())
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<(), E> {
+        let sink = self.0;
+        let path = path_hash(&sink.path);
+        // A string's terms without copying it into a `Value`.
+        sink.out.push(term(path, EXISTS, &[]));
+        let out = &mut sink.out;
+        for_each_word(s, &mut sink.buf, &mut |word| out.push(term(path, WORD, word.as_bytes())));
+        if let Some(t) = strict_number(s).and_then(|n| number_term(path, n)) {
+            sink.out.push(t);
+        }
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let sink = self.0;
+        while seq.next_element_seed(Walk(sink))?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let sink = self.0;
+        let len = sink.path.len();
+        while map.next_key_seed(Key(sink))?.is_some() {
+            map.next_value_seed(Walk(sink))?;
+            sink.path.truncate(len);
+        }
+        Ok(())
+    }
+}
+
+/// A query's candidates in one shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidates {
+    /// Sorted slots; `None`: every live document.
+    pub slots: Option<Vec<u32>>,
+    /// Every candidate that is a plain document matches: the matcher need not check it.
+    /// True for `*`, `prop:*`, a one-word non-numeric term or phrase, and AND/OR of exact
+    /// clauses without NOT: for those the matcher accepts exactly the documents holding the
+    /// term, up to 64-bit hash collisions.
+    pub exact: bool,
+}
+
+impl Candidates {
+    fn some(slots: Vec<u32>, exact: bool) -> Candidates {
+        Candidates { slots: Some(slots), exact }
+    }
+
+    const ANY: Candidates = Candidates { slots: None, exact: false };
+}
+
+/// A posting list; most terms of keys and ids have one document, kept without a heap block.
+#[derive(Debug, Clone)]
+enum Postings {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+/// Terms to the slots holding them.
+#[derive(Debug, Default)]
+pub struct Index {
+    terms: HashMap<u64, Postings, BuildHasherDefault<IdHasher>>,
+    postings: usize,
+}
+
+impl Index {
+    /// Adds `slot` (greater than every slot added before) under each of `terms`.
+    pub fn add(&mut self, slot: u32, terms: &[u64]) {
+        for &t in terms {
+            self.postings += 1;
+            match self.terms.get_mut(&t) {
+                None => {
+                    self.terms.insert(t, Postings::One(slot));
+                }
+                Some(Postings::One(s)) => {
+                    let first = *s;
+                    self.terms.insert(t, Postings::Many(vec![first, slot]));
+                }
+                Some(Postings::Many(v)) => v.push(slot),
+            }
+        }
+    }
+
+    /// Renumbers slots after dead ones were dropped: `remap[old]` is the new slot, or
+    /// `u32::MAX` for a dropped one. `remap` is increasing on kept slots, so lists stay sorted.
+    pub fn remap(&mut self, remap: &[u32]) {
+        let mut postings = 0;
+        self.terms.retain(|_, p| match p {
+            Postings::One(s) => {
+                *s = remap[*s as usize];
+                postings += usize::from(*s != u32::MAX);
+                *s != u32::MAX
+            }
+            Postings::Many(v) => {
+                v.retain_mut(|s| {
+                    *s = remap[*s as usize];
+                    *s != u32::MAX
+                });
+                postings += v.len();
+                match v.len() {
+                    0 => false,
+                    1 => {
+                        *p = Postings::One(v[0]);
+                        true
+                    }
+                    _ => {
+                        v.shrink_to_fit();
+                        true
+                    }
+                }
+            }
+        });
+        self.postings = postings;
+    }
+
+    /// Distinct terms and postings held (for memory figures).
+    pub fn size(&self) -> (usize, usize) {
+        (self.terms.len(), self.postings)
+    }
+
+    fn get(&self, t: u64) -> Vec<u32> {
+        match self.terms.get(&t) {
+            None => Vec::new(),
+            Some(Postings::One(s)) => vec![*s],
+            Some(Postings::Many(v)) => v.clone(),
+        }
+    }
+
+    /// The candidates for `q`: a superset of the matches (see the module docs).
+    pub fn candidates(&self, q: &Query) -> Candidates {
+        match q {
+            Query::All => Candidates { slots: None, exact: true },
+            Query::Term { field: Some(f), text } | Query::Phrase { field: Some(f), text } => {
+                let path = path_hash(f);
+                let mut words = tokenize(text);
+                words.sort_unstable();
+                words.dedup();
+                let number = strict_number(text).and_then(|n| number_term(path, n));
+                let exact = words.len() == 1 && strict_number(text).is_none() && tokenize(text).len() == 1;
+                let mut set = if words.is_empty() {
+                    self.get(term(path, EXISTS, &[]))
+                } else {
+                    // Rarest list first keeps the intersection short.
+                    let mut lists: Vec<Vec<u32>> =
+                        words.iter().map(|w| self.get(term(path, WORD, w.as_bytes()))).collect();
+                    lists.sort_by_key(Vec::len);
+                    let mut it = lists.into_iter();
+                    let first = it.next().unwrap_or_default();
+                    it.fold(first, |acc, l| intersect(&acc, &l))
+                };
+                if let Some(t) = number {
+                    set = union(&set, &self.get(t));
+                }
+                Candidates::some(set, exact)
+            }
+            Query::Wildcard { field: Some(f), .. } | Query::Range { field: Some(f), .. } => {
+                Candidates::some(self.get(term(path_hash(f), EXISTS, &[])), false)
+            }
+            Query::Exists { field } => Candidates::some(self.get(term(path_hash(field), EXISTS, &[])), true),
+            Query::Term { field: None, .. }
+            | Query::Phrase { field: None, .. }
+            | Query::Wildcard { field: None, .. }
+            | Query::Range { field: None, .. } => Candidates::ANY,
+            Query::Bool { must, should, must_not } => {
+                let no_not = must_not.is_empty();
+                if !must.is_empty() {
+                    let mut exact = no_not;
+                    let mut sets = Vec::new();
+                    for c in must {
+                        let c = self.candidates(c);
+                        exact &= c.exact;
+                        sets.extend(c.slots);
+                    }
+                    sets.sort_by_key(Vec::len);
+                    let mut it = sets.into_iter();
+                    match it.next() {
+                        Some(first) => Candidates::some(it.fold(first, |acc, l| intersect(&acc, &l)), exact),
+                        None => Candidates { slots: None, exact },
+                    }
+                } else if !should.is_empty() {
+                    let mut acc = Vec::new();
+                    let mut exact = no_not;
+                    for c in should {
+                        let c = self.candidates(c);
+                        exact &= c.exact;
+                        match c.slots {
+                            Some(s) => acc = union(&acc, &s),
+                            None => return Candidates { slots: None, exact },
+                        }
+                    }
+                    Candidates::some(acc, exact)
+                } else {
+                    Candidates::ANY
+                }
+            }
+        }
+    }
+}
+
+fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+fn union(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::with_capacity(a.len() + b.len()));
+    while i < a.len() || j < b.len() {
+        let next = match (a.get(i), b.get(j)) {
+            (Some(&x), Some(&y)) if x == y => {
+                i += 1;
+                j += 1;
+                x
+            }
+            (Some(&x), Some(&y)) if x < y => {
+                i += 1;
+                x
+            }
+            (Some(&x), None) => {
+                i += 1;
+                x
+            }
+            (_, Some(&y)) => {
+                j += 1;
+                y
+            }
+            (None, None) => unreachable!("loop condition"),
+        };
+        out.push(next);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syntax::parse;
+    use serde_json::json;
+
+    #[test]
+    fn terms_from_bytes_equal_terms_from_values() {
+        for d in [
+            json!({"a": {"b": [1, -2, 2.5, 1e20, 18446744073709551615u64, "x Y-z", true, null, {"c": "Ærlig 3"}]}, "": 1}),
+            json!({"s.id": "k", "n": "42.0", "e": "", "o": {}, "l": []}),
+            json!([{"x": "y"}]),
+        ] {
+            assert_eq!(terms_of_json(d.to_string().as_bytes()), Some(terms(&d)), "{d}");
+        }
+        assert_eq!(terms_of_json(b"{"), None);
+    }
+
+    #[test]
+    fn candidates_cover_words_numbers_and_existence() {
+        let docs = [
+            json!({"session": {"id": "0295aed9-5872"}, "n": 42, "tags": ["Red", "blue"]}),
+            json!({"session": {"id": "x"}, "n": "42.0", "items": [{"sku": "a1"}]}),
+            json!({"session.id": "y", "n": 7}),
+        ];
+        let mut ix = Index::default();
+        for (i, d) in docs.iter().enumerate() {
+            let (t, plain) = terms(d);
+            assert_eq!(plain, i != 2, "doc {i} plain");
+            ix.add(i as u32, &t);
+        }
+        let c = |q: &str| ix.candidates(&parse(q).unwrap()).slots;
+        let exact = |q: &str| ix.candidates(&parse(q).unwrap()).exact;
+        assert!(exact("tags:red") && exact("*") && exact("n:* AND tags:red") && exact("tags:red OR items.sku:a1"));
+        assert!(
+            !exact("n:42") && !exact("session.id:0295aed9-5872") && !exact("tags:red -n:7") && !exact("n:[1 TO 2]")
+        );
+        assert_eq!(c("session.id:0295aed9-5872"), Some(vec![0]));
+        assert_eq!(c("session.id:0295aed9"), Some(vec![0]));
+        assert_eq!(c("session.id:y"), Some(vec![2]));
+        assert_eq!(c("n:42"), Some(vec![0, 1]));
+        assert_eq!(c("tags:red"), Some(vec![0]));
+        assert_eq!(c("items.sku:a1"), Some(vec![1]));
+        assert_eq!(c("n:[1 TO 5]"), Some(vec![0, 1, 2]));
+        assert_eq!(c("n:7 OR tags:blue"), Some(vec![0, 2]));
+        assert_eq!(c("+n:42 +items.sku:*"), Some(vec![1]));
+        assert_eq!(c("-n:7"), None);
+        assert_eq!(c("blue"), None);
+        ix.remap(&[u32::MAX, 0, 1]);
+        let c = |q: &str| ix.candidates(&parse(q).unwrap()).slots;
+        assert_eq!(c("n:42"), Some(vec![0]));
+        assert_eq!(c("session.id:y"), Some(vec![1]));
+    }
+}
