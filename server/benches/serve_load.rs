@@ -8,9 +8,9 @@
 //! An environment of 100,000 records (a data store over them) is served in-process; each client
 //! loops over a mix of requests with its own connection pool slot and the admin's token: 45%
 //! `/get` of 10 random keys, 45% `/query` (a term or a range query, 10 items, sorted, a terms
-//! facet on every fourth), 10% `/write` of 5 items (archive only). Session stores are not in
-//! this build yet, so `/write` stands in for `session/update`. It prints throughput, latency
-//! percentiles per endpoint and the error count; any error fails the run.
+//! facet on every fourth), 10% `/session/update` upserting 5 documents into the session store
+//! `stash` (a client rewrites its own 5,000 keys). It prints throughput, latency percentiles per
+//! endpoint and the error count; any error fails the run.
 //!
 //! Baseline, in the same run: the same mix called directly on the library (no HTTP, no auth,
 //! answers still encoded to JSON) from as many threads for `M1_LOAD_DIRECT_SECS` (default 10),
@@ -45,8 +45,12 @@ fn pick_op(rng: &mut rand::rngs::StdRng, i: u64, client: usize) -> Op {
         }
         (1, "query", form)
     } else {
-        let items: Vec<_> = (0..5).map(|k| json!({"client": client, "seq": i, "k": k})).collect();
-        (2, "write", vec![("items", serde_json::to_string(&items).unwrap())])
+        let docs: Vec<_> = (0..5)
+            .map(
+                |k| json!({"session": {"id": format!("c{client}-{}", (i * 5 + k) % 5000)}, "seq": i, "page": {"n": k}}),
+            )
+            .collect();
+        (2, "session/update", vec![("store", "stash".into()), ("ops", json!([{"upsert": docs}]).to_string())])
     }
 }
 
@@ -66,11 +70,10 @@ fn direct(env: &m1_engine::Environment, stores: &m1_query::Stores, op: &Op) -> R
             answer.write_json(env, &mut out).map_err(|e| e.to_string())?;
             Ok(out.len())
         }
-        _ => {
-            let items: Vec<serde_json::Value> = serde_json::from_str(get("items").unwrap()).unwrap();
-            let options = m1_ingest::WriteOptions { ip: Some("127.0.0.1".into()), ..Default::default() };
-            m1_ingest::write(env, items, &options).map(|r| r.archived).map_err(|e| e.to_string())
-        }
+        _ => m1_query::session::Sessions::for_env(env)
+            .update("stash", get("ops").unwrap())
+            .map(|r| serde_json::to_vec(&r).unwrap().len())
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -83,7 +86,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn report(label: &str, latencies: &[(usize, Duration)], secs: f64) {
     println!("{label}");
-    for (op, name) in [(0, "get (10 keys)"), (1, "query (10 items)"), (2, "write (5 items)"), (usize::MAX, "all")] {
+    for (op, name) in
+        [(0, "get (10 keys)"), (1, "query (10 items)"), (2, "session/update (5 docs)"), (usize::MAX, "all")]
+    {
         let mut l: Vec<Duration> =
             latencies.iter().filter(|(o, _)| op == usize::MAX || *o == op).map(|(_, d)| *d).collect();
         l.sort();
@@ -118,6 +123,7 @@ fn setup(home: &std::path::Path) {
             .clone()
     });
     env.append_json(rows).unwrap();
+    m1_query::session::Sessions::for_env(&env).add("stash", None, 1, 1).unwrap();
 }
 
 /// Runs the clients against the server; returns (latencies, errors).
