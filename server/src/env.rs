@@ -21,6 +21,7 @@ pub async fn call(app: Arc<App>, h: Arc<EnvHandle>, path: &str, caller: Caller, 
     match path {
         "range" => return range(h, p).await,
         "query" => return query(h, p).await,
+        "session/query" => return session_query(h, p).await,
         "ping" => return Ok(Reply::Json(json!({"status": "ok"}))),
         _ => {}
     }
@@ -367,6 +368,20 @@ async fn range(h: Arc<EnvHandle>, p: Params) -> Result<Reply> {
 
 /// `/query`: the search runs first (errors answer with a status), then the items stream from
 /// the lake a batch at a time.
+/// `/session/query`: the page's documents are written as stored, one at a time.
+async fn session_query(h: Arc<EnvHandle>, p: Params) -> Result<Reply> {
+    stream("application/json", move |begin| {
+        let (store, query) = m1_query::session::params::session_query(|k| p.opt(k))?;
+        let page = m1_query::session::Sessions::for_env(&h.env).query_raw(store, &query)?;
+        let mut out = begin()?;
+        if let Err(e) = page.write_json(&mut out) {
+            out.fail(e.to_string());
+        }
+        Ok(())
+    })
+    .await
+}
+
 async fn query(h: Arc<EnvHandle>, p: Params) -> Result<Reply> {
     use m1_query::store::params::{Format, query_request};
     let (req, format) = query_request(|k| p.opt(k))?;

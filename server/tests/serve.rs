@@ -488,6 +488,34 @@ async fn large_results_stream() {
         drop(r);
     }
     assert_eq!(h.env("GET", "next", Some(&admin), &[]).await.json, json!(50_100));
+    // A session query's page streams too: documents are written as stored, chunked.
+    let add = [("store", "big"), ("shards", "2"), ("replicas", "1")];
+    assert_eq!(h.env("POST", "session/add", Some(&admin), &add).await.status, 200);
+    for part in 0..4 {
+        let docs: Vec<_> =
+            (part * 5000..(part + 1) * 5000).map(|i| json!({"session": {"id": format!("s{i}")}, "n": i})).collect();
+        let ops = json!([{"upsert": docs}]).to_string();
+        let r = h.env("POST", "session/update", Some(&admin), &[("store", "big"), ("ops", &ops)]).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let r = h
+        .client
+        .post(h.url("test-m1", "session/query"))
+        .header("m1-auth-token", &admin)
+        .form(&[("store", "big"), ("q", "n:[5000 TO *]"), ("rows", "100000"), ("sort", "n asc")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-length").is_none(), "{:?}", r.headers());
+    let page: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(page["count"], 15_000);
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 15_000);
+    assert_eq!((&items[0]["n"], &items[14_999]["n"]), (&json!(5000), &json!(19_999)));
+    // Errors still come back as JSON errors, before any item is written.
+    let bad = h.env("POST", "session/query", Some(&admin), &[("store", "nope"), ("q", "*")]).await;
+    assert!(bad.status >= 400 && bad.status < 500 && bad.json["message"].is_string(), "{bad:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,7 +48,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use search::{DEFAULT_ROWS, SessionQuery, SessionResult};
+pub use search::{DEFAULT_ROWS, RawPage, SessionQuery, SessionResult};
 pub use store::{SessionStore, StoreConfig, UpdateReport};
 
 use crate::error::{QueryError, Result};
@@ -274,6 +274,11 @@ impl Sessions {
     /// Queries store `name` (`session/query`).
     pub fn query(&self, name: &str, query: &SessionQuery) -> Result<SessionResult> {
         self.store(name)?.query(query)
+    }
+
+    /// [`Sessions::query`] with the documents as stored JSON bytes, for streaming them out.
+    pub fn query_raw(&self, name: &str, query: &SessionQuery) -> Result<RawPage> {
+        self.store(name)?.query_raw(query)
     }
 
     /// Documents of store `name` by key, in the order asked.

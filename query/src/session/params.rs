@@ -25,6 +25,17 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
+/// The store and query of a `session/query` call.
+pub fn session_query<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<(&'a str, SessionQuery)> {
+    let query = SessionQuery {
+        q: req(get("q"), "q")?.to_string(),
+        sort: get("sort").map(str::to_string),
+        start: num(get("start"), "start")?.unwrap_or(0),
+        rows: num(get("rows"), "rows")?.unwrap_or(DEFAULT_ROWS),
+    };
+    Ok((req(get("store"), "store")?, query))
+}
+
 /// Runs one session endpoint; returns its answer, or `None` for endpoints that answer nothing.
 pub fn call<'a>(sessions: &Sessions, endpoint: &str, get: impl Fn(&str) -> Option<&'a str>) -> Result<Option<Value>> {
     let store = || req(get("store"), "store");
@@ -60,13 +71,8 @@ pub fn call<'a>(sessions: &Sessions, endpoint: &str, get: impl Fn(&str) -> Optio
             None
         }
         "session/query" => {
-            let query = SessionQuery {
-                q: req(get("q"), "q")?.to_string(),
-                sort: get("sort").map(str::to_string),
-                start: num(get("start"), "start")?.unwrap_or(0),
-                rows: num(get("rows"), "rows")?.unwrap_or(DEFAULT_ROWS),
-            };
-            Some(to_json(&sessions.query(store()?, &query)?))
+            let (store, query) = session_query(get)?;
+            Some(to_json(&sessions.query(store, &query)?))
         }
         "session/get" => {
             let ids: Vec<Value> = serde_json::from_str(req(get("ids"), "ids")?)

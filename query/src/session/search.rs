@@ -47,6 +47,28 @@ pub struct SessionResult {
     pub items: Vec<Value>,
 }
 
+/// An answer whose documents are the stored JSON bytes (shared, not copied), for callers that
+/// write them out as they are.
+#[derive(Debug, Clone)]
+pub struct RawPage {
+    /// Matching documents.
+    pub count: u64,
+    /// The page, in sort order: each document's JSON.
+    pub docs: Vec<std::sync::Arc<[u8]>>,
+}
+
+impl RawPage {
+    /// Writes `{"count": N, "items": [...]}`, one document at a time.
+    pub fn write_json<W: std::io::Write>(&self, out: &mut W) -> std::io::Result<()> {
+        write!(out, "{{\"count\": {}, \"items\": [", self.count)?;
+        for (i, d) in self.docs.iter().enumerate() {
+            out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+            out.write_all(d)?;
+        }
+        out.write_all(if self.docs.is_empty() { b"]}\n" } else { b"\n]}\n" })
+    }
+}
+
 /// A parsed sort order.
 #[derive(Debug, Clone, Default)]
 pub struct SortSpec {

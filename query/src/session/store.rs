@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use super::doc::{key_of, merge_patch, stamp};
 use super::ops::{self, Change};
-use super::search::{Hit, SessionQuery, SessionResult, SortSpec, TopK};
+use super::search::{Hit, RawPage, SessionQuery, SessionResult, SortSpec, TopK};
 use super::shard::Shard;
 use super::snapshot;
 use super::wal::{self, Entry, Wal, sync_dir};
@@ -448,8 +448,8 @@ impl SessionStore {
         }
     }
 
-    /// Answers a `session/query`.
-    pub fn query(&self, req: &SessionQuery) -> Result<SessionResult> {
+    /// Answers a `session/query` with the documents as stored JSON bytes.
+    pub fn query_raw(&self, req: &SessionQuery) -> Result<RawPage> {
         self.check_open()?;
         let q = parse(&req.q)?;
         let sort = SortSpec::parse(req.sort.as_deref())?;
@@ -470,13 +470,20 @@ impl SessionStore {
         let count = parts.iter().map(|p| p.0).sum();
         let mut hits: Vec<Hit> = parts.into_iter().flat_map(|p| p.1).collect();
         hits.sort_unstable();
-        let items = hits
+        let docs = hits
             .into_iter()
             .skip(usize::try_from(req.start).unwrap_or(usize::MAX))
             .take(usize::try_from(req.rows).unwrap_or(usize::MAX))
-            .map(|h| serde_json::from_slice(&h.doc).expect("stored documents are JSON"))
+            .map(|h| h.doc)
             .collect();
-        Ok(SessionResult { count, items })
+        Ok(RawPage { count, docs })
+    }
+
+    /// Answers a query with the page's documents parsed.
+    pub fn query(&self, req: &SessionQuery) -> Result<SessionResult> {
+        let page = self.query_raw(req)?;
+        let items = page.docs.iter().map(|d| serde_json::from_slice(d).expect("stored documents are JSON")).collect();
+        Ok(SessionResult { count: page.count, items })
     }
 
     /// Changes the key property, re-keying every document; refused (nothing changes) when a
