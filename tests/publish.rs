@@ -5,6 +5,9 @@
 //! Each test creates its own environment in a temp directory and writes its input files with the
 //! same crates users' tools would use (flate2, zstd, zip, encoding_rs).
 
+mod support;
+use support::iso;
+
 use std::io::{Cursor, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -1532,29 +1535,6 @@ impl DateIn {
             DateIn::EpochS(s) => json!(s),
         }
     }
-}
-
-/// Epoch milliseconds as ISO-8601 UTC with milliseconds (civil-from-days, no chrono needed).
-fn iso(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
 }
 
 #[derive(Debug, Clone)]

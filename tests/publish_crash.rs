@@ -7,6 +7,9 @@
 //! The test binary re-executes itself: `publish_crash_child` publishes when `M1_PUBLISH_CRASH_ENV`
 //! names an environment, and returns at once otherwise.
 
+mod support;
+use support::iso;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -128,28 +131,6 @@ fn expected(key: u64, round: i64, row: u64) -> Record {
     r.insert("tags".into(), l["tags"].clone());
     r.insert("ok".into(), l["ok"].clone());
     r
-}
-
-/// Epoch milliseconds as ISO-8601 UTC with milliseconds, as reads render dates.
-fn iso(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
 }
 
 /// Full content of some keys of a committed publish.

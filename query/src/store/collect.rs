@@ -459,7 +459,6 @@ pub struct SegmentGather {
     limit: usize,
     key_column: Option<Column<i64>>,
     columns: Vec<SortColumn>,
-    strings: Vec<Option<StrColumn>>,
     count: u64,
     hits: Vec<Hit>,
     /// The worst kept hit once `hits` has been cut to `limit`: later documents must beat it.
@@ -562,8 +561,8 @@ impl SegmentCollector for SegmentGather {
         // Ordinals mean nothing outside the segment: turn them into strings.
         let mut s = String::new();
         for hit in &mut self.hits {
-            for (v, col) in hit.values.iter_mut().zip(&self.strings) {
-                if let (SortValue::Ord(o), Some(col)) = (&*v, col) {
+            for (v, col) in hit.values.iter_mut().zip(&self.columns) {
+                if let (SortValue::Ord(o), SortColumn::Str(Some(col))) = (&*v, col) {
                     *v = match col.ord_to_str(*o, &mut s) {
                         Ok(true) => SortValue::Str(s.clone()),
                         _ => SortValue::Missing,
@@ -585,14 +584,6 @@ impl Collector for Gather {
 
     fn for_segment(&self, _ord: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<SegmentGather> {
         let columns = self.keys.iter().map(|k| sort_column(reader, k)).collect::<tantivy::Result<Vec<_>>>()?;
-        let strings = self
-            .keys
-            .iter()
-            .map(|k| match &k.by {
-                SortBy::Property { name, ty: PropertyType::String } => reader.fast_fields().str(name),
-                _ => Ok(None),
-            })
-            .collect::<tantivy::Result<Vec<_>>>()?;
         let facets = self
             .facets
             .iter()
@@ -617,7 +608,6 @@ impl Collector for Gather {
             limit: self.limit,
             key_column: reader.fast_fields().column_opt(KEY)?,
             columns,
-            strings,
             count: 0,
             hits: Vec::new(),
             worst: None,

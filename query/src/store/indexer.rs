@@ -94,7 +94,8 @@ impl Payload {
 pub fn sync_shard(env: &Environment, state: &TableState, shard: &Shard, threads: usize) -> Result<u64> {
     let _one_sync = shard.sync_lock.lock();
     let mut indexed = KeyRanges::default();
-    for g in shard.generations()? {
+    let generations = shard.rescan()?;
+    for g in &generations {
         indexed.extend(&g.payload()?.indexed);
     }
     let todo: Vec<&SegmentInfo> = state
@@ -106,8 +107,8 @@ pub fn sync_shard(env: &Environment, state: &TableState, shard: &Shard, threads:
         return Ok(0);
     }
     let properties = state.schema.all();
-    let generation = match shard.generations()?.pop() {
-        Some(g) if covers(&g.index.schema(), &properties) => g,
+    let generation = match generations.last() {
+        Some(g) if covers(&g.index.schema(), &properties) => g.clone(),
         _ => shard.new_generation(&properties)?,
     };
     let threads = threads.max(1);

@@ -58,7 +58,6 @@ pub struct StoreStatus {
 pub struct DataStore {
     /// Its settings when opened.
     pub def: StoreDef,
-    dir: Option<PathBuf>,
     /// The shards, in order.
     pub shards: Vec<Shard>,
     /// Lake version this process last synced to, and when readers were last reloaded.
@@ -71,7 +70,7 @@ impl DataStore {
         let shards = (0..def.shards)
             .map(|n| Shard::open(n, def.shards, dir.as_ref().map(|d| d.join(n.to_string()))))
             .collect::<Result<Vec<_>>>()?;
-        Ok(DataStore { def, dir, shards, synced: Mutex::new((None, Instant::now())) })
+        Ok(DataStore { def, shards, synced: Mutex::new((None, Instant::now())) })
     }
 
     /// Indexes every committed segment the store lacks, shards in parallel; returns documents added.
@@ -100,6 +99,7 @@ impl DataStore {
         let mut synced = self.synced.lock();
         if synced.1.elapsed() > READER_FRESHNESS {
             for s in &self.shards {
+                s.rescan()?;
                 s.reload()?;
             }
             synced.1 = Instant::now();
@@ -275,12 +275,5 @@ fn remove_dir(dir: &std::path::Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(QueryError::Output(e)),
         _ => Ok(()),
-    }
-}
-
-impl DataStore {
-    /// Where a standard store keeps its files.
-    pub fn dir(&self) -> Option<&std::path::Path> {
-        self.dir.as_deref()
     }
 }

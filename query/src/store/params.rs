@@ -4,7 +4,7 @@
 use m1_engine::Environment;
 use serde_json::{Value, json};
 
-use super::{StoreDef, StoreKind, Stores};
+use super::{DEFAULT_STORE, StoreDef, StoreKind, Stores};
 use crate::error::{QueryError, Result};
 use crate::store::QueryRequest;
 
@@ -43,7 +43,7 @@ fn req<'a>(value: Option<&'a str>, key: &str) -> Result<&'a str> {
 
 /// A `/query` request from `store`, `q`, `fl`, `start`, `rows`, `sort`, `facets`, `format`.
 pub fn query_request<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<(QueryRequest, Format)> {
-    let store = get("store").unwrap_or(StoreDef::DEFAULT_NAME);
+    let store = get("store").unwrap_or(DEFAULT_STORE);
     let mut req = QueryRequest::new(store, req(get("q"), "q")?);
     req.stores = store.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     req.fl = match get("fl").map(str::trim) {

@@ -56,9 +56,6 @@ pub struct StoreDef {
 }
 
 impl StoreDef {
-    /// Name of the store every environment starts with.
-    pub const DEFAULT_NAME: &'static str = DEFAULT_STORE;
-
     /// A new, active, autocommitting store.
     pub fn new(name: &str, kind: StoreKind, shards: u32, replicas: u32) -> StoreDef {
         StoreDef { name: name.to_string(), kind, shards, replicas, active: true, autocommit: true }

@@ -247,8 +247,7 @@ pub fn run(env: &Environment, stores: &Stores, req: &QueryRequest) -> Result<Que
     let streamed = by_key && req.rows > 0 && limit > STREAM_ABOVE;
     let kept = if req.rows == 0 || streamed { 0 } else { limit };
     let collector = Gather { keys: keys.clone(), limit: kept, facets: facets.clone() };
-    let searchers: Vec<_> =
-        store.shards.iter().map(|s| s.generations()).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+    let searchers: Vec<_> = store.shards.iter().flat_map(|s| s.generations()).collect();
     let parts = std::thread::scope(|scope| {
         let jobs: Vec<_> = searchers
             .iter()
@@ -539,12 +538,4 @@ fn facet_json(v: &FacetValue, ty: PropertyType) -> Value {
         FacetValue::Float(bits) => json!(f64::from_bits(*bits)),
         FacetValue::Str(s) => Value::String(s.clone()),
     }
-}
-
-/// Whether a query can be answered: parses and names only known properties (for callers that
-/// validate before doing work).
-pub fn validate(q: &str, schema: &Schema) -> Result<Query> {
-    let query = syntax::parse(q)?;
-    check_properties(&query, schema)?;
-    Ok(query)
 }

@@ -61,13 +61,19 @@ impl Shard {
     /// Opens (or prepares) a shard kept in `dir`, or in RAM when `dir` is `None`.
     pub fn open(number: u32, of: u32, dir: Option<PathBuf>) -> Result<Shard> {
         let shard = Shard { number, of, dir, generations: RwLock::new(Vec::new()), sync_lock: Mutex::new(()) };
-        shard.generations()?;
+        shard.rescan()?;
         Ok(shard)
     }
 
-    /// The generations, oldest first, including any another process created since the last look.
-    pub fn generations(&self) -> Result<Vec<Generation>> {
-        let Some(dir) = &self.dir else { return Ok(self.generations.read().clone()) };
+    /// The generations known to this process, oldest first. [`Shard::rescan`] picks up those
+    /// other processes created; searches use this list without touching the disk.
+    pub fn generations(&self) -> Vec<Generation> {
+        self.generations.read().clone()
+    }
+
+    /// Opens the generations another process created since the last look; returns them all.
+    pub fn rescan(&self) -> Result<Vec<Generation>> {
+        let Some(dir) = &self.dir else { return Ok(self.generations()) };
         let mut on_disk: Vec<u32> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
                 .flatten()
@@ -86,7 +92,7 @@ impl Shard {
                 gens.push(Generation::open(n, Index::open(directory)?)?);
             }
         }
-        Ok(self.generations.read().clone())
+        Ok(self.generations())
     }
 
     /// Starts a new generation for `properties`.
@@ -114,7 +120,7 @@ impl Shard {
 
     /// Makes every generation's last commit visible.
     pub fn reload(&self) -> Result<()> {
-        for g in self.generations()? {
+        for g in self.generations() {
             g.reload()?;
         }
         Ok(())
