@@ -493,8 +493,8 @@ fn inflate(path: &Path) -> (u64, u64) {
 fn reader(fmt: Fmt, path: &Path) -> (u64, u64) {
     let name = path.display().to_string();
     let mut options = m1_ingest::FormatOptions::new(match fmt {
-        Fmt::Jsonl => m1_ingest::Format::Jsonl,
-        Fmt::Csv => m1_ingest::Format::Csv,
+        Fmt::Jsonl => m1_ingest::InputFormat::Jsonl,
+        Fmt::Csv => m1_ingest::InputFormat::Csv,
     });
     options.headers = true;
     let options = m1_ingest::SourceOptions {

@@ -79,7 +79,7 @@ fn index_throughput(rows: u64, text: bool) -> Value {
     let dir = target_dir().join(format!("bench-store-index-{}", if text { "text" } else { "notext" }));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let config = EnvConfig { servers: 1, ..EnvConfig::default() };
+    let config = EnvConfig { workers: 1, ..EnvConfig::default() };
     let env = Environment::create_with(dir.to_str().unwrap(), config).unwrap();
     env.add_properties(&properties_with_text(text)).unwrap();
     // No store follows this lake while it is filled: the default store is removed first.
@@ -137,7 +137,7 @@ fn main() {
             "backfilled store '{STORE}' with {} documents in {secs:.1} s ({:.0} docs/s, {} threads), {:.0} MB",
             status.documents,
             status.documents as f64 / secs,
-            env.engine().config().servers,
+            env.engine().config().workers,
             status.bytes as f64 / 1e6
         );
         backfill = json!({"documents": status.documents, "seconds": secs, "bytes": status.bytes});

@@ -15,31 +15,20 @@
 //! ```
 
 use arrow::array::RecordBatch;
+use serde_json::json;
+
+pub mod endpoint;
+pub mod error;
+
+pub use error::{Error, ErrorKind, Result};
 
 pub use m1_engine::{
     AppendReport, Appender, Catalog, CatalogEntry, EngineError, EnvConfig, KEY, Property, PropertyType, RAND, Schema,
     VacuumReport,
 };
-pub use m1_ingest::{IngestError, Progress, PublishReport, PublishRequest, WriteOptions, WriteReport};
+pub use m1_ingest::{IngestError, InputFormat, Progress, PublishReport, PublishRequest, WriteOptions, WriteReport};
 pub use m1_query::store::{StoreDef, StoreKind, StoreStatus};
 pub use m1_query::{QueryAnswer, QueryError, QueryRequest, Stores};
-
-/// Any error m1 reports.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// From the storage core.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    /// From a read.
-    #[error(transparent)]
-    Query(#[from] QueryError),
-    /// From a publish.
-    #[error(transparent)]
-    Ingest(#[from] IngestError),
-}
-
-/// Result type of m1.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A JSON record: a flat map of dotted property names.
 pub type Record = serde_json::Map<String, serde_json::Value>;
@@ -49,6 +38,9 @@ pub type Record = serde_json::Map<String, serde_json::Value>;
 pub struct Environment {
     inner: m1_engine::Environment,
     stores: std::sync::OnceLock<Stores>,
+    /// Its catalog entry, when opened from the catalog: where publish may read from (outbound,
+    /// registered buckets and their settings).
+    entry: Option<CatalogEntry>,
 }
 
 impl Environment {
@@ -67,9 +59,22 @@ impl Environment {
         Ok(Self::from_engine(m1_engine::Environment::open(location)?))
     }
 
+    /// Opens the catalog environment with this name or id, with its recorded settings.
+    pub fn open_in(catalog: &Catalog, name: &str) -> Result<Environment> {
+        let entry = catalog.get(name)?.ok_or_else(|| EngineError::UnknownEnvironment(name.to_string()))?;
+        let mut env = Self::from_engine(catalog.open_env(&entry.id)?);
+        env.entry = Some(entry);
+        Ok(env)
+    }
+
     /// Wraps an engine environment.
     pub fn from_engine(inner: m1_engine::Environment) -> Environment {
-        Environment { inner, stores: std::sync::OnceLock::new() }
+        Environment { inner, stores: std::sync::OnceLock::new(), entry: None }
+    }
+
+    /// Its catalog entry, if it was opened from the catalog.
+    pub fn entry(&self) -> Option<&CatalogEntry> {
+        self.entry.as_ref()
     }
 
     /// The storage core's handle, for everything not wrapped here.
@@ -118,7 +123,14 @@ impl Environment {
         request: &PublishRequest,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<PublishReport> {
-        let report = m1_ingest::publish(&self.inner, request, progress)?;
+        let mut request = request.clone();
+        if let Some(entry) = &self.entry {
+            request.outbound = entry.outbound;
+            request.object_store_options = entry.options_for(&request.file);
+        }
+        let report = m1_ingest::publish(&self.inner, &request, progress)?;
+        // Invariant: a publish returns with the data stores in sync, so what it committed is
+        // searchable at once.
         if report.rows_published > 0 {
             self.stores().sync(&self.inner)?;
         }
@@ -173,6 +185,31 @@ impl Environment {
         Ok(m1_query::store::search::run(&self.inner, self.stores(), request)?)
     }
 
+    /// The state of the lake, the data stores and the session stores (`/health`).
+    pub fn health(&self) -> serde_json::Value {
+        let lake = match self.inner.fresh_snapshot() {
+            Ok(state) => json!({"status": "ok", "segments": state.segments.len(),
+                                "nextKey": self.inner.next_key().unwrap_or_default()}),
+            Err(e) => json!({"status": "error", "message": e.to_string()}),
+        };
+        let stores = match self.stores().list(&self.inner) {
+            Ok(list) => json!({"status": "ok", "stores": list.len(),
+                               "documents": list.iter().map(|s| s.documents).sum::<u64>()}),
+            Err(e) => json!({"status": "error", "message": e.to_string()}),
+        };
+        let sessions = match self.sessions().list() {
+            Ok(list) => json!({"status": "ok", "stores": list.len()}),
+            Err(e) => json!({"status": "error", "message": e.to_string()}),
+        };
+        let ok = [&lake, &stores, &sessions].iter().all(|c| c["status"] == "ok");
+        let name = self.entry.as_ref().map_or_else(|| self.inner.storage().url().to_string(), |e| e.name.clone());
+        json!({
+            "status": if ok { "ok" } else { "degraded" },
+            "environment": name,
+            "components": {"lake": lake, "system": {"status": "ok"}, "dataStores": stores, "sessionStores": sessions}
+        })
+    }
+
     /// Deletes lake files no commit references that are older than `min_age`.
     pub fn vacuum(&self, min_age: std::time::Duration) -> Result<VacuumReport> {
         Ok(self.inner.vacuum(min_age)?)
@@ -198,5 +235,10 @@ impl Environment {
 }
 
 pub use m1_query::encode;
+
+/// The README's Rust example runs as a doctest, so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 /// Session stores: keyed, mutable, durable document stores (SPEC §7).
 pub use m1_query::session;

@@ -3,8 +3,8 @@
 //! package) see the same records m1 itself returns.
 //!
 //! The readers run as Python subprocesses (`tests/support/python.py`). Python is `$M1_PYTHON`,
-//! else `<repo>/.venv/bin/python`; `.ci/run` creates that venv. A missing interpreter or package
-//! fails the test with the command that installs it.
+//! else `<repo>/.venv/bin/python`, which the tests create with the pinned packages of
+//! `tests/support/requirements.txt` the first time any of them needs it.
 
 mod support;
 use support::run_python;

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use m1::{EnvConfig, Environment, Property, PropertyType, PublishReport, PublishRequest, Record};
-use m1_ingest::{Compression, Format};
+use m1_ingest::{Compression, InputFormat};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -348,7 +348,7 @@ const PACKS: [Pack; 6] = [Pack::Plain, Pack::Gz, Pack::GzMulti, Pack::Zst, Pack:
 /// Publishes the matrix rows in `layout` under every compression, with the format and
 /// compression detected from the name (`rows.<ext>[.gz|.zst|.zip]`) and given explicitly for a
 /// file named `blob.dat`; checks the records and the report of each.
-fn check_format(ext: &str, format: Format, layout: Layout) {
+fn check_format(ext: &str, format: InputFormat, layout: Layout) {
     let all: Vec<usize> = if layout == Layout::JsonObject { vec![2] } else { (0..ROWS).collect() };
     // Zip entries: three parts.
     let parts: Vec<Vec<usize>> = if layout == Layout::JsonObject {
@@ -409,37 +409,37 @@ fn check_format(ext: &str, format: Format, layout: Layout) {
 
 #[test]
 fn csv_every_compression() {
-    check_format("csv", Format::Csv, Layout::Delimited(','));
+    check_format("csv", InputFormat::Csv, Layout::Delimited(','));
 }
 
 #[test]
 fn tsv_every_compression() {
-    check_format("tsv", Format::Txt, Layout::Delimited('\t'));
+    check_format("tsv", InputFormat::Txt, Layout::Delimited('\t'));
 }
 
 #[test]
 fn txt_every_compression() {
-    check_format("txt", Format::Txt, Layout::Delimited('\t'));
+    check_format("txt", InputFormat::Txt, Layout::Delimited('\t'));
 }
 
 #[test]
 fn json_array_every_compression() {
-    check_format("json", Format::Json, Layout::JsonArray);
+    check_format("json", InputFormat::Json, Layout::JsonArray);
 }
 
 #[test]
 fn json_single_object_every_compression() {
-    check_format("json", Format::Json, Layout::JsonObject);
+    check_format("json", InputFormat::Json, Layout::JsonObject);
 }
 
 #[test]
 fn jsonl_every_compression() {
-    check_format("jsonl", Format::Jsonl, Layout::Jsonl);
+    check_format("jsonl", InputFormat::Jsonl, Layout::Jsonl);
 }
 
 #[test]
 fn ndjson_every_compression() {
-    check_format("ndjson", Format::Jsonl, Layout::Jsonl);
+    check_format("ndjson", InputFormat::Jsonl, Layout::Jsonl);
 }
 
 /// A zip named only `.zip` holding entries of different formats: each entry's format comes from
@@ -692,7 +692,7 @@ fn csv_delimiters_headers_and_row_caps() {
     // A tab for a file given as csv.
     let path = lake.file("tabbed.dat", "id\tname\tnote\n3\tx,y\t\"q\tq\"\n".as_bytes());
     let mut req = PublishRequest::new(&path);
-    req.format = Some(Format::Csv);
+    req.format = Some(InputFormat::Csv);
     req.delimiter = Some(b'\t');
     check(req, vec![idn(3, "x,y", "q\tq")], "tab");
 
@@ -842,7 +842,7 @@ garbage that does not match
 ";
     let path = lake.file("access.log", log.as_bytes());
     let mut req = PublishRequest::new(&path);
-    req.format = Some(Format::Txt);
+    req.format = Some(InputFormat::Txt);
     req.headers = false;
     req.rules = Some(
         json!([
@@ -1386,7 +1386,7 @@ fn report_counts_keys_bytes_and_time() {
         let mut req = PublishRequest::new(&path);
         req.rules = Some(r#"[{"op":"filter","q":"i:[0 TO 99]","exclude":true}]"#.into());
         if name.ends_with(".zip") {
-            req.format = Some(Format::Jsonl);
+            req.format = Some(InputFormat::Jsonl);
         }
         let next = lake.env.next_key().unwrap();
         let progress_calls = std::sync::atomic::AtomicU64::new(0);

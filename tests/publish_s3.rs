@@ -1,10 +1,10 @@
 //! `/publish` from S3: a prefix (every object under it, in name order), a glob and a single
 //! object, plain and gzip, csv and jsonl, read from moto, an S3 server on loopback, with the
-//! endpoint and credentials passed as `store_options`.
+//! endpoint and credentials passed as `object_store_options`.
 //!
 //! The test starts its own `moto_server` on a free port of 127.0.0.1 and stops it when done.
 //! The server comes from the Python venv the tests use: `$M1_PYTHON`'s directory, else
-//! `<repo>/.venv/bin`. A missing server fails the test with the command that installs it.
+//! `<repo>/.venv/bin`, which the tests provision themselves (`tests/support/mod.rs`).
 
 mod support;
 use support::Moto;
@@ -114,7 +114,7 @@ fn publish_from_s3_prefix_glob_and_object() {
     .unwrap();
     let request = |file: String| {
         let mut req = PublishRequest::new(file);
-        req.store_options = options.clone();
+        req.object_store_options = options.clone();
         req
     };
 

@@ -3,7 +3,7 @@
 //!
 //! Each test starts its own `moto_server` on a free port of 127.0.0.1 and stops it when done.
 //! The server comes from the Python venv the tests use: `$M1_PYTHON`'s directory, else
-//! `<repo>/.venv/bin`. A missing server fails the test with the command that installs it.
+//! `<repo>/.venv/bin`, which the tests provision themselves (`tests/support/mod.rs`).
 
 mod support;
 use support::{Moto, run_python};

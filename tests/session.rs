@@ -3,7 +3,6 @@
 //! checkpoints, the CLI, and a proptest against a plain in-memory model.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use m1::session::{SessionQuery, Sessions};
 use m1::{Environment, QueryError};
@@ -263,56 +262,6 @@ fn concurrent_writers_share_fsyncs_and_all_survive() {
     s.reload("st").unwrap();
     assert_eq!(q(&s, "st", "*").0, 100);
     assert_eq!(q(&s, "st", "t:3").0, 25);
-}
-
-#[test]
-fn cli_session_endpoints() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let m1 = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_m1")).args(args).env("M1_HOME", &home).output().unwrap();
-        (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
-    };
-    assert!(m1(&["ops", "env/create", "-env", "test-m1"]).0);
-    let (ok, out, _) =
-        m1(&["ops", "env/session/create", "-env", "test-m1", "-store", "stash", "-shards", "1", "-replicas", "2"]);
-    assert!(ok);
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["replicas"], 2);
-    let (ok, out, err) = m1(&[
-        "test-m1",
-        "session/update",
-        "-store",
-        "stash",
-        "-ops",
-        r#"[{"upsert": [{"ip": "65.29.29.190","session": {"id": "0295aed9-5872-4586-8086-57d3d8c40fb8","start": 1612497996184}, "_m1": {"ip": "64.150.5.135"}}]},{"delete": ["78ba3dac-3e45-4e17-940e-e66584882ce4"]}]"#,
-    ]);
-    assert!(ok && out.is_empty(), "{err}");
-    let (ok, out, _) = m1(&["test-m1", "session/query", "-store", "stash", "-q", "_m1.ip:64.150.5.135"]);
-    assert!(ok);
-    let r: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(r["count"], 1);
-    assert_eq!(r["items"][0]["session"]["start"], 1612497996184i64);
-    let (ok, _, err) = m1(&["test-m1", "session/update", "-store", "stash", "-ops", r#"[{"upsert": [{"x": 1}]}]"#]);
-    assert!(!ok && err.contains("ops[0].upsert[0]: document has no key property 'session.id'"), "{err}");
-    assert!(m1(&["test-m1", "session/add", "-store", "b", "-key", "user.id", "-shards", "2", "-replicas", "1"]).0);
-    assert!(m1(&["test-m1", "session/key", "-store", "stash", "-key", "ip"]).0);
-    assert!(m1(&["test-m1", "session/rename", "-store", "stash", "-name", "newSessionStoreName"]).0);
-    let (ok, out, _) = m1(&["test-m1", "session/list"]);
-    assert!(ok);
-    assert_eq!(
-        serde_json::from_str::<Value>(&out).unwrap(),
-        json!([{"name": "b", "key": "user.id", "shards": 2, "replicas": 1, "documents": 0},
-               {"name": "newSessionStoreName", "key": "ip", "shards": 1, "replicas": 2, "documents": 1}])
-    );
-    let (ok, out, _) = m1(&["test-m1", "session/get", "-store", "newSessionStoreName", "-ids", r#"["65.29.29.190"]"#]);
-    assert!(ok && out.contains("0295aed9"));
-    assert!(m1(&["ops", "env/session/rename", "-env", "test-m1", "-store", "b", "-name", "c"]).0);
-    assert!(m1(&["test-m1", "session/drop", "-store", "c"]).0);
-    assert!(m1(&["ops", "env/session/destroy", "-env", "test-m1", "-store", "newSessionStoreName"]).0);
-    let (ok, out, _) = m1(&["test-m1", "session/list"]);
-    assert!(ok && serde_json::from_str::<Value>(&out).unwrap() == json!([]));
-    let (ok, _, err) = m1(&["test-m1", "session/query", "-store", "gone", "-q", "*"]);
-    assert!(!ok && err.contains("no session store named 'gone'"), "{err}");
 }
 
 // ---- proptest against an in-memory model ----

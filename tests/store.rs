@@ -196,98 +196,6 @@ fn deep_pages_and_streamed_answers() {
     assert_eq!(String::from_utf8(out).unwrap(), "_m1key,group,n\n10,g3,10\n11,g4,11\n12,g5,12\n");
 }
 
-fn m1(home: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_m1")).env("M1_HOME", home).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-#[test]
-fn cli_store_and_query_endpoints() {
-    let home = tempfile::tempdir().unwrap();
-    let h = home.path();
-    let data = h.join("people.jsonl");
-    std::fs::write(
-        &data,
-        "{\"name\":\"ada\",\"age\":36,\"city\":\"London\"}\n{\"name\":\"grace\",\"age\":85,\"city\":\"New York\"}\n\
-         {\"name\":\"alan\",\"age\":41,\"city\":\"London\"}\n",
-    )
-    .unwrap();
-    assert!(m1(h, &["ops", "env/create", "-env", "t"]).0);
-    let props = r#"[{"name":"name","type":"string"},{"name":"age","type":"integer"},{"name":"city","type":"string"}]"#;
-    assert!(m1(h, &["t", "schema/add", "-properties", props]).0);
-    let (ok, _, err) = m1(h, &["t", "publish", "-file", data.to_str().unwrap()]);
-    assert!(ok, "{err}");
-    let (ok, out, err) = m1(
-        h,
-        &[
-            "t",
-            "query",
-            "-store",
-            "index",
-            "-q",
-            "city:London",
-            "-rows",
-            "10",
-            "-sort",
-            "age desc",
-            "-fl",
-            "name,age",
-            "-facets",
-            r#"{"c": {"type": "terms", "field": "city"}}"#,
-        ],
-    );
-    assert!(ok, "{err}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(
-        v,
-        json!({"count": 2, "items": [{"_m1key": 2, "name": "alan", "age": 41}, {"_m1key": 0, "name": "ada", "age": 36}],
-               "facets": {"c": {"buckets": [{"val": "London", "count": 2}]}}})
-    );
-    let (ok, out, _) =
-        m1(h, &["t", "query", "-q", "age:[40 TO *]", "-rows", "5", "-fl", "[\"name\"]", "-format", "csv"]);
-    assert!(ok);
-    assert_eq!(out, "_m1key,name\n1,grace\n2,alan\n");
-    let (ok, out, _) = m1(h, &["t", "query", "-q", "*:*"]);
-    assert!(ok);
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"count": 3, "items": []}));
-    // Ops side of stores, as in the seed.
-    let (ok, out, err) = m1(
-        h,
-        &[
-            "ops",
-            "env/store/create",
-            "-env",
-            "t",
-            "-store",
-            "second",
-            "-type",
-            "boost",
-            "-shards",
-            "2",
-            "-replicas",
-            "2",
-        ],
-    );
-    assert!(ok, "{err}");
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["documents"], 3);
-    assert!(m1(h, &["ops", "env/store/rename", "-env", "t", "-store", "second", "-name", "third"]).0);
-    let (_, out, _) = m1(h, &["t", "store/list"]);
-    let list: Value = serde_json::from_str(&out).unwrap();
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, vec!["index", "third"]);
-    assert_eq!(list[1]["type"], "boost");
-    assert_eq!(list[1]["shards"], 2);
-    assert!(m1(h, &["ops", "env/store/destroy", "-env", "t", "-store", "third"]).0);
-    let (ok, _, err) = m1(h, &["t", "query", "-store", "third", "-q", "*"]);
-    assert!(!ok && err.contains("unknown store 'third'"), "{err}");
-    let (ok, _, err) = m1(h, &["t", "query", "-q", "name:(ada"]);
-    assert!(!ok && err.contains("query syntax"), "{err}");
-    let (ok, out, _) = m1(h, &["t", "store/rebuild", "-store", "index"]);
-    assert!(ok);
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"documents": 3}));
-}
-
-/// Child mode: rebuilds the `index` store of `M1_STORE_CRASH_ENV` (the parent kills it).
 #[test]
 fn store_crash_child() {
     let Ok(env) = std::env::var("M1_STORE_CRASH_ENV") else { return };
@@ -361,7 +269,7 @@ fn dotted_names_and_relevance() {
     ];
     let mut req = m1::PublishRequest::new(dir.path().join("in.jsonl").to_str().unwrap());
     std::fs::write(&req.file, rows.iter().map(|r| r.to_string() + "\n").collect::<String>()).unwrap();
-    req.format = Some(m1_ingest::Format::Jsonl);
+    req.format = Some(m1_ingest::InputFormat::Jsonl);
     env.publish(&req).unwrap();
     assert_eq!(count(&env, "index", "geo.city.name:Oslo"), 2);
     assert_eq!(count(&env, "index", "a.b.c.d.e:[-10 TO 0]"), 1);

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::environment::{EnvConfig, Environment, now_ms};
 use crate::error::{EngineError, Result};
 use crate::schema::validate_name;
-use crate::storage::StoreOptions;
+use crate::storage::ObjectStoreOptions;
 
 /// One environment in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,8 +24,9 @@ pub struct CatalogEntry {
     pub id: String,
     /// Where the environment lives: a local path or object-store URL.
     pub url: String,
-    /// Worker parallelism.
-    pub servers: u32,
+    /// Worker threads (the seeds call them `servers`).
+    #[serde(rename = "servers")]
+    pub workers: u32,
     /// Lake shards.
     pub shards: u32,
     /// Creation time, epoch ms.
@@ -39,6 +40,9 @@ pub struct CatalogEntry {
     /// Buckets registered for this environment, with their object-store settings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buckets: Vec<Bucket>,
+    /// Roles granted read access to the environment's buckets (`env/bucket/grant`), recorded.
+    #[serde(default)]
+    pub read_roles: Vec<String>,
 }
 
 /// A bucket registered with an environment (`env/bucket/register`).
@@ -53,7 +57,7 @@ pub struct Bucket {
 
 impl CatalogEntry {
     /// The object-store settings for `url`: the environment's own, then a registered bucket's.
-    pub fn options_for(&self, url: &str) -> StoreOptions {
+    pub fn options_for(&self, url: &str) -> ObjectStoreOptions {
         let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string));
         let mut out: BTreeMap<String, String> = BTreeMap::new();
         if let Some(b) = self.buckets.iter().find(|b| Some(&b.name) == host.as_ref()) {
@@ -127,7 +131,7 @@ impl Catalog {
         let path = self.file();
         match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| EngineError::Catalog(format!("{} is damaged: {e}", path.display()))),
+                .map_err(|e| EngineError::CatalogDamaged { path: path.clone(), reason: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CatalogFile::default()),
             Err(e) => Err(EngineError::io(path, e)),
         }
@@ -161,8 +165,7 @@ impl Catalog {
     }
 
     fn require(&self, name: &str) -> Result<CatalogEntry> {
-        self.get(name)?
-            .ok_or_else(|| EngineError::Catalog(format!("no environment named '{name}' (see `m1 ops env/list`)")))
+        self.get(name)?.ok_or_else(|| EngineError::UnknownEnvironment(name.to_string()))
     }
 
     /// Opens a catalog environment with its recorded object-store settings.
@@ -187,24 +190,25 @@ impl Catalog {
         check_env_name(name)?;
         let mut file = self.load()?;
         if file.environments.iter().any(|e| e.name == name) {
-            return Err(EngineError::Catalog(format!("an environment named '{name}' already exists")));
+            return Err(EngineError::EnvironmentNameTaken(name.to_string()));
         }
         let url = match url {
             Some(u) => u.to_string(),
             None => self.home.join("envs").join(name).display().to_string(),
         };
-        let store_options: StoreOptions = options.clone().into_iter().collect();
-        let env = Environment::create_with(&url, &store_options, config)?;
+        let object_store_options: ObjectStoreOptions = options.clone().into_iter().collect();
+        let env = Environment::create_with(&url, &object_store_options, config)?;
         let entry = CatalogEntry {
             name: name.to_string(),
             id: env.config().id.clone(),
             url: env.storage().url().to_string(),
-            servers: env.config().servers,
+            workers: env.config().workers,
             shards: env.config().shards,
             created: now_ms(),
             options,
             outbound: false,
             buckets: Vec::new(),
+            read_roles: Vec::new(),
         };
         file.environments.push(entry.clone());
         self.save(&file)?;
@@ -216,13 +220,13 @@ impl Catalog {
         check_env_name(new_name)?;
         let mut file = self.load()?;
         if file.environments.iter().any(|e| e.name == new_name) {
-            return Err(EngineError::Catalog(format!("an environment named '{new_name}' already exists")));
+            return Err(EngineError::EnvironmentNameTaken(new_name.to_string()));
         }
         let entry = file
             .environments
             .iter_mut()
             .find(|e| e.name == name || e.id == name)
-            .ok_or_else(|| EngineError::Catalog(format!("no environment named '{name}'")))?;
+            .ok_or_else(|| EngineError::UnknownEnvironment(name.to_string()))?;
         entry.name = new_name.to_string();
         let out = entry.clone();
         self.save(&file)?;
@@ -247,10 +251,11 @@ impl Catalog {
 impl Catalog {
     fn update<F: FnOnce(&mut CatalogEntry) -> Result<()>>(&self, name: &str, change: F) -> Result<CatalogEntry> {
         let mut file = self.load()?;
-        let entry =
-            file.environments.iter_mut().find(|e| e.name == name || e.id == name).ok_or_else(|| {
-                EngineError::Catalog(format!("no environment named '{name}' (see `m1 ops env/list`)"))
-            })?;
+        let entry = file
+            .environments
+            .iter_mut()
+            .find(|e| e.name == name || e.id == name)
+            .ok_or_else(|| EngineError::UnknownEnvironment(name.to_string()))?;
         change(entry)?;
         let out = entry.clone();
         self.save(&file)?;
@@ -261,7 +266,10 @@ impl Catalog {
     /// it again replaces its settings.
     pub fn register_bucket(&self, env: &str, bucket: &str, options: BTreeMap<String, String>) -> Result<CatalogEntry> {
         if bucket.is_empty() || bucket.contains('/') {
-            return Err(EngineError::Catalog(format!("bad bucket name '{bucket}': give the bucket name only")));
+            return Err(EngineError::bad_parameter(
+                "bucket",
+                format!("'{bucket}' is not a bucket name: give the name only"),
+            ));
         }
         self.update(env, |e| {
             e.buckets.retain(|b| b.name != bucket);
@@ -280,17 +288,28 @@ impl Catalog {
 
     /// Changes an environment's worker parallelism (`env/rescale`), in its `env.json` and here;
     /// handles opened afterwards use it.
-    pub fn rescale(&self, env: &str, servers: u32) -> Result<CatalogEntry> {
-        if servers == 0 {
-            return Err(EngineError::Catalog("servers must be at least 1".into()));
+    pub fn rescale(&self, env: &str, workers: u32) -> Result<CatalogEntry> {
+        if workers == 0 {
+            return Err(EngineError::bad_parameter("servers", "must be at least 1"));
         }
         let opened = self.open_env(env)?;
         let mut config = opened.config().clone();
-        config.servers = servers;
+        config.workers = workers;
         let body = bytes::Bytes::from(serde_json::to_vec_pretty(&config)?);
         opened.storage().put(crate::environment::CONFIG_FILE, body)?;
         self.update(env, |e| {
-            e.servers = servers;
+            e.workers = workers;
+            Ok(())
+        })
+    }
+
+    /// Grants (or revokes) a read role (`env/bucket/grant`, `env/bucket/revoke`).
+    pub fn set_read_role(&self, env: &str, role: &str, granted: bool) -> Result<CatalogEntry> {
+        self.update(env, |e| {
+            e.read_roles.retain(|r| r != role);
+            if granted {
+                e.read_roles.push(role.to_string());
+            }
             Ok(())
         })
     }
@@ -301,7 +320,7 @@ impl Catalog {
             let before = e.buckets.len();
             e.buckets.retain(|b| b.name != bucket);
             if e.buckets.len() == before {
-                return Err(EngineError::Catalog(format!("bucket '{bucket}' is not registered with '{}'", e.name)));
+                return Err(EngineError::UnknownBucket { env: e.name.clone(), bucket: bucket.to_string() });
             }
             Ok(())
         })
@@ -314,11 +333,12 @@ fn check_env_name(name: &str) -> Result<()> {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && name != "ops";
     if !ok {
-        return Err(EngineError::Catalog(format!(
-            "bad environment name '{name}': use 1-63 letters, digits, '-' or '_' (and not 'ops')"
-        )));
+        return Err(EngineError::bad_parameter(
+            "env",
+            format!("'{name}' is not a valid environment name: use 1-63 letters, digits, '-' or '_' (and not 'ops')"),
+        ));
     }
-    validate_name(name).map_err(|e| EngineError::Catalog(e.to_string()))
+    validate_name(name).map_err(|e| EngineError::bad_parameter("env", e.to_string()))
 }
 
 #[cfg(test)]
@@ -359,5 +379,20 @@ mod tests {
         cat.destroy("other").unwrap();
         assert!(cat.list().unwrap().is_empty());
         assert!(!Path::new(&e.url).exists());
+    }
+
+    /// Catalogs written before `readRoles` existed still open, with no roles.
+    #[test]
+    fn reads_catalogs_without_read_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = r#"{"environments": [{"name": "old", "id": "abc", "url": "/nowhere", "servers": 2,
+                      "shards": 4, "created": 1, "outbound": false}]}"#;
+        std::fs::write(dir.path().join("catalog.json"), old).unwrap();
+        let cat = Catalog::open(dir.path()).unwrap();
+        let e = cat.get("old").unwrap().unwrap();
+        assert!(e.read_roles.is_empty());
+        let e = cat.set_read_role("old", "arn:a", true).unwrap();
+        assert_eq!(e.read_roles, ["arn:a"]);
+        assert!(cat.set_read_role("abc", "arn:a", false).unwrap().read_roles.is_empty());
     }
 }

@@ -18,7 +18,7 @@ use crate::log::{self, Action, Protocol, SegmentInfo, TableState};
 use crate::rows::{RowsBuilder, flatten};
 use crate::schema::{KEY, Property, RAND, Schema};
 use crate::segment::{self, SegmentCache, SegmentOptions};
-use crate::storage::{Storage, StoreOptions};
+use crate::storage::{ObjectStoreOptions, Storage};
 
 /// File holding the environment's configuration, relative to its root.
 pub const CONFIG_FILE: &str = "env.json";
@@ -39,8 +39,9 @@ pub struct EnvConfig {
     pub created: i64,
     /// Number of lake shards segments are spread over.
     pub shards: u32,
-    /// Worker parallelism.
-    pub servers: u32,
+    /// Worker threads for encoding and indexing (the seeds call them `servers`).
+    #[serde(rename = "servers")]
+    pub workers: u32,
     /// Records per segment file.
     pub segment_rows: usize,
     /// Records per Parquet data page.
@@ -59,7 +60,7 @@ impl Default for EnvConfig {
             id: uuid::Uuid::new_v4().simple().to_string(),
             created: now_ms(),
             shards: 4,
-            servers: 2,
+            workers: 2,
             segment_rows: seg.segment_rows,
             page_rows: seg.page_rows,
             codec: seg.codec,
@@ -69,31 +70,6 @@ impl Default for EnvConfig {
 }
 
 impl EnvConfig {
-    /// Defaults overridden by the `env/create` parameters `servers`, `shards` and `segmentRows`,
-    /// given as text (the CLI and the HTTP API receive every value as text).
-    pub fn from_params<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<EnvConfig> {
-        let num = |key: &str| -> Result<Option<u64>> {
-            get(key)
-                .map(|v| {
-                    v.trim().parse::<u64>().ok().filter(|n| *n >= 1 && *n <= u32::MAX as u64).ok_or_else(|| {
-                        EngineError::Catalog(format!("parameter '{key}' must be a positive number, got '{v}'"))
-                    })
-                })
-                .transpose()
-        };
-        let mut config = EnvConfig::default();
-        if let Some(n) = num("servers")? {
-            config.servers = n as u32;
-        }
-        if let Some(n) = num("shards")? {
-            config.shards = n as u32;
-        }
-        if let Some(n) = num("segmentRows")? {
-            config.segment_rows = n as usize;
-        }
-        Ok(config)
-    }
-
     fn segment_options(&self) -> SegmentOptions {
         SegmentOptions {
             segment_rows: self.segment_rows.max(1),
@@ -170,11 +146,11 @@ pub struct VacuumReport {
 impl Environment {
     /// Creates a new environment at `location`; fails if one exists there.
     pub fn create(location: &str, config: EnvConfig) -> Result<Environment> {
-        Self::create_with(location, &StoreOptions::new(), config)
+        Self::create_with(location, &ObjectStoreOptions::new(), config)
     }
 
     /// [`Environment::create`] with object-store options (endpoint, credentials).
-    pub fn create_with(location: &str, options: &StoreOptions, config: EnvConfig) -> Result<Environment> {
+    pub fn create_with(location: &str, options: &ObjectStoreOptions, config: EnvConfig) -> Result<Environment> {
         let storage = Storage::open(location, options)?;
         if storage.head(&log::version_path(0))?.is_some() {
             return Err(EngineError::EnvironmentExists(storage.url().to_string()));
@@ -197,11 +173,11 @@ impl Environment {
 
     /// Opens the environment at `location`.
     pub fn open(location: &str) -> Result<Environment> {
-        Self::open_with(location, &StoreOptions::new())
+        Self::open_with(location, &ObjectStoreOptions::new())
     }
 
     /// [`Environment::open`] with object-store options (endpoint, credentials).
-    pub fn open_with(location: &str, options: &StoreOptions) -> Result<Environment> {
+    pub fn open_with(location: &str, options: &ObjectStoreOptions) -> Result<Environment> {
         Self::open_storage(Storage::open(location, options)?)
     }
 
@@ -637,7 +613,7 @@ impl<'e> Appender<'e> {
             (self.full.clone(), self.env.config.segment_options(), self.env.storage.clone());
         // Encoding and upload run on up to `servers` threads; keys are already fixed, so the
         // order in which segments finish does not matter.
-        if self.in_flight.len() >= self.env.config.servers.max(1) as usize {
+        if self.in_flight.len() >= self.env.config.workers.max(1) as usize {
             self.join_oldest()?;
         }
         self.in_flight.push_back(std::thread::spawn(move || {
@@ -651,7 +627,9 @@ impl<'e> Appender<'e> {
 
     fn join_oldest(&mut self) -> Result<()> {
         if let Some(handle) = self.in_flight.pop_front() {
-            let info = handle.join().map_err(|_| EngineError::BadData("a segment writer thread panicked".into()))??;
+            let info = handle.join().map_err(|p| {
+                EngineError::WorkerPanicked(format!("a segment writer thread panicked: {}", crate::panic_message(&*p)))
+            })??;
             self.written.push(info);
         }
         Ok(())

@@ -32,9 +32,24 @@ pub enum EngineError {
     /// A commit kept losing races with other writers.
     #[error("gave up committing after {0} conflicting attempts by other writers; retry")]
     TooManyConflicts(usize),
-    /// A catalog operation failed.
-    #[error("catalog: {0}")]
-    Catalog(String),
+    /// No catalog environment has this name or id.
+    #[error("no environment named '{0}' (see `m1 ops env/list`)")]
+    UnknownEnvironment(String),
+    /// The catalog has an environment of this name already.
+    #[error("an environment named '{0}' already exists")]
+    EnvironmentNameTaken(String),
+    /// The catalog file cannot be read as a catalog.
+    #[error("catalog {path} is damaged: {reason}")]
+    CatalogDamaged { path: PathBuf, reason: String },
+    /// A parameter of a catalog or environment operation is not valid.
+    #[error("parameter '{name}': {reason}")]
+    BadParameter { name: String, reason: String },
+    /// A bucket named in a request is not registered with the environment.
+    #[error("bucket '{bucket}' is not registered with '{env}'")]
+    UnknownBucket { env: String, bucket: String },
+    /// A worker thread panicked; the operation was abandoned and nothing was committed.
+    #[error("internal error: {0}")]
+    WorkerPanicked(String),
     /// An object store request failed.
     #[cfg(feature = "storage")]
     #[error("storage: {0}")]
@@ -58,7 +73,66 @@ pub enum EngineError {
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 impl EngineError {
+    /// A [`EngineError::BadParameter`].
+    pub fn bad_parameter(name: &str, reason: impl Into<String>) -> Self {
+        EngineError::BadParameter { name: name.to_string(), reason: reason.into() }
+    }
+
+    /// What kind of failure this is, for callers that map errors to statuses or exit codes.
+    pub fn kind(&self) -> ErrorKind {
+        use EngineError::*;
+        match self {
+            BadLocation { .. }
+            | Schema(_)
+            | UnknownProperty(_)
+            | BadData(_)
+            | BadValue { .. }
+            | BadParameter { .. } => ErrorKind::BadInput,
+            NoEnvironment(_) | UnknownEnvironment(_) | UnknownBucket { .. } => ErrorKind::NotFound,
+            EnvironmentExists(_) | EnvironmentNameTaken(_) => ErrorKind::Exists,
+            TooManyConflicts(_) => ErrorKind::Busy,
+            CorruptLog { .. } | CatalogDamaged { .. } | WorkerPanicked(_) | Json(_) | Io { .. } | Arrow(_) => {
+                ErrorKind::Internal
+            }
+            #[cfg(feature = "storage")]
+            Store(object_store::Error::NotFound { .. }) => ErrorKind::NotFound,
+            #[cfg(feature = "storage")]
+            Store(_) | Parquet(_) => ErrorKind::Internal,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         EngineError::Io { path: path.into(), source }
+    }
+}
+
+/// The situation an error describes, independent of its wording: what front-ends map to HTTP
+/// statuses and exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The request is malformed or does not fit the data (400).
+    BadInput,
+    /// What the request names does not exist (404).
+    NotFound,
+    /// What the request would create exists already (409).
+    Exists,
+    /// The request conflicts with the current state (409).
+    Conflict,
+    /// The environment is suspended and cannot answer now (503).
+    Suspended,
+    /// Too much contention or load right now; retrying may succeed (503).
+    Busy,
+    /// A failure of m1 or the machine itself, not of the request (500).
+    Internal,
+}
+
+/// The message of a panic payload (what `std::thread::JoinHandle::join` returns on a panic).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a worker thread panicked".to_string()
     }
 }

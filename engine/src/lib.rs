@@ -30,7 +30,7 @@ pub mod values;
 pub use catalog::{Bucket, Catalog, CatalogEntry};
 #[cfg(feature = "storage")]
 pub use environment::{AppendReport, Appender, EnvConfig, Environment, VacuumReport};
-pub use error::{EngineError, Result};
+pub use error::{EngineError, ErrorKind, Result, panic_message};
 #[cfg(feature = "storage")]
 pub use log::{SegmentInfo, TableState};
 pub use schema::{KEY, Property, PropertyType, RAND, Schema};

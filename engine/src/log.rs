@@ -67,7 +67,7 @@ pub struct Metadata {
     /// Table id.
     pub id: String,
     /// Storage format.
-    pub format: Format,
+    pub format: FileFormat,
     /// Delta schema as a JSON string.
     pub schema_string: String,
     /// No partition columns: shards are directories named in each `add`.
@@ -81,7 +81,7 @@ pub struct Metadata {
 
 /// The `format` of `metaData`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Format {
+pub struct FileFormat {
     /// Always `parquet`.
     pub provider: String,
     /// Unused options.
@@ -230,7 +230,7 @@ pub fn metadata_action(table_id: &str, schema: &Schema, columns: &[Property], cr
     ]);
     Action::MetaData(Metadata {
         id: table_id.to_string(),
-        format: Format { provider: "parquet".into(), options: HashMap::new() },
+        format: FileFormat { provider: "parquet".into(), options: HashMap::new() },
         schema_string: Schema::delta_schema_string(&all),
         partition_columns: vec![],
         configuration,

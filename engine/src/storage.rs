@@ -47,11 +47,11 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
 static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// Extra settings for remote stores (endpoint, credentials), as object_store config keys.
-pub type StoreOptions = Vec<(String, String)>;
+pub type ObjectStoreOptions = Vec<(String, String)>;
 
 /// Builds an `s3://`, `gs://` or `az://` store from the usual environment variables, then
 /// `options` (object_store config keys such as `aws_endpoint`), for the bucket `url` names.
-pub fn cloud_store(url: &str, options: &StoreOptions) -> std::result::Result<Arc<dyn ObjectStore>, String> {
+pub fn object_store_for(url: &str, options: &ObjectStoreOptions) -> std::result::Result<Arc<dyn ObjectStore>, String> {
     macro_rules! build {
         ($builder:ty) => {{
             let mut b = <$builder>::from_env().with_url(url);
@@ -91,7 +91,7 @@ impl Storage {
     ///
     /// Remote stores read credentials and endpoints from the usual environment variables
     /// (`AWS_*`, `GOOGLE_*`, `AZURE_*`); `options` override them.
-    pub fn open(location: &str, options: &StoreOptions) -> Result<Storage> {
+    pub fn open(location: &str, options: &ObjectStoreOptions) -> Result<Storage> {
         let bad = |reason: String| EngineError::BadLocation { url: location.to_string(), reason };
         if !location.contains("://") {
             return Self::local(FsPath::new(location));
@@ -107,7 +107,9 @@ impl Storage {
                 let name = url.host_str().unwrap_or_default().to_string();
                 MEMORY_STORES.lock().entry(name).or_insert_with(|| Arc::new(InMemory::new())).clone()
             }
-            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => cloud_store(location, options).map_err(bad)?,
+            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => {
+                object_store_for(location, options).map_err(bad)?
+            }
             other => return Err(bad(format!("unsupported scheme '{other}'"))),
         };
         // Cloud URLs carry the bucket in the host; the URL path is the prefix inside it.

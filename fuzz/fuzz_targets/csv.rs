@@ -6,11 +6,11 @@
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use m1_ingest::{Format, FormatOptions, decode_charset, open_records};
+use m1_ingest::{InputFormat, FormatOptions, decode_charset, open_records};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, body)) = data.split_first() else { return };
-    let format = if flags & 1 == 0 { Format::Csv } else { Format::Txt };
+    let format = if flags & 1 == 0 { InputFormat::Csv } else { InputFormat::Txt };
     let headers = flags & 2 == 0;
     let columns = (!headers || flags & 4 != 0).then(|| vec!["a".to_string(), "b".to_string(), "c.d".to_string()]);
     let delimiter = match (flags >> 3) & 3 {

@@ -5,11 +5,11 @@
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use m1_ingest::{Format, FormatOptions, open_records};
+use m1_ingest::{InputFormat, FormatOptions, open_records};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, body)) = data.split_first() else { return };
-    let format = if flags & 1 == 0 { Format::Jsonl } else { Format::Json };
+    let format = if flags & 1 == 0 { InputFormat::Jsonl } else { InputFormat::Json };
     let options = FormatOptions::new(format);
     let records = open_records(Box::new(Cursor::new(body.to_vec())), &options, "fuzz.json").expect("json options");
     let mut last_line = 0;

@@ -33,6 +33,29 @@ pub enum IngestError {
     /// The storage core failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A worker thread of the pipeline panicked; nothing was committed.
+    #[error("internal error: {0}")]
+    WorkerPanicked(String),
+}
+
+impl IngestError {
+    /// What kind of failure this is (see [`m1_engine::ErrorKind`]).
+    pub fn kind(&self) -> m1_engine::ErrorKind {
+        use m1_engine::ErrorKind;
+        match self {
+            IngestError::Engine(e) => e.kind(),
+            IngestError::WorkerPanicked(_) => ErrorKind::Internal,
+            // The caller named the file and the options; a file that cannot be read or parsed is
+            // their input.
+            IngestError::Read { .. }
+            | IngestError::Row { .. }
+            | IngestError::Rules(_)
+            | IngestError::Unsupported(_)
+            | IngestError::Source(_)
+            | IngestError::Record(_)
+            | IngestError::InvalidOption(_) => ErrorKind::BadInput,
+        }
+    }
 }
 
 /// Result type of the ingest crate.

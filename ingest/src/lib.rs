@@ -21,7 +21,7 @@ pub use archive::{WriteOptions, WriteReport, write};
 pub use charset::decode_charset;
 pub use compression::{Compression, decompress};
 pub use error::{IngestError, Result};
-pub use format::{Format, FormatOptions, RecordError, SourceOptions, SourceRecord, open_records, read_source};
+pub use format::{FormatOptions, InputFormat, RecordError, SourceOptions, SourceRecord, open_records, read_source};
 #[cfg(feature = "publish")]
 pub use publish::{Progress, PublishReport, PublishRequest, Rejection, publish, publish_records};
 pub use rules::{RuleError, RuleSet};

@@ -20,14 +20,14 @@ use arrow::array::ArrayRef;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use m1_engine::rows::{JsonPush, PushJsonError, RowsBuilder};
 use m1_engine::schema::{Property, PropertyType};
-use m1_engine::storage::StoreOptions;
+use m1_engine::storage::ObjectStoreOptions;
 use m1_engine::{EngineError, Environment};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::compression::Compression;
 use crate::error::{IngestError, Result};
-use crate::format::{Format, FormatOptions, RecordError, SourceOptions, SourceRecord, read_source};
+use crate::format::{FormatOptions, InputFormat, RecordError, SourceOptions, SourceRecord, read_source};
 use crate::rules::RuleSet;
 use crate::source::{SourceFile, resolve};
 
@@ -46,7 +46,7 @@ pub struct PublishRequest {
     /// TransformRuleSet JSON.
     pub rules: Option<String>,
     /// Format; from each file's name when absent.
-    pub format: Option<Format>,
+    pub format: Option<InputFormat>,
     /// Compression; from each file's name when absent.
     pub compression: Option<Compression>,
     /// Charset label (UTF-8 when absent).
@@ -65,7 +65,7 @@ pub struct PublishRequest {
     /// Allow `http(s)://` sources.
     pub outbound: bool,
     /// Object-store settings for remote sources.
-    pub store_options: StoreOptions,
+    pub object_store_options: ObjectStoreOptions,
     /// For zip files: only these entries.
     pub zip_entries: Option<Vec<String>>,
 }
@@ -85,56 +85,9 @@ impl PublishRequest {
             infer: false,
             permissive: None,
             outbound: false,
-            store_options: StoreOptions::new(),
+            object_store_options: ObjectStoreOptions::new(),
             zip_entries: None,
         }
-    }
-
-    /// A request from the seed's named parameters (`file`, `rules`, `format`, `compression`,
-    /// `encoding`, `delimiter`, `headers`, `rows`, `infer`, `permissive`, `entries`), as the CLI
-    /// and the HTTP API receive them: every value is text. `outbound` and `store_options` come
-    /// from the environment's catalog entry, not the caller.
-    pub fn from_params<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<PublishRequest> {
-        let bad = IngestError::InvalidOption;
-        let flag = |key: &str| -> Result<Option<bool>> {
-            get(key)
-                .map(|v| match v.trim() {
-                    "true" | "1" | "yes" => Ok(true),
-                    "false" | "0" | "no" => Ok(false),
-                    other => Err(bad(format!("parameter '{key}' must be true or false, got '{other}'"))),
-                })
-                .transpose()
-        };
-        let file = get("file").ok_or_else(|| bad("missing required parameter 'file'".into()))?;
-        let mut req = PublishRequest::new(file.strip_prefix("file=").unwrap_or(file));
-        req.rules = get("rules").map(str::to_string);
-        req.format = get("format").map(Format::parse).transpose()?;
-        req.compression = get("compression").map(Compression::parse).transpose()?;
-        req.encoding = get("encoding").map(str::to_string);
-        req.delimiter = match get("delimiter") {
-            None => None,
-            Some("\\t" | "tab" | "\t") => Some(b'\t'),
-            Some(d) if d.len() == 1 => Some(d.as_bytes()[0]),
-            Some(d) => return Err(bad(format!("parameter 'delimiter' must be one character (or 'tab'), got '{d}'"))),
-        };
-        req.headers = flag("headers")?.unwrap_or(true);
-        req.rows = match get("rows") {
-            None => None,
-            Some(v) => {
-                let n: i64 =
-                    v.trim().parse().map_err(|_| bad(format!("parameter 'rows' must be a number, got '{v}'")))?;
-                u64::try_from(n).ok()
-            }
-        };
-        req.infer = flag("infer")?.unwrap_or(false);
-        req.permissive = flag("permissive")?;
-        req.zip_entries = get("entries")
-            .map(|v| {
-                serde_json::from_str(v)
-                    .map_err(|e| bad(format!("parameter 'entries' must be a JSON array of names: {e}")))
-            })
-            .transpose()?;
-        Ok(req)
     }
 }
 
@@ -234,7 +187,7 @@ fn filter_compiler(
 fn source_options(req: &PublishRequest, rules: &RuleSet, file: &SourceFile) -> Result<SourceOptions> {
     let (base, named) = Compression::split_name(&file.name);
     let compression = req.compression.unwrap_or(named);
-    let format = match (req.format, Format::from_name(base)) {
+    let format = match (req.format, InputFormat::from_name(base)) {
         (Some(f), _) | (None, Some(f)) => Some(f),
         // Each zip entry is read in the format its own name gives.
         (None, None) if compression == Compression::Zip => None,
@@ -245,7 +198,7 @@ fn source_options(req: &PublishRequest, rules: &RuleSet, file: &SourceFile) -> R
             )));
         }
     };
-    let mut fo = FormatOptions::new(format.unwrap_or(Format::Jsonl));
+    let mut fo = FormatOptions::new(format.unwrap_or(InputFormat::Jsonl));
     fo.format = format;
     fo.delimiter = req.delimiter;
     fo.headers = req.headers;
@@ -379,7 +332,7 @@ pub fn publish(
         Some(json) => RuleSet::parse(json, &compile)?,
         None => RuleSet::empty(),
     };
-    let files = resolve(&req.file, &req.store_options, req.outbound)?;
+    let files = resolve(&req.file, &req.object_store_options, req.outbound)?;
     let options: Vec<SourceOptions> = files.iter().map(|f| source_options(req, &rules, f)).collect::<Result<_>>()?;
     let inferred = if req.infer { infer(env, &files, &options, &rules)? } else { Vec::new() };
 
@@ -391,14 +344,14 @@ pub fn publish(
     let properties = appender.schema().properties().to_vec();
     let bytes = Arc::new(AtomicU64::new(0));
     let abort = AtomicBool::new(false);
-    let servers = env.config().servers.max(1) as usize;
-    let (raw_tx, raw_rx) = bounded::<RawChunk>(servers * 2);
-    let (typed_tx, typed_rx) = bounded::<Result<TypedChunk>>(servers * 2);
+    let workers = env.config().workers.max(1) as usize;
+    let (raw_tx, raw_rx) = bounded::<RawChunk>(workers * 2);
+    let (typed_tx, typed_rx) = bounded::<Result<TypedChunk>>(workers * 2);
     let bytes_total = files.iter().map(|f| f.size).sum::<Option<u64>>();
 
     let totals = std::thread::scope(|s| {
         let reader = s.spawn(|| read_all(&files, &options, req, &bytes, &abort, raw_tx));
-        for _ in 0..servers {
+        for _ in 0..workers {
             let (rx, tx) = (raw_rx.clone(), typed_tx.clone());
             let (rules, properties, abort) = (&rules, &properties, &abort);
             s.spawn(move || work(rx, tx, rules, properties, permissive, abort));
@@ -435,8 +388,9 @@ pub fn publish(
                 progress(&Progress { bytes_read, bytes_total, rows: totals.published, elapsed: started.elapsed() });
             }
         }
-        let read_result =
-            reader.join().unwrap_or_else(|_| Err(IngestError::Source("the reader thread panicked".into())));
+        let read_result = reader.join().unwrap_or_else(|p| {
+            Err(IngestError::WorkerPanicked(format!("the reader thread panicked: {}", m1_engine::panic_message(&*p))))
+        });
         match failure {
             Some(e) => Err(e),
             None => read_result.map(|()| totals),
@@ -465,7 +419,7 @@ fn read_all(
             break;
         }
         let name: Arc<str> = Arc::from(file.name.as_str());
-        let delimited = matches!(options.format.format, Some(Format::Csv | Format::Txt));
+        let delimited = matches!(options.format.format, Some(InputFormat::Csv | InputFormat::Txt));
         let input = Box::new(Counted { inner: file.open()?, count: bytes.clone() });
         let send = |items: Items, seq: &mut u64| {
             let chunk = RawChunk { seq: *seq, file: name.clone(), delimited, items };
@@ -473,7 +427,7 @@ fn read_all(
             tx.send(chunk).is_ok() && !abort.load(Ordering::Relaxed)
         };
         let compression = options.compression.unwrap_or(Compression::None);
-        if options.format.format == Some(Format::Jsonl) && compression != Compression::Zip {
+        if options.format.format == Some(InputFormat::Jsonl) && compression != Compression::Zip {
             if let Some(label) = &options.encoding {
                 crate::charset::encoding_for_label(label)?;
             }

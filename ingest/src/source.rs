@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use globset::{Glob, GlobMatcher};
-use m1_engine::storage::{StoreOptions, block_on};
+use m1_engine::storage::{ObjectStoreOptions, block_on};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -112,7 +112,7 @@ fn matcher(pattern: &str) -> Result<GlobMatcher> {
 ///
 /// `outbound` allows `http(s)://` sources; `options` configure the object store (endpoint,
 /// credentials) on top of the usual environment variables.
-pub fn resolve(file: &str, options: &StoreOptions, outbound: bool) -> Result<Vec<SourceFile>> {
+pub fn resolve(file: &str, options: &ObjectStoreOptions, outbound: bool) -> Result<Vec<SourceFile>> {
     let file = file.strip_prefix("file=").unwrap_or(file);
     let mut files = if let Some(rest) = file.strip_prefix("file://") {
         resolve_local(rest)?
@@ -170,7 +170,7 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn resolve_remote(file: &str, options: &StoreOptions, outbound: bool) -> Result<Vec<SourceFile>> {
+fn resolve_remote(file: &str, options: &ObjectStoreOptions, outbound: bool) -> Result<Vec<SourceFile>> {
     let url = url::Url::parse(file).map_err(|e| IngestError::Source(format!("bad URL '{file}': {e}")))?;
     let bad = |e: object_store::Error| IngestError::Source(format!("{file}: {e}"));
     let scheme = url.scheme();
@@ -181,9 +181,8 @@ fn resolve_remote(file: &str, options: &StoreOptions, outbound: bool) -> Result<
         )));
     }
     let store: Arc<dyn ObjectStore> = match scheme {
-        "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => {
-            m1_engine::storage::cloud_store(file, options).map_err(|e| IngestError::Source(format!("{file}: {e}")))?
-        }
+        "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => m1_engine::storage::object_store_for(file, options)
+            .map_err(|e| IngestError::Source(format!("{file}: {e}")))?,
         "http" | "https" => {
             let origin = url[..url::Position::BeforePath].to_string();
             let client = object_store::ClientOptions::new().with_allow_http(true);
@@ -250,7 +249,7 @@ mod tests {
                 .map(|f| f.name.strip_prefix(&format!("{}/", d.display())).unwrap().to_string())
                 .collect::<Vec<_>>()
         };
-        let none = StoreOptions::new();
+        let none = ObjectStoreOptions::new();
         assert_eq!(
             names(resolve(d.to_str().unwrap(), &none, false).unwrap()),
             ["a.csv", "b.csv", "c.json", "sub/d.csv"]
@@ -276,7 +275,7 @@ mod tests {
 
     #[test]
     fn http_needs_outbound() {
-        let err = resolve("https://example.com/data.csv", &StoreOptions::new(), false).unwrap_err().to_string();
+        let err = resolve("https://example.com/data.csv", &ObjectStoreOptions::new(), false).unwrap_err().to_string();
         assert!(err.contains("env/outbound"), "{err}");
     }
 }

@@ -26,6 +26,9 @@ pub enum QueryError {
     /// No data store has that name.
     #[error("unknown store '{0}': see store/list for the stores of this environment")]
     UnknownStore(String),
+    /// A data store of that name exists already.
+    #[error("a store named '{0}' already exists")]
+    StoreExists(String),
     /// A store's files are not what m1 wrote; `store/rebuild` recreates them from the lake.
     #[error("store is damaged ({0}); rebuild it with store/rebuild")]
     StoreDamaged(String),
@@ -37,6 +40,9 @@ pub enum QueryError {
     #[cfg(feature = "stores")]
     #[error("index directory: {0}")]
     IndexDirectory(#[from] tantivy::directory::error::OpenDirectoryError),
+    /// A worker thread panicked; the request was abandoned.
+    #[error("internal error: {0}")]
+    WorkerPanicked(String),
     /// A request parameter is invalid.
     #[error("{0}")]
     BadRequest(String),
@@ -54,7 +60,26 @@ pub enum QueryError {
     SessionCorrupt { path: std::path::PathBuf, message: String },
 }
 
+#[cfg(feature = "stores")]
+/// The result of a joined worker thread, a panic turned into [`QueryError::WorkerPanicked`].
+pub(crate) fn joined<T>(what: &str, r: std::thread::Result<Result<T>>) -> Result<T> {
+    r.map_err(|p| QueryError::WorkerPanicked(format!("{what} panicked: {}", m1_engine::panic_message(&*p))))?
+}
+
 impl QueryError {
+    /// What kind of failure this is (see [`m1_engine::ErrorKind`]).
+    pub fn kind(&self) -> m1_engine::ErrorKind {
+        use m1_engine::ErrorKind;
+        match self {
+            QueryError::Engine(e) => e.kind(),
+            QueryError::Syntax(_) | QueryError::BadRequest(_) | QueryError::UnknownProperty(_) => ErrorKind::BadInput,
+            QueryError::UnknownStore(_) | QueryError::NoSessionStore(_) => ErrorKind::NotFound,
+            QueryError::StoreExists(_) => ErrorKind::Exists,
+            QueryError::SessionRefused { .. } => ErrorKind::Conflict,
+            _ => ErrorKind::Internal,
+        }
+    }
+
     /// A session store I/O error at `path`.
     pub fn session_io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> QueryError {
         QueryError::SessionIo { path: path.into(), source }

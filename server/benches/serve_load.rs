@@ -54,27 +54,20 @@ fn pick_op(rng: &mut rand::rngs::StdRng, i: u64, client: usize) -> Op {
     }
 }
 
-/// The same operation on the library, its answer encoded to JSON as the server would.
-fn direct(env: &m1_engine::Environment, stores: &m1_query::Stores, op: &Op) -> Result<usize, String> {
-    let get = |k: &str| op.2.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
-    match op.0 {
-        0 => {
-            let ids: Vec<u64> = serde_json::from_str(get("ids").unwrap()).unwrap();
-            let batch = m1_query::get(env, &ids, None).map_err(|e| e.to_string())?;
-            Ok(serde_json::to_vec(&m1_query::encode::records(&batch)).unwrap().len())
-        }
-        1 => {
-            let (req, _) = m1_query::store::params::query_request(get).map_err(|e| e.to_string())?;
-            let answer = m1_query::store::search::run(env, stores, &req).map_err(|e| e.to_string())?;
+/// The same operation on the library's endpoint layer (the code the server calls), its answer
+/// encoded as the server would.
+fn direct(env: &m1::Environment, op: &Op) -> Result<usize, String> {
+    let params = op.2.iter().map(|(k, v)| (k.to_string(), v.clone()));
+    let output = m1::endpoint::call_env(&m1::endpoint::EnvCall::local(env), op.1, params).map_err(|e| e.to_string())?;
+    Ok(match output {
+        m1::endpoint::Output::Empty => 0,
+        m1::endpoint::Output::Json(v) => v.to_string().len(),
+        m1::endpoint::Output::Stream { write, .. } => {
             let mut out = Vec::new();
-            answer.write_json(env, &mut out).map_err(|e| e.to_string())?;
-            Ok(out.len())
+            write(&mut out).map_err(|e| e.to_string())?;
+            out.len()
         }
-        _ => m1_query::session::Sessions::for_env(env)
-            .update("stash", get("ops").unwrap())
-            .map(|r| serde_json::to_vec(&r).unwrap().len())
-            .map_err(|e| e.to_string()),
-    }
+    })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -123,7 +116,7 @@ fn setup(home: &std::path::Path) {
             .clone()
     });
     env.append_json(rows).unwrap();
-    m1_query::session::Sessions::for_env(&env).add("stash", None, 1, 1).unwrap();
+    m1::session::Sessions::for_env(&env).add("stash", None, 1, 1).unwrap();
 }
 
 /// Runs the clients against the server; returns (latencies, errors).
@@ -202,13 +195,12 @@ fn main() {
     });
 
     // Baseline: the library, same mix, same concurrency, no HTTP.
-    let env = Catalog::open(home.path()).unwrap().open_env("test-m1").unwrap();
-    let stores = m1_query::Stores::new(&env);
+    let env = m1::Environment::open_in(&Catalog::open(home.path()).unwrap(), "test-m1").unwrap();
     let deadline = Instant::now() + Duration::from_secs(direct_secs);
     let latencies: Vec<(usize, Duration)> = std::thread::scope(|scope| {
         let jobs: Vec<_> = (0..clients)
             .map(|c| {
-                let (env, stores) = (&env, &stores);
+                let env = &env;
                 scope.spawn(move || {
                     let mut rng = rand::rngs::StdRng::seed_from_u64(1000 + c as u64);
                     let (mut out, mut i) = (Vec::new(), 0u64);
@@ -216,7 +208,7 @@ fn main() {
                         i += 1;
                         let op = pick_op(&mut rng, i, c);
                         let t = Instant::now();
-                        direct(env, stores, &op).unwrap();
+                        direct(env, &op).unwrap();
                         out.push((op.0, t.elapsed()));
                     }
                     out

@@ -72,15 +72,12 @@ pub struct AuthData {
     /// Ops: environment id -> account id (environments not listed belong to the first account).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env_accounts: BTreeMap<String, String>,
-    /// Ops: environment id -> roles granted read access (`env/bucket/grant`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub read_roles: BTreeMap<String, Vec<String>>,
 }
 
 /// Where an auth file lives.
 pub enum Backing {
     /// `auth.json` at an environment's root (local or object store).
-    Env(std::sync::Arc<m1_engine::Environment>),
+    Env(std::sync::Arc<m1::Environment>),
     /// A local file written owner-only (ops, in `$M1_HOME`).
     File(PathBuf),
 }
@@ -98,7 +95,7 @@ impl AuthStore {
     /// Loads the store (empty when no file exists yet).
     pub fn open(backing: Backing) -> Result<AuthStore> {
         let bytes = match &backing {
-            Backing::Env(env) => env.storage().get(ENV_AUTH_FILE)?.map(|b| b.to_vec()),
+            Backing::Env(env) => env.engine().storage().get(ENV_AUTH_FILE)?.map(|b| b.to_vec()),
             Backing::File(path) => match std::fs::read(path) {
                 Ok(b) => Some(b),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -133,7 +130,7 @@ impl AuthStore {
     fn persist(&self, data: &AuthData) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(data).map_err(|e| ServerError::Internal(e.to_string()))?;
         match &self.backing {
-            Backing::Env(env) => Ok(env.storage().put(ENV_AUTH_FILE, bytes.into())?),
+            Backing::Env(env) => Ok(env.engine().storage().put(ENV_AUTH_FILE, bytes.into())?),
             Backing::File(path) => write_private(path, &bytes),
         }
     }

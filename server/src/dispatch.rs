@@ -13,16 +13,16 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use m1_engine::{Catalog, CatalogEntry, Environment};
+use m1::endpoint::{Access, Args, EnvCall, Handler, Output, Scope};
+use m1::{Catalog, Environment};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
 use crate::auth::{AuthStore, Backing};
 use crate::error::{Result, ServerError};
 use crate::params::Params;
-use crate::routes::{self, Access, Route};
-use crate::stream::{Reply, blocking};
-use crate::{ServeOptions, env, ops};
+use crate::stream::{Reply, blocking, respond};
+use crate::{ServeOptions, accounts, users};
 
 /// Header carrying the token.
 pub const TOKEN_HEADER: &str = "m1-auth-token";
@@ -31,25 +31,26 @@ pub const TOKEN_HEADER: &str = "m1-auth-token";
 pub struct EnvHandle {
     /// Catalog name (or the location, for an environment outside the catalog).
     pub name: String,
-    /// The environment.
+    /// The environment (with its catalog entry and data stores).
     pub env: Arc<Environment>,
-    /// Its catalog entry (buckets, outbound), if it is in the catalog.
-    pub entry: Option<CatalogEntry>,
     /// Its users and tokens.
     pub auth: AuthStore,
     /// System parameters, reloaded whenever `/system` changes them.
     pub system: RwLock<BTreeMap<String, Value>>,
-    /// Its data stores.
-    pub stores: m1_query::Stores,
 }
 
 impl EnvHandle {
-    fn open(name: String, env: Environment, entry: Option<CatalogEntry>) -> Result<EnvHandle> {
+    fn open(name: String, env: Environment) -> Result<EnvHandle> {
         let env = Arc::new(env);
-        let system = RwLock::new(env.system()?);
+        let system = RwLock::new(env.engine().system()?);
         let auth = AuthStore::open(Backing::Env(env.clone()))?;
-        let stores = m1_query::Stores::new(&env);
-        Ok(EnvHandle { name, env, entry, auth, system, stores })
+        Ok(EnvHandle { name, env, auth, system })
+    }
+
+    /// Reloads the cached system parameters (after `/system` changed them).
+    fn reload_system(&self) -> Result<()> {
+        *self.system.write() = self.env.engine().system()?;
+        Ok(())
     }
 
     /// A system parameter.
@@ -85,8 +86,8 @@ impl App {
         let root = match &options.env {
             None => None,
             Some(target) => Some(Arc::new(match catalog.get(target)? {
-                Some(entry) => EnvHandle::open(entry.name.clone(), catalog.open_env(target)?, Some(entry))?,
-                None => EnvHandle::open(target.clone(), Environment::open(target)?, None)?,
+                Some(entry) => EnvHandle::open(entry.name.clone(), Environment::open_in(&catalog, target)?)?,
+                None => EnvHandle::open(target.clone(), Environment::open(target)?)?,
             })),
         };
         Ok(App { catalog, options, root, envs: Mutex::new(HashMap::new()), ops })
@@ -104,11 +105,11 @@ impl App {
         // One handle per environment, whatever it is called by (name or id): users, tokens and
         // open stores must not exist twice in memory. Opening happens under the lock for that.
         let mut envs = self.envs.lock();
-        if let Some(h) = envs.values().find(|h| h.env.config().id == entry.id).cloned() {
+        if let Some(h) = envs.values().find(|h| h.env.engine().config().id == entry.id).cloned() {
             envs.insert(name.to_string(), h.clone());
             return Ok(h);
         }
-        let handle = Arc::new(EnvHandle::open(entry.name.clone(), self.catalog.open_env(&entry.id)?, Some(entry))?);
+        let handle = Arc::new(EnvHandle::open(entry.name.clone(), Environment::open_in(&self.catalog, &entry.id)?)?);
         envs.insert(name.to_string(), handle.clone());
         Ok(handle)
     }
@@ -116,7 +117,7 @@ impl App {
     /// Forgets cached handles of an environment (after rename, destroy, settings or reboot),
     /// so the next request reopens it.
     pub fn evict(&self, id: &str) {
-        self.envs.lock().retain(|_, h| h.env.config().id != id);
+        self.envs.lock().retain(|_, h| h.env.engine().config().id != id);
     }
 }
 
@@ -144,7 +145,7 @@ fn resolve(app: &App, headers: &HeaderMap, uri: &axum::http::Uri) -> Result<Targ
     }
     if let Some(root) = &app.root {
         // `/<its name>/...` also reaches it, so clients that address by prefix work unchanged.
-        let path = if first == root.name || first == root.env.config().id { rest } else { path };
+        let path = if first == root.name || first == root.env.engine().config().id { rest } else { path };
         return Ok(Target::Env(root.clone(), path.to_string()));
     }
     if let Some(label) = host.strip_suffix(".localhost").filter(|l| !l.is_empty() && !l.contains('.')) {
@@ -185,8 +186,8 @@ impl Caller {
     }
 }
 
-fn authorize(store: &AuthStore, route: &Route, caller: &mut Caller, endpoint: &str) -> Result<()> {
-    if route.access == Access::Public {
+fn authorize(store: &AuthStore, access: Access, caller: &mut Caller, endpoint: &str) -> Result<()> {
+    if access == Access::Public {
         return Ok(());
     }
     let token = caller.token.as_deref().ok_or_else(|| {
@@ -195,7 +196,7 @@ fn authorize(store: &AuthStore, route: &Route, caller: &mut Caller, endpoint: &s
     let (name, user) = store.check(token, &caller.ip)?;
     caller.user = Some(name);
     caller.rights = user.rights;
-    if let Access::AnyOf(rights) = route.access
+    if let Access::AnyOf(rights) = access
         && !rights.iter().any(|r| caller.has(r))
     {
         return Err(ServerError::Forbidden(format!("/{endpoint} needs one of the rights {}", rights.join(", "))));
@@ -254,29 +255,30 @@ async fn route_request(
         let method = method.clone();
         blocking(move || {
             let target = resolve(&app, &headers, &uri)?;
-            let (table, path, store) = match &target {
-                Target::Ops(p) => (routes::OPS_ROUTES, p.clone(), &app.ops),
+            let (scope, path, store) = match &target {
+                Target::Ops(p) => (Scope::Ops, p.clone(), &app.ops),
                 Target::Env(h, p) => {
                     let origin = h.param("cors").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
                     if !origin.is_empty() {
                         *cors.lock() = Some(origin);
                     }
-                    (routes::ENV_ROUTES, p.clone(), &h.auth)
+                    (Scope::Env, p.clone(), &h.auth)
                 }
             };
             let path = path.trim_end_matches('/').to_string();
-            let route = routes::find(table, &path)
+            let ep = m1::endpoint::find(scope, &path)
                 .ok_or_else(|| ServerError::NotFound(format!("unknown endpoint '/{path}'")))?;
             if method == Method::OPTIONS {
                 return Ok((target, path, caller));
             }
-            if !route.methods.iter().any(|m| *m == method.as_str()) {
+            let verbs = ep.verbs.names();
+            if !verbs.iter().any(|m| *m == method.as_str()) {
                 return Err(ServerError::MethodNotAllowed(format!(
                     "/{path} takes {}, not {method}",
-                    route.methods.join(" or ")
+                    verbs.join(" or ")
                 )));
             }
-            authorize(store, route, &mut caller, &path)?;
+            authorize(store, ep.access, &mut caller, &path)?;
             Ok((target, path, caller))
         })
         .await?
@@ -287,8 +289,14 @@ async fn route_request(
     let mut params = Params::from_query(parts.uri.query().unwrap_or(""));
     params.read_body(&parts.headers, body, app.options.max_body_bytes, app.options.read_timeout).await?;
     let reply = match target {
-        Target::Ops(_) => ops::call(app, &path, caller, params).await?,
-        Target::Env(handle, _) => env::call(app, handle, &path, caller, params).await?,
+        Target::Ops(_) => {
+            blocking(move || {
+                let (ep, args) = m1::endpoint::prepare(Scope::Ops, &path, params.into_pairs())?;
+                accounts::call(&app, &caller, ep, &args)
+            })
+            .await?
+        }
+        Target::Env(handle, _) => env_call(handle, path, caller, params).await?,
     };
     Ok(match reply {
         Reply::Empty => StatusCode::OK.into_response(),
@@ -298,6 +306,29 @@ async fn route_request(
             .body(body)
             .map_err(|e| ServerError::Internal(e.to_string()))?,
     })
+}
+
+/// Calls an environment endpoint: the library's handler (streamed when it streams), or the
+/// server's own for users and tokens.
+async fn env_call(h: Arc<EnvHandle>, path: String, caller: Caller, params: Params) -> Result<Reply> {
+    let (ep, args): (_, Args) = m1::endpoint::prepare(Scope::Env, &path, params.into_pairs())?;
+    match ep.handler {
+        Handler::Env(f) => {
+            respond(move |deliver| {
+                let call = EnvCall { env: &h.env, ip: Some(&caller.ip), read_only: caller.read_only, progress: None };
+                let mut output = f(&call, &args)?;
+                if ep.path.starts_with("system") {
+                    h.reload_system()?;
+                }
+                if let (Output::Json(health), "health") = (&mut output, ep.path) {
+                    users::add_health(&h, health);
+                }
+                deliver(output)
+            })
+            .await
+        }
+        _ => blocking(move || users::call(&h, &caller, ep, &args)).await,
+    }
 }
 
 /// A JSON response.

@@ -1,14 +1,13 @@
 //! The server's error type and how each error becomes an HTTP answer
 //! (`{"message": .., "status": ..}`).
 //!
-//! Invariant: bad input maps to a 4xx; only failures of the machine itself (I/O, a damaged
-//! table log, a panicked worker) map to 5xx.
+//! Invariant: the status comes from the error's variant or, for the library's errors, from its
+//! [`m1::ErrorKind`], never from its wording. Bad input maps to a 4xx; only failures of the
+//! machine itself (I/O, a damaged table log, a panicked worker) map to 5xx, and those are logged.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use m1_engine::EngineError;
-use m1_ingest::IngestError;
-use m1_query::QueryError;
+use m1::ErrorKind;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -37,25 +36,33 @@ pub enum ServerError {
     /// The body is over the configured limit (413).
     #[error("{0}")]
     TooLarge(String),
-    /// The endpoint is part of the API but this build cannot serve it yet (501).
-    #[error("{0}")]
-    NotImplemented(String),
     /// A failure of the server itself (500).
     #[error("{0}")]
     Internal(String),
-    /// From the storage core.
+    /// From the library (an endpoint).
     #[error(transparent)]
-    Engine(#[from] EngineError),
-    /// From a publish or write.
-    #[error(transparent)]
-    Ingest(#[from] IngestError),
-    /// From a read.
-    #[error(transparent)]
-    Query(#[from] QueryError),
+    Api(#[from] m1::Error),
+}
+
+impl From<m1::EngineError> for ServerError {
+    fn from(e: m1::EngineError) -> Self {
+        ServerError::Api(e.into())
+    }
 }
 
 /// Result type of the server.
 pub type Result<T, E = ServerError> = std::result::Result<T, E>;
+
+/// The HTTP status of a kind of library error.
+pub fn kind_status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadInput => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Exists | ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Suspended | ErrorKind::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
 
 impl ServerError {
     /// The HTTP status this error answers with.
@@ -69,42 +76,9 @@ impl ServerError {
             ServerError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ServerError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ServerError::Engine(e) => engine_status(e),
-            ServerError::Ingest(e) => match e {
-                IngestError::Engine(e) => engine_status(e),
-                // The caller named the file; a file that cannot be read is their input.
-                _ => StatusCode::BAD_REQUEST,
-            },
-            ServerError::Query(e) => match e {
-                QueryError::Engine(e) => engine_status(e),
-                QueryError::Syntax(_) | QueryError::BadRequest(_) | QueryError::UnknownProperty(_) => {
-                    StatusCode::BAD_REQUEST
-                }
-                QueryError::UnknownStore(_) | QueryError::NoSessionStore(_) => StatusCode::NOT_FOUND,
-                QueryError::SessionRefused { .. } => StatusCode::CONFLICT,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            ServerError::Api(e) => kind_status(e.kind()),
         }
-    }
-}
-
-fn engine_status(e: &EngineError) -> StatusCode {
-    match e {
-        EngineError::BadLocation { .. }
-        | EngineError::Schema(_)
-        | EngineError::UnknownProperty(_)
-        | EngineError::BadData(_)
-        | EngineError::BadValue { .. } => StatusCode::BAD_REQUEST,
-        EngineError::NoEnvironment(_) => StatusCode::NOT_FOUND,
-        EngineError::EnvironmentExists(_) => StatusCode::CONFLICT,
-        EngineError::Catalog(m) if m.starts_with("no environment") => StatusCode::NOT_FOUND,
-        EngineError::Catalog(m) if m.contains("already exists") => StatusCode::CONFLICT,
-        EngineError::Catalog(m) if m.contains("damaged") => StatusCode::INTERNAL_SERVER_ERROR,
-        EngineError::Catalog(_) => StatusCode::BAD_REQUEST,
-        EngineError::TooManyConflicts(_) => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -116,6 +90,12 @@ pub fn error_body(status: StatusCode, message: &str) -> Response {
 
 impl IntoResponse for ServerError {
     fn into_response(self) -> Response {
-        error_body(self.status(), &self.to_string())
+        let status = self.status();
+        let message = self.to_string();
+        if status.is_server_error() {
+            // The client sees the message too; the operator needs it in the log.
+            eprintln!("m1 serve: {} {message}", status.as_u16());
+        }
+        error_body(status, &message)
     }
 }

@@ -1,18 +1,19 @@
 //! m1-server: the HTTP API (`m1 serve`) that speaks the seeds' endpoints.
 //!
 //! [`dispatch`] finds the target of a request (an environment by host or path prefix, or ops),
-//! its route in [`routes`], checks the token and rights ([`auth`]), decodes the parameters
-//! ([`params`]) and calls the endpoint in [`env`] or [`ops`] on a blocking thread (the engine's
-//! API is blocking). Errors answer `{"message": .., "status": ..}` ([`error`]).
+//! its endpoint in the library's table (`m1::endpoint`), checks the verb, the token and the
+//! rights ([`auth`]), reads the parameters ([`params`]) and calls the library's handler on a
+//! blocking thread (the engine's API is blocking), streaming its answer ([`stream`]). Users,
+//! tokens and accounts are the server's own ([`users`], [`accounts`]). Errors answer
+//! `{"message": .., "status": ..}` ([`error`]).
 
+pub mod accounts;
 pub mod auth;
 pub mod dispatch;
-pub mod env;
 pub mod error;
-pub mod ops;
 pub mod params;
-pub mod routes;
 pub mod stream;
+pub mod users;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

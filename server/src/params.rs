@@ -1,7 +1,6 @@
 //! Request parameters as the seeds send them: query string, form fields
 //! (`application/x-www-form-urlencoded`, also when no content type is given), multipart fields,
-//! or a JSON object body. JSON-valued parameters (`ids`, `properties`, `items`, `ops`) arrive as
-//! strings and are parsed by the endpoint that needs them.
+//! or a JSON object body, as text; the endpoint layer (`m1::endpoint::Args`) decodes them.
 //!
 //! Invariant: reading a body never holds more than the configured limit and never waits longer
 //! than the configured timeout, so a huge or slow client gets 413 or 408, not the server's memory
@@ -100,73 +99,9 @@ impl Params {
         }
     }
 
-    /// The value of `key`, if given.
-    pub fn opt(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-
-    /// The value of `key`, or a 400 naming it.
-    pub fn req(&self, key: &str) -> Result<&str> {
-        self.opt(key).ok_or_else(|| ServerError::BadRequest(format!("missing required parameter '{key}'")))
-    }
-
-    /// `key` parsed as JSON of type `T`.
-    pub fn json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.opt(key)
-            .map(|v| {
-                serde_json::from_str(v).map_err(|e| {
-                    ServerError::BadRequest(format!("parameter '{key}' is not valid JSON of the expected shape: {e}"))
-                })
-            })
-            .transpose()
-    }
-
-    /// `key` parsed as a number.
-    pub fn num<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>> {
-        self.opt(key)
-            .map(|v| {
-                v.trim()
-                    .parse::<T>()
-                    .map_err(|_| ServerError::BadRequest(format!("parameter '{key}' must be a number, got '{v}'")))
-            })
-            .transpose()
-    }
-
-    /// `key` as `true` or `false`.
-    pub fn flag(&self, key: &str) -> Result<Option<bool>> {
-        self.opt(key)
-            .map(|v| match v.trim() {
-                "true" | "1" | "yes" => Ok(true),
-                "false" | "0" | "no" => Ok(false),
-                other => {
-                    Err(ServerError::BadRequest(format!("parameter '{key}' must be true or false, got '{other}'")))
-                }
-            })
-            .transpose()
-    }
-
-    /// `key` as a list of strings: a JSON array (`["a","b"]`) or comma separated (`a,b`), as the
-    /// seeds send both.
-    pub fn list(&self, key: &str) -> Result<Option<Vec<String>>> {
-        let Some(v) = self.opt(key) else { return Ok(None) };
-        if v.trim_start().starts_with('[') {
-            return self.json(key);
-        }
-        Ok(Some(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()))
-    }
-
-    /// `key` as a list of keys: a JSON array of integers or comma separated.
-    pub fn keys(&self, key: &str) -> Result<Option<Vec<u64>>> {
-        let Some(v) = self.opt(key) else { return Ok(None) };
-        if v.trim_start().starts_with('[') {
-            return self.json(key);
-        }
-        v.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse().map_err(|_| ServerError::BadRequest(format!("parameter '{key}': '{s}' is not a key"))))
-            .collect::<Result<Vec<u64>>>()
-            .map(Some)
+    /// The parameters as name/value pairs, for the endpoint layer to decode.
+    pub fn into_pairs(self) -> impl Iterator<Item = (String, String)> {
+        self.0.into_iter()
     }
 }
 

@@ -292,6 +292,8 @@ async fn bad_input_gets_4xx_never_5xx() {
         ("POST", "session/update", &[("store", "nope"), ("ops", "[]")], 404),
         ("POST", "session/add", &[("store", "bad name!"), ("shards", "1"), ("replicas", "1")], 400),
         ("POST", "session/add", &[("store", "s"), ("shards", "x"), ("replicas", "1")], 400),
+        ("POST", "get", &[("ids", "1"), ("idz", "2")], 400),
+        ("POST", "query", &[("q", "*"), ("store", "index"), ("url", "x")], 400),
     ];
     for (method, path, params, status) in cases {
         let r = h.env(method, path, t, params).await;
@@ -417,7 +419,7 @@ async fn ops_accounts_and_environments() {
         .ops("POST", "env/store/create", Some(&owner), &[("env", "test-m1"), ("store", "fast"), ("type", "boost")])
         .await;
     assert_eq!((r.status, &r.json["documents"]), (200, &json!(100)), "{r:?}");
-    assert_error(&h.ops("POST", "env/store/create", Some(&owner), &[("env", "test-m1"), ("store", "fast")]).await, 400);
+    assert_error(&h.ops("POST", "env/store/create", Some(&owner), &[("env", "test-m1"), ("store", "fast")]).await, 409);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

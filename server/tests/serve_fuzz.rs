@@ -7,7 +7,6 @@ mod common;
 use std::sync::LazyLock;
 
 use common::*;
-use m1_server::routes::{ENV_ROUTES, OPS_ROUTES};
 use proptest::prelude::*;
 
 struct Fixture {
@@ -27,7 +26,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
 });
 
 fn path() -> impl Strategy<Value = String> {
-    let known: Vec<String> = ENV_ROUTES.iter().chain(OPS_ROUTES).map(|r| r.path.replace("{name}", "cors")).collect();
+    let known: Vec<String> = m1::endpoint::ENDPOINTS.iter().map(|r| r.path.replace("{name}", "cors")).collect();
     prop_oneof![
         4 => proptest::sample::select(known),
         1 => "[a-z/._%-]{0,24}",

@@ -1,4 +1,4 @@
-//! The rights matrix: every endpoint of the route tables, called with no token, an expired
+//! The rights matrix: every endpoint of the library's endpoint table, called with no token, an expired
 //! token, a token used from another address, and by users holding each single right. Public
 //! endpoints must not ask for a token; the others answer 401 for the bad tokens, 403 for users
 //! without a listed right, and success for users with one.
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use m1_server::routes::{Access, ENV_RIGHTS, ENV_ROUTES, OPS_RIGHTS, OPS_ROUTES};
+use m1::endpoint::{Access, ENV_RIGHTS, OPS_RIGHTS, Scope};
 
 /// Endpoints routed and rights-checked whose components are not in this build yet (501).
 fn pending(_path: &str) -> bool {
@@ -87,8 +87,8 @@ async fn environment_rights_matrix() {
     let r = h.env("POST", "session/add", Some(&admin), &[("store", "stash"), ("shards", "1"), ("replicas", "1")]).await;
     assert_eq!(r.status, 200, "{r:?}");
     let mut checked = 0;
-    for (n, route) in ENV_ROUTES.iter().enumerate() {
-        let method = route.methods[0];
+    for (n, route) in m1::endpoint::of(Scope::Env).enumerate() {
+        let method = route.verbs.names()[0];
         let path = route_path(route.path);
         let params = env_sample(route.path, n, &admin, &file);
         let params = refs(&params);
@@ -129,7 +129,7 @@ async fn environment_rights_matrix() {
             if allowed {
                 assert_eq!(r.status, expected_ok(route.path), "/{path} as u-{right}: {r:?}");
                 if r.status == 200 {
-                    assert_eq!(r.text.is_empty(), !route.body, "/{path}: body or none as the seed says: {r:?}");
+                    assert_eq!(r.text.is_empty(), !route.has_body(), "/{path}: body or none as the seed says: {r:?}");
                 }
             } else {
                 assert_error(&r, 403);
@@ -203,8 +203,8 @@ async fn ops_rights_matrix() {
     }
     let home = h.home.path().to_path_buf();
     let mut checked = 0;
-    for (n, route) in OPS_ROUTES.iter().enumerate() {
-        let method = route.methods[0];
+    for (n, route) in m1::endpoint::of(Scope::Ops).enumerate() {
+        let method = route.verbs.names()[0];
         let path = route.path;
         let params = ops_sample(path, n);
         let params = refs(&params);
@@ -269,7 +269,7 @@ async fn ops_rights_matrix() {
             if allowed {
                 assert_eq!(r.status, expected_ok(path), "/{path} as o-{right}: {r:?}");
                 if r.status == 200 {
-                    assert_eq!(r.text.is_empty(), !route.body, "/{path}: body or none as the seed says: {r:?}");
+                    assert_eq!(r.text.is_empty(), !route.has_body(), "/{path}: body or none as the seed says: {r:?}");
                 }
             } else {
                 assert_error(&r, 403);

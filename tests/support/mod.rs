@@ -1,34 +1,215 @@
 //! Harness shared by the integration tests: the Python venv with the independent readers
 //! (pyarrow, DuckDB, polars, deltalake) and a moto S3 server on loopback.
 //!
+//! The venv is `<repo>/.venv`, which [`python()`] creates and fills from
+//! `tests/support/requirements.txt` the first time a test needs it (see [`ensure_venv`]), so
+//! `cargo test --workspace` needs nothing typed before it; `M1_PYTHON` overrides it.
+//!
 //! Each test file includes it with `mod support;`; not every file uses every piece.
 #![allow(dead_code)]
 
+use std::fs::{OpenOptions, TryLockError};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const INSTALL_HINT: &str = "create the test venv with `python3 -m venv .venv && \
-     .venv/bin/pip install 'moto[server]' deltalake pyarrow duckdb polars` in the repository \
-     (or run `.ci/run`), or point M1_PYTHON at a Python that has these packages";
+pub const INSTALL_HINT: &str = "the tests provision the Python they use themselves: on first use \
+     they create `.venv` in the repository (`python3 -m venv`, interpreter from $PYTHON, else \
+     python3.11, else python3) and `pip install -r tests/support/requirements.txt` into it, again \
+     whenever that file or the Python version changes (delete .venv/.m1-requirements to force it); \
+     set M1_PYTHON to use another interpreter instead, which must have those packages";
 
-/// The Python interpreter the tests use.
+/// The repository root: the first ancestor of the including package's directory that holds
+/// `Cargo.lock`, so it is the workspace root also when a sub-package (say `cli/`) includes this
+/// module with `#[path = "../../tests/support/mod.rs"]`.
+pub fn repo_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        manifest.ancestors().find(|d| d.join("Cargo.lock").is_file()).unwrap_or(manifest).to_path_buf()
+    })
+}
+
+/// The Python interpreter the tests use: `$M1_PYTHON` if set, else the python of `<repo>/.venv`,
+/// which is created or brought up to date first (once per process; see [`ensure_venv`]).
+/// Panics, in every test that asks, if that fails.
 pub fn python() -> PathBuf {
-    match std::env::var_os("M1_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
+    if let Some(p) = std::env::var_os("M1_PYTHON").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
     }
+    static VENV: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match VENV.get_or_init(|| ensure_venv(repo_root())) {
+        Ok(py) => py.clone(),
+        Err(e) => panic!("cannot provision the tests' Python venv: {e}"),
+    }
+}
+
+/// Makes `<root>/.venv` a venv with the packages pinned in `<root>/tests/support/requirements.txt`
+/// and returns its python.
+///
+/// Safe with many threads and test processes at once: all of it runs under an exclusive lock on
+/// `<root>/.venv.lock`. Under the lock, the stamp `.venv/.m1-requirements` (the requirements text
+/// and the Python version, written last) says whether the venv is complete and current; if not,
+/// the venv is created (`$PYTHON`, else `python3.11`, else `python3`, `-m venv`; recreated with
+/// `--clear` if its python is broken, lacks pip or is another version), the requirements are
+/// installed with pip, and the stamp is written. A process that finds the stamp current does
+/// nothing else, so only the first test process after a change installs anything.
+pub fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
+    let venv = root.join(".venv");
+    let py = venv.join("bin/python");
+    let requirements_file = root.join("tests/support/requirements.txt");
+    let requirements = std::fs::read_to_string(&requirements_file)
+        .map_err(|e| format!("cannot read {}: {e}", requirements_file.display()))?;
+
+    let lock_path = root.join(".venv.lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open the lock file {}: {e}", lock_path.display()))?;
+    // Other processes hold the lock briefly to check the stamp, or for minutes to install: say
+    // why the tests stand still only in the second case.
+    let waiting_since = Instant::now();
+    loop {
+        match lock.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) if waiting_since.elapsed() < Duration::from_secs(2) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(TryLockError::WouldBlock) => {
+                note(&format!("waiting for another test process to provision {}", venv.display()));
+                lock.lock().map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+                break;
+            }
+            Err(TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", lock_path.display())),
+        }
+    }
+    // The lock is held until `lock` is dropped, when this function returns.
+
+    let (base, base_version) = base_python()?;
+    let stamp_path = venv.join(".m1-requirements");
+    let stamp = format!("{requirements}\n# python: {base_version}\n");
+    let venv_version = python_version(&py).ok();
+    if venv_version.as_deref() == Some(base_version.as_str())
+        && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp)
+    {
+        return Ok(py);
+    }
+
+    let start = Instant::now();
+    note(&format!(
+        "provisioning {} with {} ({base_version}) from {} (first use, or the requirements or the \
+         Python version changed; this takes a minute or two)",
+        venv.display(),
+        base.display(),
+        requirements_file.display()
+    ));
+    let _ = std::fs::remove_file(&stamp_path);
+    let usable = venv_version.as_deref() == Some(base_version.as_str())
+        && Command::new(&py).args(["-c", "import pip"]).stdin(Stdio::null()).output().is_ok_and(|o| o.status.success());
+    if !usable {
+        run(
+            Command::new(&base).args(["-m", "venv", "--clear"]).arg(&venv),
+            &format!(
+                "On Debian/Ubuntu install the venv module (`apt-get install python3-venv`, or \
+                 python3.11-venv for python3.11); or set PYTHON to another Python 3 to create the \
+                 venv with; or set M1_PYTHON to an interpreter that already has the packages of \
+                 {}.",
+                requirements_file.display()
+            ),
+        )?;
+    }
+    run(
+        Command::new(&py)
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "-r"])
+            .arg(&requirements_file),
+        &format!(
+            "pip needs PyPI (or the index set in pip's configuration or PIP_INDEX_URL) to install \
+             the packages pinned in {}; nothing was stamped, so the next test run retries. Or set \
+             M1_PYTHON to an interpreter that already has them.",
+            requirements_file.display()
+        ),
+    )?;
+    let tmp = venv.join(".m1-requirements.tmp");
+    std::fs::write(&tmp, &stamp)
+        .and_then(|()| std::fs::rename(&tmp, &stamp_path))
+        .map_err(|e| format!("cannot write {}: {e}", stamp_path.display()))?;
+    note(&format!("provisioned {} in {:.1} s", venv.display(), start.elapsed().as_secs_f64()));
+    Ok(py)
+}
+
+/// The interpreter that creates the venv and its version: `$PYTHON`, else the first of
+/// `python3.11` and `python3` that runs.
+fn base_python() -> Result<(PathBuf, String), String> {
+    let candidates: Vec<PathBuf> = match std::env::var_os("PYTHON").filter(|p| !p.is_empty()) {
+        Some(p) => vec![PathBuf::from(p)],
+        None => vec!["python3.11".into(), "python3".into()],
+    };
+    let mut tried = Vec::new();
+    for c in candidates {
+        match python_version(&c) {
+            Ok(v) => return Ok((c, v)),
+            Err(e) => tried.push(format!("{}: {e}", c.display())),
+        }
+    }
+    Err(format!(
+        "no Python 3 to create the venv with ({}). Install Python 3 (3.11 preferred), or set \
+         PYTHON to one, or set M1_PYTHON to an interpreter that already has the packages of \
+         tests/support/requirements.txt.",
+        tried.join("; ")
+    ))
+}
+
+/// `sys.version` of `py` on one line.
+fn python_version(py: &Path) -> Result<String, String> {
+    let out = Command::new(py)
+        .args(["-c", "import sys; print(' '.join(sys.version.split()))"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || stdout.is_empty() {
+        return Err(format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(stdout)
+}
+
+/// Runs a provisioning command; on failure, the error names the command, its output and `fix`.
+fn run(cmd: &mut Command, fix: &str) -> Result<(), String> {
+    let shown = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("`{shown}` could not start: {e}\n{fix}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "`{shown}` failed ({}):\n{}{}\n{fix}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    ))
+}
+
+/// Progress of the provisioning, straight to stderr: the test harness does not capture it, so a
+/// long first install does not look like a hang.
+fn note(msg: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "m1 tests: {msg}");
 }
 
 /// Runs `tests/support/python.py` with `args` and parses the JSON it prints.
 pub fn run_python(args: &[&str]) -> Value {
     let py = python();
     assert!(py.exists(), "Python for the S3 tests not found at {}: {INSTALL_HINT}", py.display());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/python.py");
+    let script = repo_root().join("tests/support/python.py");
     let out = Command::new(&py)
         .arg(&script)
         .args(args)

@@ -16,7 +16,7 @@ use std::io::{self, Read};
 use m1_engine::record::Record;
 use serde_json::Value;
 
-use super::{Format, FormatOptions, RecordError, SourceRecord};
+use super::{FormatOptions, InputFormat, RecordError, SourceRecord};
 use crate::error::{IngestError, Result};
 
 const BUF_SIZE: usize = 256 * 1024;
@@ -36,7 +36,7 @@ pub(crate) fn check_options(options: &FormatOptions) -> Result<()> {
     {
         return Err(IngestError::InvalidOption(format!("delimiter byte {d:#04x} is not an ASCII character")));
     }
-    if matches!(options.format, Some(Format::Csv | Format::Txt)) {
+    if matches!(options.format, Some(InputFormat::Csv | InputFormat::Txt)) {
         if !options.headers && options.columns.is_none() {
             return Err(IngestError::InvalidOption(
                 "headers=false needs column names: add a `columns` rule naming the columns".into(),
@@ -69,7 +69,7 @@ fn check_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), (u64, Str
 /// the reader of the data rows.
 pub(crate) fn open(
     reader: Box<dyn Read + Send>,
-    format: Format,
+    format: InputFormat,
     options: &FormatOptions,
     source: &str,
 ) -> Result<DelimitedRecords> {
@@ -367,7 +367,7 @@ mod tests {
     }
 
     fn read(text: &str) -> Vec<String> {
-        read_with(text.as_bytes(), &FormatOptions::new(Format::Csv))
+        read_with(text.as_bytes(), &FormatOptions::new(InputFormat::Csv))
     }
 
     fn open_err(text: &str, options: &FormatOptions) -> String {
@@ -407,9 +407,9 @@ mod tests {
     #[test]
     fn headers_are_trimmed_and_checked() {
         assert_eq!(read(" a , b\n 1 , 2 \n"), [r#"L2 {"a":" 1 ","b":" 2 "}"#]);
-        let e = open_err("a,,c\n1,2,3\n", &FormatOptions::new(Format::Csv));
+        let e = open_err("a,,c\n1,2,3\n", &FormatOptions::new(InputFormat::Csv));
         assert_eq!(e, "data.csv:1:2: header: empty column name in column 2");
-        let e = open_err("\n\na,b,a\n", &FormatOptions::new(Format::Csv));
+        let e = open_err("\n\na,b,a\n", &FormatOptions::new(InputFormat::Csv));
         assert_eq!(e, "data.csv:3:3: header: duplicate column name \"a\" in columns 1 and 3");
     }
 
@@ -442,28 +442,28 @@ mod tests {
         assert!(got[0].starts_with("E data.csv:2:2: unterminated"), "{got:?}");
         // Without the charset layer, a BOM before a quoted first field.
         assert_eq!(
-            read_with(b"\xEF\xBB\xBF\"a\nb\",c\n1,2\n3,4\n", &FormatOptions::new(Format::Csv)),
+            read_with(b"\xEF\xBB\xBF\"a\nb\",c\n1,2\n3,4\n", &FormatOptions::new(InputFormat::Csv)),
             [r#"L3 {"a\nb":"1","c":"2"}"#, r#"L4 {"a\nb":"3","c":"4"}"#]
         );
         // A quote in the middle of an unquoted field is just a character.
         assert_eq!(read("a,b\n5\" screen,x\n"), [r#"L2 {"a":"5\" screen","b":"x"}"#]);
-        let e = open_err("\"a,b\n1,2\n", &FormatOptions::new(Format::Csv));
+        let e = open_err("\"a,b\n1,2\n", &FormatOptions::new(InputFormat::Csv));
         assert!(e.starts_with("data.csv:1:1: unterminated quoted field"), "{e}");
     }
 
     #[test]
     fn txt_is_tab_delimited_and_delimiter_overrides() {
-        let options = FormatOptions::new(Format::Txt);
+        let options = FormatOptions::new(InputFormat::Txt);
         assert_eq!(read_with(b"a\tb\n1,5\t\"x\ty\"\n", &options), [r#"L2 {"a":"1,5","b":"x\ty"}"#]);
-        let options = FormatOptions { delimiter: Some(b';'), ..FormatOptions::new(Format::Csv) };
+        let options = FormatOptions { delimiter: Some(b';'), ..FormatOptions::new(InputFormat::Csv) };
         assert_eq!(read_with(b"a;b\n1,5;2\n", &options), [r#"L2 {"a":"1,5","b":"2"}"#]);
-        let options = FormatOptions { delimiter: Some(b'"'), ..FormatOptions::new(Format::Csv) };
+        let options = FormatOptions { delimiter: Some(b'"'), ..FormatOptions::new(InputFormat::Csv) };
         assert!(open_err("a", &options).contains("delimiter"));
     }
 
     #[test]
     fn columns_without_headers() {
-        let options = FormatOptions { headers: false, ..FormatOptions::new(Format::Csv) };
+        let options = FormatOptions { headers: false, ..FormatOptions::new(InputFormat::Csv) };
         assert_eq!(
             open_err("1,2\n", &options),
             "headers=false needs column names: add a `columns` rule naming the columns"
@@ -479,7 +479,7 @@ mod tests {
 
     #[test]
     fn rows_caps_records() {
-        let options = FormatOptions { rows: Some(2), ..FormatOptions::new(Format::Csv) };
+        let options = FormatOptions { rows: Some(2), ..FormatOptions::new(InputFormat::Csv) };
         assert_eq!(read_with(b"a\n1\n2\n3\n", &options), [r#"L2 {"a":"1"}"#, r#"L3 {"a":"2"}"#]);
         let options = FormatOptions { rows: Some(0), ..options };
         assert!(read_with(b"a\n1\n", &options).is_empty());
@@ -489,7 +489,7 @@ mod tests {
     fn values_stay_strings_and_dotted_headers_stay() {
         let records: Vec<_> = open_records(
             Box::new(std::io::Cursor::new(b"user.id,n,flag\n7,1.5,true\n".to_vec())),
-            &FormatOptions::new(Format::Csv),
+            &FormatOptions::new(InputFormat::Csv),
             "x",
         )
         .unwrap()

@@ -522,12 +522,12 @@ impl Iterator for JsonDocument {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Format, FormatOptions, open_records};
+    use super::super::{FormatOptions, InputFormat, open_records};
     use super::*;
 
-    fn read(text: &str, format: Format) -> Vec<String> {
+    fn read(text: &str, format: InputFormat) -> Vec<String> {
         let options = FormatOptions::new(format);
-        let name = if format == Format::Json { "data.json" } else { "data.jsonl" };
+        let name = if format == InputFormat::Json { "data.json" } else { "data.jsonl" };
         open_records(Box::new(std::io::Cursor::new(text.as_bytes().to_vec())), &options, name)
             .unwrap()
             .map(|r| match r {
@@ -541,7 +541,7 @@ mod tests {
     fn jsonl_lines_blank_lines_and_bad_lines() {
         let text = "{\"a\":1,\"b\":{\"c\":\"x\",\"d\":{\"e\":[1,2]}}}\n\n  \r\n[1,2]\n{\"a\":\n\"str\"\r\n{\"a\":2}\r\n{\"a\":3}";
         assert_eq!(
-            read(text, Format::Jsonl),
+            read(text, InputFormat::Jsonl),
             [
                 r#"L1 {"a":1,"b.c":"x","b.d.e":[1,2]}"#,
                 "E data.jsonl:4:1: not a JSON object: found an array",
@@ -551,15 +551,18 @@ mod tests {
                 r#"L8 {"a":3}"#,
             ]
         );
-        assert_eq!(read("{\"a\": tru}\n", Format::Jsonl), ["E data.jsonl:1:10: not a JSON object: expected ident"]);
-        assert!(read("", Format::Jsonl).is_empty());
+        assert_eq!(
+            read("{\"a\": tru}\n", InputFormat::Jsonl),
+            ["E data.jsonl:1:10: not a JSON object: expected ident"]
+        );
+        assert!(read("", InputFormat::Jsonl).is_empty());
     }
 
     #[test]
     fn json_array_streams_elements_with_lines() {
         let text = "[\n  {\"a\": 1, \"n\": {\"m\": true}},\n  {\"a\": \"x]}\\\"\"},\n  5,\n  {\n    \"b\": [1, {\"c\": 2}]\n  }\n]\n";
         assert_eq!(
-            read(text, Format::Json),
+            read(text, InputFormat::Json),
             [
                 r#"L2 {"a":1,"n.m":true}"#,
                 r#"L3 {"a":"x]}\""}"#,
@@ -567,9 +570,9 @@ mod tests {
                 r#"L5 {"b":[1,{"c":2}]}"#,
             ]
         );
-        assert!(read("[]", Format::Json).is_empty());
-        assert!(read("  \n", Format::Json).is_empty());
-        assert_eq!(read("[null, \"s\"]", Format::Json).len(), 2);
+        assert!(read("[]", InputFormat::Json).is_empty());
+        assert!(read("  \n", InputFormat::Json).is_empty());
+        assert_eq!(read("[null, \"s\"]", InputFormat::Json).len(), 2);
     }
 
     #[test]
@@ -598,43 +601,46 @@ mod tests {
 
     #[test]
     fn json_one_object_or_several() {
-        assert_eq!(read("{\"a\": {\"b\": 1}}", Format::Json), [r#"L1 {"a.b":1}"#]);
-        assert_eq!(read("{\"a\": 1}\n{\"a\": 2}\n", Format::Json), [r#"L1 {"a":1}"#, r#"L2 {"a":2}"#]);
+        assert_eq!(read("{\"a\": {\"b\": 1}}", InputFormat::Json), [r#"L1 {"a.b":1}"#]);
+        assert_eq!(read("{\"a\": 1}\n{\"a\": 2}\n", InputFormat::Json), [r#"L1 {"a":1}"#, r#"L2 {"a":2}"#]);
     }
 
     #[test]
     fn json_syntax_errors_are_fatal_with_positions() {
         assert_eq!(
-            read("[\n {\"a\": 1},\n {\"a\": tru}\n]", Format::Json),
+            read("[\n {\"a\": 1},\n {\"a\": tru}\n]", InputFormat::Json),
             [r#"L2 {"a":1}"#, "E data.json:3:11: JSON syntax error: expected ident (fatal)"]
         );
         assert_eq!(
-            read("[{\"a\": 1},\n {\"a\":\n 2,,}]", Format::Json),
+            read("[{\"a\": 1},\n {\"a\":\n 2,,}]", InputFormat::Json),
             [r#"L1 {"a":1}"#, "E data.json:3:4: JSON syntax error: key must be a string (fatal)"]
         );
         assert_eq!(
-            read("[{\"a\": 1} {\"a\": 2}]", Format::Json),
+            read("[{\"a\": 1} {\"a\": 2}]", InputFormat::Json),
             [
                 r#"L1 {"a":1}"#,
                 "E data.json:1:11: JSON syntax error: expected ',' or ']' after an array element (fatal)"
             ]
         );
         assert_eq!(
-            read("[{\"a\": 1},\n", Format::Json),
+            read("[{\"a\": 1},\n", InputFormat::Json),
             [r#"L1 {"a":1}"#, "E data.json:2:1: unexpected end of input: the JSON array is not closed (fatal)"]
         );
         assert_eq!(
-            read("[{\"a\": 1},\n{\"b\": \"unterminated", Format::Json),
+            read("[{\"a\": 1},\n{\"b\": \"unterminated", InputFormat::Json),
             [r#"L1 {"a":1}"#, "E data.json:2:19: unexpected end of input inside a value (fatal)"]
         );
         assert_eq!(
-            read("[{},]", Format::Json),
+            read("[{},]", InputFormat::Json),
             [r#"L1 {}"#, "E data.json:1:5: JSON syntax error: trailing comma before ']' (fatal)"]
         );
         assert_eq!(
-            read("[{}] x", Format::Json),
+            read("[{}] x", InputFormat::Json),
             [r#"L1 {}"#, "E data.json:1:6: unexpected data after the JSON array (fatal)"]
         );
-        assert_eq!(read("5", Format::Json), ["E data.json:1:1: expected a JSON array of objects or an object (fatal)"]);
+        assert_eq!(
+            read("5", InputFormat::Json),
+            ["E data.json:1:1: expected a JSON array of objects or an object (fatal)"]
+        );
     }
 }

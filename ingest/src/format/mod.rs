@@ -26,7 +26,7 @@ use crate::error::{IngestError, Result};
 
 /// The layout of a file's records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub enum InputFormat {
     /// Comma-separated values with a header row (RFC 4180).
     Csv,
     /// Delimited text, tab-separated by default, otherwise as [`Format::Csv`].
@@ -37,7 +37,7 @@ pub enum Format {
     Jsonl,
 }
 
-impl Format {
+impl InputFormat {
     /// Parses the `format` parameter: `csv`, `txt` (or `tsv`), `json`, `jsonl` (or `ndjson`),
     /// any case.
     pub fn parse(s: &str) -> Result<Self> {
@@ -86,7 +86,7 @@ impl Format {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormatOptions {
     /// The format; `None` means from the source name ([`Format::from_name`]).
-    pub format: Option<Format>,
+    pub format: Option<InputFormat>,
     /// Field delimiter of csv/txt; `None` means [`Format::default_delimiter`].
     pub delimiter: Option<u8>,
     /// Whether csv/txt files start with a header row naming the columns (default true).
@@ -106,12 +106,12 @@ impl Default for FormatOptions {
 
 impl FormatOptions {
     /// Options for `format` with everything else at its default.
-    pub fn new(format: Format) -> Self {
+    pub fn new(format: InputFormat) -> Self {
         Self { format: Some(format), ..Self::default() }
     }
 
-    fn resolve_format(&self, source_name: &str) -> Result<Format> {
-        self.format.or_else(|| Format::from_name(source_name)).ok_or_else(|| {
+    fn resolve_format(&self, source_name: &str) -> Result<InputFormat> {
+        self.format.or_else(|| InputFormat::from_name(source_name)).ok_or_else(|| {
             IngestError::InvalidOption(format!(
                 "{source_name}: cannot tell the format from the name; pass format (txt, csv, json or jsonl)"
             ))
@@ -175,9 +175,9 @@ pub type Records = Box<dyn Iterator<Item = Result<SourceRecord, RecordError>> + 
 pub fn open_records(reader: Box<dyn Read + Send>, options: &FormatOptions, source_name: &str) -> Result<Records> {
     let format = options.resolve_format(source_name)?;
     let records: Records = match format {
-        Format::Csv | Format::Txt => Box::new(csv::open(reader, format, options, source_name)?),
-        Format::Jsonl => Box::new(json::JsonLines::new(reader, source_name)),
-        Format::Json => Box::new(json::JsonDocument::new(reader, source_name)),
+        InputFormat::Csv | InputFormat::Txt => Box::new(csv::open(reader, format, options, source_name)?),
+        InputFormat::Jsonl => Box::new(json::JsonLines::new(reader, source_name)),
+        InputFormat::Json => Box::new(json::JsonDocument::new(reader, source_name)),
     };
     Ok(Box::new(Capped { inner: records, left: options.rows, done: false }))
 }
@@ -333,23 +333,23 @@ mod tests {
     }
 
     /// The file text of `rows` (id, name) in `format`.
-    fn file_text(format: Format, rows: &[(&str, &str)]) -> String {
+    fn file_text(format: InputFormat, rows: &[(&str, &str)]) -> String {
         let quote = |s: &str, d: char| {
             if s.contains([d, '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
         };
         match format {
-            Format::Csv | Format::Txt => {
-                let d = if format == Format::Csv { ',' } else { '\t' };
+            InputFormat::Csv | InputFormat::Txt => {
+                let d = if format == InputFormat::Csv { ',' } else { '\t' };
                 let mut out = format!("id{d}name\r\n");
                 for (id, name) in rows {
                     out.push_str(&format!("{id}{d}{}\r\n", quote(name, d)));
                 }
                 out
             }
-            Format::Jsonl => {
+            InputFormat::Jsonl => {
                 rows.iter().map(|(id, name)| format!("{}\n", json!({"id": id, "person": {"name": name}}))).collect()
             }
-            Format::Json => {
+            InputFormat::Json => {
                 let items: Vec<String> =
                     rows.iter().map(|(id, name)| json!({"id": id, "person": {"name": name}}).to_string()).collect();
                 format!("[\n{}\n]\n", items.join(",\n"))
@@ -384,16 +384,20 @@ mod tests {
             ("Shift_JIS", japanese),
         ];
         let mut checked = 0;
-        for format in [Format::Csv, Format::Txt, Format::Json, Format::Jsonl] {
+        for format in [InputFormat::Csv, InputFormat::Txt, InputFormat::Json, InputFormat::Jsonl] {
             for (charset, rows) in cases {
                 let text = file_text(format, rows);
                 let bytes = encode(&text, charset);
-                let first_line = if format == Format::Jsonl { 1 } else { 2 };
+                let first_line = if format == InputFormat::Jsonl { 1 } else { 2 };
                 let want: Vec<String> = rows
                     .iter()
                     .enumerate()
                     .map(|(i, (id, name))| {
-                        let key = if matches!(format, Format::Json | Format::Jsonl) { "person.name" } else { "name" };
+                        let key = if matches!(format, InputFormat::Json | InputFormat::Jsonl) {
+                            "person.name"
+                        } else {
+                            "name"
+                        };
                         format!("L{} {}", first_line + i, json!({"id": id, key: name}))
                     })
                     .collect();
@@ -445,7 +449,7 @@ mod tests {
         };
         assert_eq!(read(data.clone(), &options, "data.zip").len(), 4, "3 records and the error between them");
         // An explicit format applies to every entry.
-        let options = SourceOptions { format: FormatOptions::new(Format::Jsonl), ..SourceOptions::default() };
+        let options = SourceOptions { format: FormatOptions::new(InputFormat::Jsonl), ..SourceOptions::default() };
         let got = read(data, &options, "data.zip");
         assert_eq!(got[0], "E data.zip!a.csv:1:1: not a JSON object: expected value");
     }
@@ -489,18 +493,18 @@ mod tests {
         assert!(err(&options, "a.zip").starts_with("unknown charset"));
         assert!(err(&SourceOptions::default(), "a.parquet").contains("cannot tell the format"));
         let options = SourceOptions {
-            format: FormatOptions { headers: false, ..FormatOptions::new(Format::Csv) },
+            format: FormatOptions { headers: false, ..FormatOptions::new(InputFormat::Csv) },
             ..SourceOptions::default()
         };
         assert!(err(&options, "a.zip").starts_with("headers=false needs column names"));
-        assert_eq!(Format::parse("NDJSON").unwrap(), Format::Jsonl);
-        assert!(Format::parse("xml").unwrap_err().to_string().contains("\"xml\""));
-        assert_eq!(Format::from_name("x.csv.gz"), Some(Format::Csv));
-        assert_eq!(Format::from_name("x.TSV"), Some(Format::Txt));
-        assert_eq!(Format::from_name("dir.d/x.ndjson.zst"), Some(Format::Jsonl));
-        assert_eq!(Format::from_name("x.json"), Some(Format::Json));
-        assert_eq!(Format::from_name("x.gz"), None);
-        assert_eq!(Format::from_name("x"), None);
+        assert_eq!(InputFormat::parse("NDJSON").unwrap(), InputFormat::Jsonl);
+        assert!(InputFormat::parse("xml").unwrap_err().to_string().contains("\"xml\""));
+        assert_eq!(InputFormat::from_name("x.csv.gz"), Some(InputFormat::Csv));
+        assert_eq!(InputFormat::from_name("x.TSV"), Some(InputFormat::Txt));
+        assert_eq!(InputFormat::from_name("dir.d/x.ndjson.zst"), Some(InputFormat::Jsonl));
+        assert_eq!(InputFormat::from_name("x.json"), Some(InputFormat::Json));
+        assert_eq!(InputFormat::from_name("x.gz"), None);
+        assert_eq!(InputFormat::from_name("x"), None);
     }
 
     #[test]

@@ -33,7 +33,6 @@
 pub mod doc;
 pub mod index;
 pub mod ops;
-pub mod params;
 pub mod search;
 pub mod shard;
 pub mod snapshot;
@@ -48,6 +47,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use doc::key_value;
 pub use search::{DEFAULT_ROWS, RawPage, SessionQuery, SessionResult};
 pub use store::{SessionStore, StoreConfig, UpdateReport};
 

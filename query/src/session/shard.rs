@@ -31,7 +31,7 @@ struct Slot {
 
 /// Documents and index of one shard.
 #[derive(Debug, Default)]
-pub struct Shard {
+pub struct SessionShard {
     by_key: HashMap<Arc<str>, u32, FxBuildHasher>,
     slots: Vec<Slot>,
     pending: Vec<u32>,
@@ -76,7 +76,7 @@ pub struct Analysed {
     upto: u32,
 }
 
-impl Shard {
+impl SessionShard {
     /// Live documents.
     pub fn len(&self) -> usize {
         self.by_key.len()
@@ -229,13 +229,13 @@ mod tests {
         Arc::from(format!("{{\"v\":\"{v}\"}}").into_bytes().into_boxed_slice())
     }
 
-    fn keys(s: &Shard, q: &str) -> Vec<String> {
+    fn keys(s: &SessionShard, q: &str) -> Vec<String> {
         s.candidates(&parse(q).unwrap()).into_iter().map(|(k, _, _)| k.to_string()).collect()
     }
 
     #[test]
     fn concurrent_refreshes_index_each_slot_once() {
-        let mut s = Shard::default();
+        let mut s = SessionShard::default();
         for i in 0..5 {
             s.put(format!("k{i}").into(), doc("x"));
         }
@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn rewrites_kill_old_slots_and_compaction_keeps_answers() {
-        let mut s = Shard::default();
+        let mut s = SessionShard::default();
         s.put("a".into(), doc("x"));
         s.put("b".into(), doc("x"));
         s.refresh();

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use super::doc::{key_of, merge_patch, stamp};
 use super::ops::{self, Change};
 use super::search::{Hit, RawPage, SessionQuery, SessionResult, SortSpec, TopK};
-use super::shard::Shard;
+use super::shard::SessionShard;
 use super::snapshot;
 use super::wal::{self, Entry, Wal, sync_dir};
 use crate::error::{QueryError, Result};
@@ -93,7 +93,7 @@ pub struct SessionStore {
     dir: PathBuf,
     config: StoreConfig,
     key_path: RwLock<String>,
-    shards: Vec<RwLock<Shard>>,
+    shards: Vec<RwLock<SessionShard>>,
     /// Serialises writers: log order is apply order.
     writer: Mutex<()>,
     wal: Wal,
@@ -126,8 +126,8 @@ fn rekey<'a>(
     docs: impl Iterator<Item = (&'a Arc<str>, &'a Arc<[u8]>)>,
     path: &str,
     shards: usize,
-) -> std::result::Result<Vec<Shard>, String> {
-    let mut out: Vec<Shard> = (0..shards).map(|_| Shard::default()).collect();
+) -> std::result::Result<Vec<SessionShard>, String> {
+    let mut out: Vec<SessionShard> = (0..shards).map(|_| SessionShard::default()).collect();
     let mut seen: HashMap<Arc<str>, Arc<str>> = HashMap::new();
     for (old, doc) in docs {
         let map: Map<String, Value> =
@@ -142,7 +142,7 @@ fn rekey<'a>(
     Ok(out)
 }
 
-fn apply(shards: &mut [Shard], key_path: &mut String, entries: Vec<Entry>) -> std::result::Result<(), String> {
+fn apply(shards: &mut [SessionShard], key_path: &mut String, entries: Vec<Entry>) -> std::result::Result<(), String> {
     let n = shards.len();
     for e in entries {
         match e {
@@ -150,7 +150,7 @@ fn apply(shards: &mut [Shard], key_path: &mut String, entries: Vec<Entry>) -> st
             Entry::Delete { key } => shards[shard_of(&key, n)].delete(&key),
             Entry::SetKey { path } => {
                 if path != *key_path {
-                    let fresh = rekey(shards.iter().flat_map(Shard::docs), &path, n)?;
+                    let fresh = rekey(shards.iter().flat_map(SessionShard::docs), &path, n)?;
                     shards.iter_mut().zip(fresh).for_each(|(s, f)| *s = f);
                     *key_path = path;
                 }
@@ -214,7 +214,7 @@ impl SessionStore {
             }
         }
         let n = config.shards as usize;
-        let mut shards: Vec<Shard> = (0..n).map(|_| Shard::default()).collect();
+        let mut shards: Vec<SessionShard> = (0..n).map(|_| SessionShard::default()).collect();
         let mut key_path = config.key.clone();
         let snaps = wal::generations(dir, "snap-", ".bin")?;
         let base = snaps.last().copied().unwrap_or(0);
@@ -455,7 +455,7 @@ impl SessionStore {
         let sort = SortSpec::parse(req.sort.as_deref())?;
         let k = usize::try_from(req.start.saturating_add(req.rows)).unwrap_or(usize::MAX);
         let matcher = Matcher::untyped(&q);
-        let one = |shard: &RwLock<Shard>| -> (u64, Vec<Hit>) {
+        let one = |shard: &RwLock<SessionShard>| -> (u64, Vec<Hit>) {
             let s = refresh_shard(shard, usize::MAX);
             search_shard(&s, &q, &matcher, &sort, k)
         };
@@ -498,7 +498,7 @@ impl SessionStore {
         if *self.key_path.read() == path {
             return Ok(());
         }
-        let mut guards: Vec<RwLockWriteGuard<'_, Shard>> = self.shards.iter().map(|s| s.write()).collect();
+        let mut guards: Vec<RwLockWriteGuard<'_, SessionShard>> = self.shards.iter().map(|s| s.write()).collect();
         let fresh = rekey(guards.iter().flat_map(|g| g.docs()), path, self.shards.len())
             .map_err(|reason| QueryError::SessionRefused { store: self.name.clone(), reason })?;
         let seq = self.wal.append(&wal::encode(&[Entry::SetKey { path: path.to_string() }]))?;
@@ -554,7 +554,7 @@ impl SessionStore {
 
 /// Indexes up to `max` pending documents of a shard, analysing them outside the lock; returns
 /// the shard read-locked (fully indexed when `max` is unlimited).
-fn refresh_shard(shard: &RwLock<Shard>, max: usize) -> parking_lot::RwLockReadGuard<'_, Shard> {
+fn refresh_shard(shard: &RwLock<SessionShard>, max: usize) -> parking_lot::RwLockReadGuard<'_, SessionShard> {
     let mut budget = max;
     loop {
         let batch = {
@@ -578,7 +578,7 @@ fn refresh_shard(shard: &RwLock<Shard>, max: usize) -> parking_lot::RwLockReadGu
     }
 }
 
-fn search_shard(s: &Shard, q: &Query, matcher: &Matcher<'_>, sort: &SortSpec, k: usize) -> (u64, Vec<Hit>) {
+fn search_shard(s: &SessionShard, q: &Query, matcher: &Matcher<'_>, sort: &SortSpec, k: usize) -> (u64, Vec<Hit>) {
     let mut count = 0;
     let mut top = TopK::new(k);
     for (key, doc, sure) in s.candidates(q) {

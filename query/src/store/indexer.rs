@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::{IndexWriter, TantivyDocument};
 
 use super::fields::{covers, documents};
-use super::shard::Shard;
+use super::shard::IndexShard;
 use crate::error::{QueryError, Result};
 
 /// Rows read per batch while indexing.
@@ -91,7 +91,7 @@ impl Payload {
 /// Indexes the lake segments of `state` that belong to this shard and are not indexed yet,
 /// using `threads` threads. Returns the number of documents added. If another process holds
 /// the shard's writer, does nothing: that process is indexing the same segments.
-pub fn sync_shard(env: &Environment, state: &TableState, shard: &Shard, threads: usize) -> Result<u64> {
+pub fn sync_shard(env: &Environment, state: &TableState, shard: &IndexShard, threads: usize) -> Result<u64> {
     let _one_sync = shard.sync_lock.lock();
     let mut indexed = KeyRanges::default();
     let generations = shard.rescan()?;
@@ -141,7 +141,7 @@ pub fn sync_shard(env: &Environment, state: &TableState, shard: &Shard, threads:
                     })
                 })
                 .collect();
-            workers.into_iter().map(|w| w.join().expect("an indexing thread panicked")).find(Result::is_err)
+            workers.into_iter().map(|w| crate::error::joined("an indexing thread", w.join())).find(Result::is_err)
         });
         if let Some(Err(e)) = failure {
             writer.rollback()?;

@@ -17,7 +17,6 @@
 pub mod collect;
 pub mod fields;
 pub mod indexer;
-pub mod params;
 pub mod registry;
 pub mod search;
 pub mod shard;
@@ -37,7 +36,7 @@ pub use search::{QueryAnswer, QueryRequest};
 
 use crate::error::{QueryError, Result};
 use indexer::{dir_bytes, sync_shard};
-use shard::Shard;
+use shard::IndexShard;
 
 /// How long a process trusts its readers before looking for other processes' commits.
 const READER_FRESHNESS: Duration = Duration::from_millis(500);
@@ -59,7 +58,7 @@ pub struct DataStore {
     /// Its settings when opened.
     pub def: StoreDef,
     /// The shards, in order.
-    pub shards: Vec<Shard>,
+    pub shards: Vec<IndexShard>,
     /// Lake version this process last synced to, and when readers were last reloaded.
     synced: Mutex<(Option<u64>, Instant)>,
 }
@@ -68,7 +67,7 @@ impl DataStore {
     fn open(def: StoreDef, dir: PathBuf) -> Result<DataStore> {
         let dir = (def.kind == StoreKind::Standard).then_some(dir);
         let shards = (0..def.shards)
-            .map(|n| Shard::open(n, def.shards, dir.as_ref().map(|d| d.join(n.to_string()))))
+            .map(|n| IndexShard::open(n, def.shards, dir.as_ref().map(|d| d.join(n.to_string()))))
             .collect::<Result<Vec<_>>>()?;
         Ok(DataStore { def, shards, synced: Mutex::new((None, Instant::now())) })
     }
@@ -76,12 +75,12 @@ impl DataStore {
     /// Indexes every committed segment the store lacks, shards in parallel; returns documents added.
     pub fn sync(&self, env: &Environment) -> Result<u64> {
         let state = env.fresh_snapshot()?;
-        let servers = env.config().servers.max(1) as usize;
-        let per_shard = (servers / self.shards.len().max(1)).max(1);
+        let workers = env.config().workers.max(1) as usize;
+        let per_shard = (workers / self.shards.len().max(1)).max(1);
         let added = std::thread::scope(|scope| {
             let jobs: Vec<_> =
                 self.shards.iter().map(|s| scope.spawn(|| sync_shard(env, &state, s, per_shard))).collect();
-            jobs.into_iter().map(|j| j.join().expect("a shard sync panicked")).sum::<Result<u64>>()
+            jobs.into_iter().map(|j| crate::error::joined("a shard sync", j.join())).sum::<Result<u64>>()
         })?;
         *self.synced.lock() = (Some(state.version), Instant::now());
         Ok(added)
@@ -109,7 +108,7 @@ impl DataStore {
 
     /// Documents searchable now.
     pub fn documents(&self) -> u64 {
-        self.shards.iter().map(Shard::documents).sum()
+        self.shards.iter().map(IndexShard::documents).sum()
     }
 }
 
@@ -165,7 +164,7 @@ impl Stores {
         }
         let mut defs = registry::load(env.storage())?;
         if defs.iter().any(|d| d.name == def.name) {
-            return Err(QueryError::BadRequest(format!("a store named '{}' already exists", def.name)));
+            return Err(QueryError::StoreExists(def.name.clone()));
         }
         // Leftovers of an earlier store of that name are not this store's.
         remove_dir(&self.dir(&def.name))?;
@@ -182,7 +181,7 @@ impl Stores {
         registry::validate_name(new_name)?;
         let (mut defs, i) = Self::find(env, name)?;
         if defs.iter().any(|d| d.name == new_name) {
-            return Err(QueryError::BadRequest(format!("a store named '{new_name}' already exists")));
+            return Err(QueryError::StoreExists(new_name.to_string()));
         }
         let mut open = self.open.lock();
         open.remove(name);

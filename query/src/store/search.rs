@@ -259,7 +259,7 @@ pub fn run(env: &Environment, stores: &Stores, req: &QueryRequest) -> Result<Que
                 })
             })
             .collect();
-        jobs.into_iter().map(|j| j.join().expect("a search thread panicked")).collect::<Result<Vec<_>>>()
+        jobs.into_iter().map(|j| crate::error::joined("a search thread", j.join())).collect::<Result<Vec<_>>>()
     })?;
     let gathered = Gathered::merge(&keys, collector.limit, parts, facets.len());
     let page = if streamed {

@@ -45,7 +45,7 @@ impl Generation {
 }
 
 /// A shard of a store.
-pub struct Shard {
+pub struct IndexShard {
     /// This shard's number.
     pub number: u32,
     /// How many shards the store has.
@@ -57,10 +57,10 @@ pub struct Shard {
     pub sync_lock: Mutex<()>,
 }
 
-impl Shard {
+impl IndexShard {
     /// Opens (or prepares) a shard kept in `dir`, or in RAM when `dir` is `None`.
-    pub fn open(number: u32, of: u32, dir: Option<PathBuf>) -> Result<Shard> {
-        let shard = Shard { number, of, dir, generations: RwLock::new(Vec::new()), sync_lock: Mutex::new(()) };
+    pub fn open(number: u32, of: u32, dir: Option<PathBuf>) -> Result<IndexShard> {
+        let shard = IndexShard { number, of, dir, generations: RwLock::new(Vec::new()), sync_lock: Mutex::new(()) };
         shard.rescan()?;
         Ok(shard)
     }

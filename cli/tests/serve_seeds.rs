@@ -3,34 +3,18 @@
 //! `m1 auth test-m1` store tokens in $M1_HOME owner-only, then `m1 ops ...` and `m1 test-m1 ...`
 //! go over HTTP.
 
+mod common;
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
+use common::{Server, m1, start_server};
 use serde_json::{Value, json};
 use support::Moto;
-
-/// A running `m1 serve`; dropping it kills the process.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn m1(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_m1"));
-    c.env("M1_HOME", home);
-    c
-}
 
 /// Runs the CLI and returns stdout parsed as JSON (Null when empty); panics on failure.
 fn cli(home: &Path, args: &[&str]) -> Value {
@@ -38,26 +22,6 @@ fn cli(home: &Path, args: &[&str]) -> Value {
     assert!(out.status.success(), "m1 {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() }
-}
-
-fn start_server(home: &Path) -> Server {
-    let mut child = m1(home)
-        .args(["serve", "-port", "0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = lines.next().expect("m1 serve printed nothing").unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no address in '{line}'"))
-        .to_string();
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
 }
 
 /// One example: its name, what it must give, the command.
@@ -188,13 +152,13 @@ fn setup(home: &Path, moto: &Moto) -> (Server, Value) {
     store.put("reddit/us.jsonl.gz", gz(rows.as_bytes()).into()).unwrap();
     let server = start_server(home);
     let url = server.base.clone();
-    cli(home, &["signup", "-url", &url, "-username", "owner", "-password", "passphrase"]);
-    cli(home, &["auth", "-url", &url, "-username", "owner", "-password", "passphrase"]);
+    cli(home, &["signup", "-remote", &url, "-username", "owner", "-password", "passphrase"]);
+    cli(home, &["auth", "-remote", &url, "-username", "owner", "-password", "passphrase"]);
     let options: BTreeMap<String, String> = moto.options().into_iter().collect();
     let options = serde_json::to_string(&options).unwrap();
     cli(home, &["ops", "env/bucket/register", "-env", "test-m1", "-bucket", "m1-public", "-options", &options]);
-    cli(home, &["test-m1", "init", "-url", &url, "-username", "admin", "-password", "passphrase"]);
-    cli(home, &["auth", "test-m1", "-url", &url, "-username", "admin", "-password", "passphrase"]);
+    cli(home, &["test-m1", "init", "-remote", &url, "-username", "admin", "-password", "passphrase"]);
+    cli(home, &["auth", "test-m1", "-remote", &url, "-username", "admin", "-password", "passphrase"]);
     cli(home, &["test-m1", "user/add", "-username", "user", "-password", "passphrase", "-rights", r#"["get"]"#]);
     (server, scratch)
 }
@@ -297,7 +261,7 @@ fn seed_curl_examples_and_remote_cli() {
             "001 token/delete" => {
                 env_token = env_login(&admin_password);
                 // The CLI's stored login went too.
-                cli(home, &["auth", "test-m1", "-url", url, "-username", "admin", "-password", &admin_password]);
+                cli(home, &["auth", "test-m1", "-remote", url, "-username", "admin", "-password", &admin_password]);
             }
             "001 publish" => assert_eq!(value["rowsPublished"], 30_001, "{body}"),
             "001 get" => assert_eq!(
@@ -320,13 +284,13 @@ fn seed_curl_examples_and_remote_cli() {
     assert_eq!(ran, 51);
     // The CLI reads through the server too (seed 001's m1 examples).
     env_token.clear();
-    cli(home, &["auth", "test-m1", "-url", url, "-username", "admin", "-password", &admin_password]);
+    cli(home, &["auth", "test-m1", "-remote", url, "-username", "admin", "-password", &admin_password]);
     let got =
         cli(home, &["test-m1", "get", "-ids", "[10000,20000,30000]", "-properties", r#"["_m1key","session.id"]"#]);
     assert_eq!(got[2]["session.id"], "s29999");
     let range = cli(home, &["test-m1", "range", "-start", "10000", "-end", "10003"]);
     assert_eq!(range.as_array().unwrap().len(), 3);
-    let out = m1(home).args(["test-m1", "schema/wipe", "-url", "http://127.0.0.1:9"]).output().unwrap();
+    let out = m1(home).args(["test-m1", "schema/wipe", "-remote", "http://127.0.0.1:9"]).output().unwrap();
     assert!(!out.status.success(), "an unreachable server is an error");
     drop(server);
 }
@@ -335,7 +299,7 @@ fn seed_curl_examples_and_remote_cli() {
 fn cli_raw(home: &Path, url: &str, args: &[String], stdin: &str) -> (bool, String, String) {
     let mut child = m1(home)
         .args(args)
-        .env("M1_URL", url)
+        .env("M1_REMOTE", url)
         .current_dir(home)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

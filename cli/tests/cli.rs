@@ -141,9 +141,17 @@ fn bad_input_gives_a_clear_error_and_a_failing_exit() {
     ok(h, &["ops", "env/create", "-env", "e1"]);
     assert!(fails(h, &["nope", "next"]).contains("no environment named 'nope'"));
     assert!(fails(h, &["e1", "frobnicate"]).contains("unknown endpoint 'frobnicate'"));
-    assert!(fails(h, &["e1", "get"]).contains("missing required parameter -ids"));
-    assert!(fails(h, &["e1", "get", "-ids", "[1,"]).contains("-ids is not valid JSON"));
-    assert!(fails(h, &["e1", "range", "-start", "x", "-end", "2"]).contains("-start must be a number"));
+    assert!(fails(h, &["e1", "get"]).contains("get: missing required parameter 'ids'"));
+    let err = fails(h, &["e1", "get", "-ids", "[1,"]);
+    assert!(err.contains("parameter 'ids' must be a list of keys") && err.contains("got '[1,'"), "{err}");
+    let err = fails(h, &["e1", "range", "-start", "x", "-end", "2"]);
+    assert!(err.contains("parameter 'start' must be a whole number, got 'x'"), "{err}");
+    let err = fails(h, &["e1", "get", "-ids", "1", "-url", "http://x"]);
+    assert!(err.contains("get takes no parameter 'url'; its parameters are: ids, properties"), "{err}");
+    let err = fails(h, &["e1", "write", "-items", "[]", "-async", "perhaps"]);
+    assert!(err.contains("parameter 'async' must be true or false, got 'perhaps'"), "{err}");
+    let err = fails(h, &["e1", "user/add", "-username", "u", "-password", "p", "-rights", "get"]);
+    assert!(err.contains("answered by `m1 serve` only"), "{err}");
     assert!(
         fails(h, &["e1", "schema/add", "-properties", r#"[{"name":"a","type":"float"}]"#])
             .contains("unknown type 'float'")
@@ -168,8 +176,9 @@ fn quickstart_runs_and_shows_its_records() {
     let out = m1(home.path(), &["quickstart"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("published 1000 records"), "{text}");
-    assert!(text.contains("\"event.id\": \"ev00500\""), "{text}");
+    assert!(text.contains("\"rowsPublished\": 1000"), "{text}");
+    assert!(text.contains("4. m1 quickstart next\n1000\n"), "{text}");
+    assert!(text.contains("\"_m1key\": 500"), "{text}");
     // It can run again: the demo environment is rebuilt.
     assert!(m1(home.path(), &["quickstart"]).status.success());
     // Afterwards the demo is an ordinary catalog environment.
