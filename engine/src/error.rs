@@ -101,6 +101,7 @@ impl EngineError {
         }
     }
 
+    #[cfg_attr(not(feature = "storage"), allow(dead_code))]
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         EngineError::Io { path: path.into(), source }
     }
