@@ -72,6 +72,12 @@ impl Environment {
         Environment { inner, stores: std::sync::OnceLock::new(), entry: None }
     }
 
+    /// The directory a server's callers may publish local files from (`<root>/stage`), for an
+    /// environment on local disk.
+    pub fn stage_dir(&self) -> Option<std::path::PathBuf> {
+        self.inner.storage().local_root().map(|r| r.join("stage"))
+    }
+
     /// Its catalog entry, if it was opened from the catalog.
     pub fn entry(&self) -> Option<&CatalogEntry> {
         self.entry.as_ref()

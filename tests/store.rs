@@ -280,3 +280,21 @@ fn dotted_names_and_relevance() {
     req.sort = Some("score desc".into());
     assert_eq!(env.query(&req).unwrap().keys().unwrap(), vec![1, 0, 2]);
 }
+
+/// Words of 40 letters and more: tantivy's default analysis drops them, the matcher and the
+/// session stores keep them; a data store must agree with the matcher.
+#[test]
+fn long_words_are_found_like_the_matcher_finds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Environment::create(dir.path().to_str().unwrap()).unwrap();
+    env.add_properties(&[Property::new("body", PropertyType::Text)]).unwrap();
+    let long = "Pneumonoultramicroscopicsilicovolcanoconiosis".repeat(2);
+    let rows = [json!({"body": format!("a {long} b")}), json!({"body": "short words only"})];
+    env.append_json(rows.iter().map(|r| r.as_object().unwrap().clone())).unwrap();
+    let q = format!("body:{}", long.to_lowercase());
+    assert_eq!(count(&env, "index", &q), 1);
+    let parsed = m1_query::syntax::parse(&q).unwrap();
+    let schema = env.schema().unwrap();
+    let record = rows[0].as_object().unwrap();
+    assert!(m1_query::matcher::Matcher::with_schema(&parsed, &schema).matches(record), "the matcher finds it too");
+}

@@ -24,41 +24,19 @@ static SERVE: Endpoint = Endpoint {
     verbs: Verbs::Get,
     access: Access::Public,
     params: &[
-        Param {
-            name: "port",
-            kind: Kind::Int,
-            required: false,
-            default: Some("8080"),
-            help: "TCP port (0 picks a free one)",
-        },
-        Param {
-            name: "bind",
-            kind: Kind::Text,
-            required: false,
-            default: Some("127.0.0.1"),
-            help: "address to listen on",
-        },
-        Param {
-            name: "env",
-            kind: Kind::Text,
-            required: false,
-            default: None,
-            help: "serve this one environment (name, path or URL) at the root",
-        },
-        Param {
-            name: "maxBodyBytes",
-            kind: Kind::Int,
-            required: false,
-            default: Some("67108864"),
-            help: "largest request body (413 above)",
-        },
-        Param {
-            name: "readTimeoutMs",
-            kind: Kind::Int,
-            required: false,
-            default: Some("30000"),
-            help: "longest wait for a request's headers or body",
-        },
+        Param::with_default("port", Kind::Int, "8080", "TCP port (0 picks a free one)"),
+        Param::with_default("bind", Kind::Text, "127.0.0.1", "address to listen on"),
+        Param::optional("env", Kind::Text, "serve this one environment (name, path or URL) at the root"),
+        Param::with_default("maxBodyBytes", Kind::Int, "67108864", "largest request body (413 above)"),
+        Param::with_default("readTimeoutMs", Kind::Int, "30000", "longest wait for a request's headers or body"),
+        Param::optional("allowRead", Kind::List, "directories /publish may read besides each stage (none by default)"),
+        Param::optional(
+            "allowLocation",
+            Kind::List,
+            "directories or URL prefixes for env/create (default $M1_HOME/envs)",
+        ),
+        Param::with_default("signup", Kind::Bool, "false", "whether anyone may sign up as an ops user"),
+        Param::with_default("maxPublishes", Kind::Int, "2", "publishes and writes at once (more answer 503)"),
     ],
     open_params: false,
     answer: Answer::Empty,
@@ -74,9 +52,11 @@ Usage:
   m1 <env> <endpoint> [-name value ...] [-remote URL]   an environment's endpoint
   m1 ops <endpoint> [-name value ...] [-remote URL]     an ops endpoint (environments, accounts)
   m1 quickstart                                         a demo environment, published and queried
-  m1 serve [-port 8080] [-bind 127.0.0.1] [-env E] [-maxBodyBytes N] [-readTimeoutMs N]
+  m1 serve [-name value ...]                            the HTTP API (`m1 serve --help`: its options)
   m1 auth [<env>] -remote URL [-username U -password P] log in to a remote `m1 serve`
   m1 signup -remote URL [-username U -password P]       an ops user on a remote `m1 serve`
+  m1 owner -username U -password P                      the owner of ops account `default` (this machine's catalog)
+  m1 init <env> -username U -password P                 an environment's first admin, for `m1 serve`
   m1 <env> <endpoint> --help                            an endpoint's parameters
 
 <env> is a name from the catalog ($M1_HOME, default ~/.m1), a path or a URL (file://, s3://,
@@ -115,6 +95,9 @@ fn parse_params(args: &[String]) -> Result<Vec<(String, String)>> {
         };
         let key = key.trim_start_matches('-');
         let value = it.next().ok_or_else(|| anyhow!("parameter -{key} has no value"))?;
+        if out.iter().any(|(k, _)| k == key) {
+            bail!("parameter -{key} is given twice");
+        }
         out.push((key.to_string(), param_value(key, value)?));
     }
     Ok(out)
@@ -166,6 +149,21 @@ pub fn run(args: Vec<String>) -> Result<()> {
             let url = take_remote(&mut params);
             print_json(crate::remote::auth(env, url.as_deref(), params)?)
         }
+        Some("owner") if args.get(1).is_none_or(|a| a.starts_with('-')) => {
+            let params = parse_params(&args[1..])?;
+            let (user, password) = credentials(&params)?;
+            m1_server::init_owner(&Catalog::default_home(), &user, &password)?;
+            eprintln!("'{user}' owns the ops account 'default' (log in with `m1 auth -remote URL`)");
+            Ok(())
+        }
+        Some("init") if args.get(1).is_some_and(|a| !a.starts_with('-')) => {
+            let params = parse_params(&args[2..])?;
+            let (user, password) = credentials(&params)?;
+            let cat = Catalog::open(Catalog::default_home())?;
+            m1_server::init_admin(std::sync::Arc::new(open(&cat, &args[1])?), &user, &password)?;
+            eprintln!("'{user}' is the first admin of '{}'", args[1]);
+            Ok(())
+        }
         Some("signup") => {
             let mut params = parse_params(&args[1..])?;
             let url = take_remote(&mut params);
@@ -213,6 +211,20 @@ fn call(args: &[String]) -> Result<()> {
     }
 }
 
+/// `-username` and `-password`, both required (the operator's commands).
+fn credentials(params: &[(String, String)]) -> Result<(String, String)> {
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    for (k, _) in params {
+        if k != "username" && k != "password" {
+            bail!("unknown parameter -{k}: this command takes -username and -password");
+        }
+    }
+    Ok((
+        get("username").ok_or_else(|| anyhow!("-username is required"))?,
+        get("password").ok_or_else(|| anyhow!("-password is required"))?,
+    ))
+}
+
 /// A call on this machine.
 fn local(target: &str, scope: Scope, path: &str, params: Vec<(String, String)>) -> Result<()> {
     let cat = Catalog::open(Catalog::default_home())?;
@@ -226,7 +238,8 @@ fn local(target: &str, scope: Scope, path: &str, params: Vec<(String, String)>) 
             let env = open(&cat, target)?;
             let bar = Progress::new();
             let progress = |p: &m1::Progress| bar.update(p);
-            let call = EnvCall { env: &env, ip: None, read_only: false, progress: bar.active().then_some(&progress) };
+            let progress = bar.active().then_some(&progress as &(dyn Fn(&m1::Progress) + Sync));
+            let call = EnvCall { progress, ..EnvCall::local(&env) };
             let output = endpoint::call_env(&call, path, params);
             bar.finish();
             print_output(output?, &mut out.lock())
@@ -277,6 +290,10 @@ fn serve(params: &[(String, String)]) -> Result<()> {
     o.bind = a.req("bind")?.parse().context("parameter -bind must be an IP address")?;
     o.max_body_bytes = a.count("maxBodyBytes", 1)?.unwrap_or(64 << 20) as usize;
     o.read_timeout = std::time::Duration::from_millis(a.count("readTimeoutMs", 1)?.unwrap_or(30_000));
+    o.allow_read = a.list("allowRead").unwrap_or_default().iter().map(std::path::PathBuf::from).collect();
+    o.locations = a.list("allowLocation").unwrap_or_default().to_vec();
+    o.signup = a.bool("signup").unwrap_or(false);
+    o.max_publishes = a.count("maxPublishes", 1)?.unwrap_or(2) as usize;
     Ok(m1_server::serve(o)?)
 }
 

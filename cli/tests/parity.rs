@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use common::{Server, start_server};
+use common::Server;
 use m1::endpoint::{ENDPOINTS, Handler, Scope};
 use serde_json::Value;
 
@@ -134,10 +134,11 @@ impl Parity {
 fn every_endpoint_answers_the_same_locally_and_remotely() {
     let dir = tempfile::tempdir().unwrap();
     let (local, served, client) = (dir.path().join("local"), dir.path().join("served"), dir.path().join("client"));
-    let server = start_server(&served);
+    let server = common::start_server_with(&served, &["-allowRead", &dir.path().display().to_string()]);
     let base = server.base.clone();
-    // The remote side's logins: an ops user, then the environment's admin.
-    must(&client, &["signup", "-remote", &base, "-username", "owner", "-password", "passphrase"]);
+    // The remote side's logins: the operator's owner of the account `default`, then (once ops
+    // has made it over HTTP) the environment's admin.
+    must(&served, &["owner", "-username", "owner", "-password", "passphrase"]);
     must(&client, &["auth", "-remote", &base, "-username", "owner", "-password", "passphrase"]);
     let mut p = Parity { local, client: client.clone(), server, called: BTreeSet::new() };
 

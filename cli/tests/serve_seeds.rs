@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{Server, m1, start_server};
+use common::{Server, m1, start_server_with};
 use serde_json::{Value, json};
 use support::Moto;
 
@@ -150,14 +150,16 @@ fn setup(home: &Path, moto: &Moto) -> (Server, Value) {
     let store = m1_engine::storage::Storage::open("s3://m1-public", &moto.options()).unwrap();
     let rows: String = (0..30_001).map(|i| format!("{{\"session\": {{\"id\": \"s{i}\"}}, \"n\": {i}}}\n")).collect();
     store.put("reddit/us.jsonl.gz", gz(rows.as_bytes()).into()).unwrap();
-    let server = start_server(home);
+    // The operator's set-up: the owner of the machine's environments, the first admin of
+    // test-m1, and a server that lets the seeds' `signup` examples sign up.
+    cli(home, &["owner", "-username", "owner", "-password", "passphrase"]);
+    cli(home, &["init", "test-m1", "-username", "admin", "-password", "passphrase"]);
+    let server = start_server_with(home, &["-signup", "true"]);
     let url = server.base.clone();
-    cli(home, &["signup", "-remote", &url, "-username", "owner", "-password", "passphrase"]);
     cli(home, &["auth", "-remote", &url, "-username", "owner", "-password", "passphrase"]);
     let options: BTreeMap<String, String> = moto.options().into_iter().collect();
     let options = serde_json::to_string(&options).unwrap();
     cli(home, &["ops", "env/bucket/register", "-env", "test-m1", "-bucket", "m1-public", "-options", &options]);
-    cli(home, &["test-m1", "init", "-remote", &url, "-username", "admin", "-password", "passphrase"]);
     cli(home, &["auth", "test-m1", "-remote", &url, "-username", "admin", "-password", "passphrase"]);
     cli(home, &["test-m1", "user/add", "-username", "user", "-password", "passphrase", "-rights", r#"["get"]"#]);
     (server, scratch)

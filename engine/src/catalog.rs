@@ -196,6 +196,7 @@ impl Catalog {
             Some(u) => u.to_string(),
             None => self.home.join("envs").join(name).display().to_string(),
         };
+        check_location(&url, &file.environments)?;
         let object_store_options: ObjectStoreOptions = options.clone().into_iter().collect();
         let env = Environment::create_with(&url, &object_store_options, config)?;
         let entry = CatalogEntry {
@@ -327,6 +328,82 @@ impl Catalog {
     }
 }
 
+/// A local path of a location (`/p`, `file:///p`), if it is one.
+pub fn local_path(location: &str) -> Option<PathBuf> {
+    match location.strip_prefix("file://") {
+        Some(rest) => Some(PathBuf::from(rest)),
+        None if location.contains("://") => None,
+        None => Some(PathBuf::from(location)),
+    }
+}
+
+/// A path made absolute with symbolic links resolved as far as it exists (the rest appended), so
+/// two spellings of one place compare equal.
+pub fn resolved(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs =
+        if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) };
+    let mut out = PathBuf::new();
+    for part in abs.components() {
+        match part {
+            Component::Prefix(_) | Component::RootDir => out.push(part),
+            Component::CurDir => {}
+            // After a link, `out` is already where it points: `..` goes to that parent, as the
+            // system does; past what exists, `..` is lexical.
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(name) => {
+                out.push(name);
+                if let Ok(real) = std::fs::canonicalize(&out) {
+                    out = real;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A location as a prefix to compare: a resolved local path or a URL, ending in `/`.
+fn location_key(location: &str) -> String {
+    let key = match local_path(location) {
+        Some(p) => resolved(&p).display().to_string(),
+        None => location.to_string(),
+    };
+    format!("{}/", key.trim_end_matches('/'))
+}
+
+/// Whether `location` is at or under `root` (both as given to the catalog or a server option).
+pub fn location_within(location: &str, root: &str) -> bool {
+    location_key(location).starts_with(&location_key(root))
+}
+
+/// Refuses a location for a new environment that would mix its files with someone else's: one
+/// that overlaps an environment of the catalog, lies inside any m1 environment, or is a
+/// non-empty directory that is not an m1 environment (`env/destroy` must never remove files m1
+/// did not write).
+fn check_location(url: &str, others: &[CatalogEntry]) -> Result<()> {
+    let bad = |reason: String| EngineError::BadLocation { url: url.to_string(), reason };
+    let key = location_key(url);
+    for e in others {
+        let other = location_key(&e.url);
+        if key.starts_with(&other) || other.starts_with(&key) {
+            return Err(bad(format!("it overlaps environment '{}' at {}", e.name, e.url)));
+        }
+    }
+    let Some(path) = local_path(url) else { return Ok(()) };
+    let path = resolved(&path);
+    if let Some(env) = path.ancestors().skip(1).find(|a| a.join(crate::log::LOG_DIR).is_dir()) {
+        return Err(bad(format!("it is inside the m1 environment at {}", env.display())));
+    }
+    let is_env = path.join(crate::log::LOG_DIR).is_dir();
+    let non_empty = std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_some());
+    if non_empty && !is_env {
+        return Err(bad("it is a directory that holds other files; choose a new or empty directory".into()));
+    }
+    Ok(())
+}
+
 fn check_env_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
@@ -379,6 +456,41 @@ mod tests {
         cat.destroy("other").unwrap();
         assert!(cat.list().unwrap().is_empty());
         assert!(!Path::new(&e.url).exists());
+    }
+
+    #[test]
+    fn locations_never_mix_with_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(dir.path().join("home")).unwrap();
+        let foreign = dir.path().join("foreign");
+        std::fs::create_dir_all(&foreign).unwrap();
+        std::fs::write(foreign.join("keep.txt"), "mine").unwrap();
+        let at = |p: &Path| Some(p.to_str().unwrap().to_string());
+        let err = cat.create("a", at(&foreign).as_deref(), EnvConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("holds other files"), "{err}");
+        let a = cat.create("a", at(&dir.path().join("envs/a")).as_deref(), EnvConfig::default()).unwrap();
+        for inside in ["envs/a/lake", "envs/a/x/y", "envs"] {
+            let err = cat.create("b", at(&dir.path().join(inside)).as_deref(), EnvConfig::default()).unwrap_err();
+            assert!(err.to_string().contains("overlaps environment 'a'"), "{inside}: {err}");
+        }
+        let url = format!("file://{}", dir.path().join("envs/a/lake").display());
+        assert!(cat.create("b", Some(&url), EnvConfig::default()).is_err());
+        let dotted = dir.path().join("envs/new/../a/lake");
+        let err = cat.create("b", at(&dotted).as_deref(), EnvConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("overlaps environment 'a'"), "{err}");
+        // An environment outside the catalog is found by its table log.
+        let outside = dir.path().join("outside");
+        Environment::create(outside.to_str().unwrap(), EnvConfig::default()).unwrap();
+        let err = cat.create("c", at(&outside.join("sub")).as_deref(), EnvConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("inside the m1 environment"), "{err}");
+        // Destroy removes only what m1 wrote; a foreign file keeps the root.
+        let root = PathBuf::from(&a.url);
+        std::fs::write(root.join("notes.txt"), "keep").unwrap();
+        std::os::unix::fs::symlink(&foreign, root.join("link")).unwrap();
+        cat.destroy("a").unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("notes.txt")).unwrap(), "keep");
+        assert!(!root.join("_delta_log").exists() && !root.join("env.json").exists());
+        assert_eq!(std::fs::read_to_string(foreign.join("keep.txt")).unwrap(), "mine", "links are not followed");
     }
 
     /// Catalogs written before `readRoles` existed still open, with no roles.

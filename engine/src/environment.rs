@@ -26,6 +26,12 @@ pub const CONFIG_FILE: &str = "env.json";
 const CONFIG_PARAM: &str = "m1.config";
 /// Directory of the lake's segments.
 pub const LAKE_DIR: &str = "lake";
+/// The directories m1 writes at the top of an environment's root: the table log, the lake, the
+/// `/write` archive, data stores, session stores and the publish stage.
+pub const OWNED_DIRS: &[&str] = &[crate::log::LOG_DIR, LAKE_DIR, "archive", "stores", "sessions", "stage"];
+/// The files m1 writes at the top of an environment's root: settings, system parameters, the
+/// data-store registry and the server's users and tokens.
+pub const OWNED_FILES: &[&str] = &[CONFIG_FILE, crate::system::SYSTEM_FILE, "stores.json", "auth.json"];
 /// How many times a commit is retried after losing a race before giving up.
 const MAX_COMMIT_ATTEMPTS: usize = 10_000;
 
@@ -428,12 +434,32 @@ impl Environment {
     }
 
     /// Deletes every file of the environment.
+    ///
+    /// Invariant: only what m1 wrote goes ([`OWNED_DIRS`], [`OWNED_FILES`]); anything else in the
+    /// root survives, and a symbolic link is removed, never followed. A local root is removed
+    /// only when nothing else is left in it.
     pub fn destroy(self) -> Result<()> {
         self.cache.clear();
-        self.storage.delete_prefix("")?;
-        if let Some(root) = self.storage.local_root() {
-            let _ = std::fs::remove_dir_all(root);
+        let Some(root) = self.storage.local_root() else {
+            for dir in OWNED_DIRS {
+                self.storage.delete_prefix(dir)?;
+            }
+            for file in OWNED_FILES {
+                self.storage.delete(file)?;
+            }
+            return Ok(());
+        };
+        for name in OWNED_DIRS.iter().chain(OWNED_FILES) {
+            let path = root.join(name);
+            let removed = match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
+                Ok(_) => std::fs::remove_file(&path),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            };
+            removed.map_err(|e| EngineError::io(&path, e))?;
         }
+        let _ = std::fs::remove_dir(root);
         Ok(())
     }
 }

@@ -115,6 +115,8 @@ pub enum ErrorKind {
     BadInput,
     /// What the request names does not exist (404).
     NotFound,
+    /// The caller may not do this (403).
+    Forbidden,
     /// What the request would create exists already (409).
     Exists,
     /// The request conflicts with the current state (409).

@@ -53,10 +53,27 @@ pub fn set(storage: &Storage, changes: &BTreeMap<String, Value>) -> Result<BTree
             Some(default) => typed_like(name, value, default)?,
             None => value.clone(),
         };
+        check_range(name, &value)?;
         stored.insert(name.clone(), value);
     }
     storage.put(SYSTEM_FILE, Bytes::from(serde_json::to_vec_pretty(&stored)?))?;
     load(storage)
+}
+
+/// The ranges of the numeric built-ins: a value out of them would lock every user out (a token
+/// that expires at once, a negative password length).
+fn check_range(name: &str, value: &Value) -> Result<()> {
+    let (min, max) = match name {
+        "token-expire-ms" => (1_000, 366 * 86_400_000),
+        "password-min-length" => (1, 1_024),
+        _ => return Ok(()),
+    };
+    match value.as_i64() {
+        Some(n) if (min..=max).contains(&n) => Ok(()),
+        _ => Err(EngineError::BadData(format!(
+            "system parameter '{name}' must be a number from {min} to {max}, got {value}"
+        ))),
+    }
 }
 
 fn typed_like(name: &str, value: &Value, default: &Value) -> Result<Value> {
@@ -89,5 +106,10 @@ mod tests {
         assert_eq!(load(&storage).unwrap()["my-app-key"], json!({"a": 1}));
         let err = set(&storage, &BTreeMap::from([("token-expire-ms".to_string(), json!("soon"))])).unwrap_err();
         assert!(err.to_string().contains("'token-expire-ms' must be like 86400000"), "{err}");
+        for (name, bad) in [("token-expire-ms", "-1"), ("token-expire-ms", "0"), ("password-min-length", "-3")] {
+            let err = set(&storage, &BTreeMap::from([(name.to_string(), json!(bad))])).unwrap_err().to_string();
+            assert!(err.contains(&format!("'{name}' must be a number from")), "{err}");
+        }
+        assert_eq!(load(&storage).unwrap()["token-expire-ms"], json!(86_400_000), "nothing was stored");
     }
 }

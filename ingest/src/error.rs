@@ -33,6 +33,14 @@ pub enum IngestError {
     /// The storage core failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A local file outside the directories this caller may read (`m1 serve -allowRead`).
+    #[error(
+        "'{0}' is not in a directory this server lets you read (its stage, or one given with `m1 serve -allowRead DIR`)"
+    )]
+    NotAllowed(String),
+    /// The caller stopped the publish (its client went away); nothing was committed.
+    #[error("the publish was cancelled (its caller went away); nothing was committed")]
+    Cancelled,
     /// A worker thread of the pipeline panicked; nothing was committed.
     #[error("internal error: {0}")]
     WorkerPanicked(String),
@@ -45,6 +53,8 @@ impl IngestError {
         match self {
             IngestError::Engine(e) => e.kind(),
             IngestError::WorkerPanicked(_) => ErrorKind::Internal,
+            IngestError::NotAllowed(_) => ErrorKind::Forbidden,
+            IngestError::Cancelled => ErrorKind::Conflict,
             // The caller named the file and the options; a file that cannot be read or parsed is
             // their input.
             IngestError::Read { .. }

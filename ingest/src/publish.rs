@@ -68,6 +68,11 @@ pub struct PublishRequest {
     pub object_store_options: ObjectStoreOptions,
     /// For zip files: only these entries.
     pub zip_entries: Option<Vec<String>>,
+    /// Where local files may be read from; `None` reads anything the process may (the CLI, as
+    /// the user it runs as). `m1 serve` sets its `-allowRead` directories and the stage.
+    pub read_roots: Option<Vec<std::path::PathBuf>>,
+    /// Set by the caller to stop the publish (its client went away); nothing is committed.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl PublishRequest {
@@ -87,6 +92,8 @@ impl PublishRequest {
             outbound: false,
             object_store_options: ObjectStoreOptions::new(),
             zip_entries: None,
+            read_roots: None,
+            cancel: None,
         }
     }
 }
@@ -332,7 +339,18 @@ pub fn publish(
         Some(json) => RuleSet::parse(json, &compile)?,
         None => RuleSet::empty(),
     };
+    if let Some(roots) = &req.read_roots {
+        crate::source::check_readable(&req.file, roots)?;
+    }
     let files = resolve(&req.file, &req.object_store_options, req.outbound)?;
+    if let Some(roots) = &req.read_roots {
+        // A link inside an allowed directory may point anywhere: check where each file really is.
+        for f in &files {
+            if let crate::source::Location::Local(p) = &f.location {
+                crate::source::check_readable(&p.display().to_string(), roots)?;
+            }
+        }
+    }
     let options: Vec<SourceOptions> = files.iter().map(|f| source_options(req, &rules, f)).collect::<Result<_>>()?;
     let inferred = if req.infer { infer(env, &files, &options, &rules)? } else { Vec::new() };
 
@@ -381,6 +399,10 @@ pub fn publish(
                     failure.get_or_insert(e);
                     break;
                 }
+            }
+            if req.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) && failure.is_none() {
+                abort.store(true, Ordering::Relaxed);
+                failure = Some(IngestError::Cancelled);
             }
             if last_progress.elapsed() >= Duration::from_millis(100) {
                 last_progress = Instant::now();
@@ -449,7 +471,11 @@ fn read_all(
                 if n > 0 {
                     match buf.iter().rposition(|b| *b == b'\n') {
                         Some(cut) => carry = buf.split_off(cut + 1),
-                        // A line longer than a chunk: read on until it ends.
+                        // A line longer than a chunk: read on until it ends, up to the limit.
+                        None if buf.len() > crate::format::MAX_RECORD_BYTES => {
+                            let e = crate::format::too_long().to_string();
+                            return Err(IngestError::Record(RecordError::new(&file.name, line, None, e, true)));
+                        }
                         None => {
                             carry = buf;
                             continue;

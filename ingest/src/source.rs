@@ -25,11 +25,11 @@ pub struct SourceFile {
     pub name: String,
     /// Size in bytes, when known.
     pub size: Option<u64>,
-    location: Location,
+    pub(crate) location: Location,
 }
 
 #[derive(Clone)]
-enum Location {
+pub(crate) enum Location {
     Local(PathBuf),
     Remote { store: Arc<dyn ObjectStore>, path: ObjectPath },
 }
@@ -105,6 +105,24 @@ fn matcher(pattern: &str) -> Result<GlobMatcher> {
     Glob::new(pattern)
         .map(|g| g.compile_matcher())
         .map_err(|e| IngestError::Source(format!("bad file pattern '{pattern}': {e}")))
+}
+
+/// Refuses a local `file` (path, `file://` URL or glob) that is not inside one of `roots`, with
+/// links resolved. Nonexistent and forbidden paths get the same answer, so a caller cannot probe
+/// which files exist. URLs of object stores and http(s) are not local and pass.
+pub fn check_readable(file: &str, roots: &[PathBuf]) -> Result<()> {
+    let file = file.strip_prefix("file=").unwrap_or(file);
+    let local = match file.strip_prefix("file://") {
+        Some(rest) => rest,
+        None if file.contains("://") => return Ok(()),
+        None => file,
+    };
+    let base = if is_glob(local) { glob_base(local) } else { local };
+    let base = if base.is_empty() { "." } else { base };
+    let inside = std::fs::canonicalize(base).ok().is_some_and(|real| {
+        roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).any(|root| real.starts_with(root))
+    });
+    if inside { Ok(()) } else { Err(IngestError::NotAllowed(file.to_string())) }
 }
 
 /// Lists the files `file` names, in name order: one file, every file under a directory or
@@ -234,6 +252,30 @@ fn resolve_remote(file: &str, options: &ObjectStoreOptions, outbound: bool) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_stay_inside_the_allowed_roots() {
+        let d = tempfile::tempdir().unwrap();
+        let allowed = d.path().join("allowed");
+        std::fs::create_dir_all(&allowed).unwrap();
+        std::fs::write(allowed.join("a.csv"), "x\n1\n").unwrap();
+        std::fs::write(d.path().join("secret.csv"), "x\n2\n").unwrap();
+        std::os::unix::fs::symlink(d.path().join("secret.csv"), allowed.join("link.csv")).unwrap();
+        let roots = [allowed.clone()];
+        let ok = |f: String| check_readable(&f, &roots).is_ok();
+        assert!(ok(format!("{}/a.csv", allowed.display())));
+        assert!(ok(format!("{}/*.csv", allowed.display())));
+        assert!(ok(format!("file://{}/a.csv", allowed.display())));
+        assert!(!ok(format!("{}/secret.csv", d.path().display())));
+        assert!(!ok(format!("{}/../secret.csv", allowed.display())));
+        assert!(!ok(format!("{}/link.csv", allowed.display())), "a link out of the root");
+        assert!(!ok("/etc/passwd".into()));
+        assert!(!ok("/dev/zero".into()));
+        let missing = check_readable("/no/such/file", &roots).unwrap_err().to_string();
+        let outside = check_readable("/etc/passwd", &roots).unwrap_err().to_string();
+        assert_eq!(missing.replace("/no/such/file", "F"), outside.replace("/etc/passwd", "F"), "no probing");
+        assert!(ok("s3://bucket/key.csv".into()));
+    }
 
     #[test]
     fn local_files_directories_and_globs_resolve_in_name_order() {

@@ -2,12 +2,17 @@
 //! `$M1_HOME/ops-auth.json`, and the account checks around the library's environment
 //! endpoints (`env/*`), which manage the catalog.
 //!
-//! Accounts: the first user to sign up becomes owner, admin, viewer and manager of the account
-//! `default`, which holds every catalog environment not assigned to another account (so
-//! environments made with `m1 ops env/create` on the command line belong to it). Every later
-//! signup gets an account of their own with the same four rights. Rights are per account and
-//! checked against the account the request is about (the `account` parameter, or the account of
-//! the environment named).
+//! Accounts: the account `default` holds every catalog environment not assigned to another
+//! account (so environments made with `m1 ops env/create` on the command line belong to it). Its
+//! owner is made by the operator on the machine (`m1 owner -username U -password P`), never over
+//! HTTP. Signup is off unless the operator turns it on (`m1 serve -signup true`); every signup
+//! gets an account of their own, with the four rights. Rights are per account and checked against
+//! the account the request is about (the `account` parameter, or the account of the environment
+//! named).
+//!
+//! Over HTTP an environment may only be created where the operator allows
+//! (`-allowLocation`, default `$M1_HOME/envs`), and the catalog refuses locations that would mix
+//! with other files, so `env/destroy` can only ever remove what m1 wrote.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +21,8 @@ use m1::endpoint::{Access, Args, Endpoint, EnvOpener, Handler, OPS_RIGHTS, OpsCa
 use serde_json::{Value, json};
 
 use crate::auth::{
-    Account, AuthData, User, check_password, check_rights, check_username, hash_password, now_ms, random_id,
+    Account, AuthData, AuthStore, Backing, User, check_password, check_rights, check_username, hash_password, now_ms,
+    random_id,
 };
 use crate::dispatch::{App, Caller};
 use crate::error::{Result, ServerError};
@@ -100,6 +106,7 @@ fn environments(
             Ok(Reply::Json(Value::Array(out)))
         }
         "env/create" => {
+            check_location(app, a)?;
             let account = match a.text("account") {
                 Some(acc) => require(app, caller, acc, needed)?,
                 None => app
@@ -111,6 +118,7 @@ fn environments(
             let id = created["id"].as_str().unwrap_or_default().to_string();
             app.ops.update(|d| {
                 d.env_accounts.insert(id.clone(), account.id.clone());
+                d.open_init.insert(id.clone());
                 Ok(())
             })?;
             created["account"] = json!(account.id);
@@ -130,6 +138,7 @@ fn environments(
             if path == "env/destroy" {
                 app.ops.update(|d| {
                     d.env_accounts.remove(&entry.id);
+                    d.open_init.remove(&entry.id);
                     Ok(())
                 })?;
             }
@@ -148,9 +157,13 @@ fn served(app: &App, caller: &Caller, path: &str, a: &Args, needed: Option<&str>
         "signup" => signup(app, a),
         "auth" => {
             let name = a.req("username")?;
+            let keys = [format!("ops:user:{name}"), format!("ip:{}", caller.ip)];
+            app.throttle.check(&keys)?;
             if !app.ops.verify_password(name, a.req("password")?) {
+                app.throttle.failed(&keys);
                 return Err(ServerError::Unauthorized("wrong username or password".into()));
             }
+            app.throttle.succeeded(&keys[0]);
             let ttl = a.int("ttl").filter(|t| *t > 0).unwrap_or(86_400_000);
             let (secret, token) = app.ops.issue(name, Some(caller.ip.clone()), ttl)?;
             Ok(Reply::Json(json!({"token": secret, "expires": token.expires})))
@@ -244,26 +257,69 @@ fn served(app: &App, caller: &Caller, path: &str, a: &Args, needed: Option<&str>
 }
 
 fn signup(app: &App, a: &Args) -> Result<Reply> {
-    let name = a.req("username")?;
-    let password = a.req("password")?;
+    if !app.options.signup {
+        return Err(ServerError::Forbidden(
+            "signup is off on this server (the operator turns it on with `m1 serve -signup true`)".into(),
+        ));
+    }
+    add_user(&app.ops, a.req("username")?, a.req("password")?, false)?;
+    Ok(Reply::Empty)
+}
+
+/// The account environments of this machine's catalog belong to unless assigned elsewhere.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// An ops user with the four rights in an account: their own, or (`owner`) the account
+/// `default`, which must not have an owner yet.
+fn add_user(ops: &AuthStore, name: &str, password: &str, owner: bool) -> Result<()> {
     check_username(name)?;
     check_password(password, OPS_PASSWORD_MIN)?;
     let hash = hash_password(password)?;
-    app.ops.update(|d| {
+    ops.update(|d| {
         if d.users.contains_key(name) {
             return Err(ServerError::Conflict(format!("an ops user named '{name}' exists already")));
         }
+        if owner && d.accounts.iter().any(|acc| acc.id == DEFAULT_ACCOUNT) {
+            return Err(ServerError::Conflict(format!("the account '{DEFAULT_ACCOUNT}' has an owner already")));
+        }
         d.users.insert(name.to_string(), User { password: hash, rights: Vec::new(), created: now_ms() });
         let all: Vec<String> = OPS_RIGHTS.iter().map(|r| r.to_string()).collect();
-        let (id, account_name) = if d.accounts.is_empty() {
-            ("default".to_string(), "default".to_string())
+        let (id, account_name) = if owner {
+            (DEFAULT_ACCOUNT.to_string(), DEFAULT_ACCOUNT.to_string())
         } else {
             (random_id(), name.to_string())
         };
         d.accounts.push(Account { id, name: account_name, users: BTreeMap::from([(name.to_string(), all)]) });
         Ok(())
-    })?;
-    Ok(Reply::Empty)
+    })
+}
+
+/// The operator's `m1 owner`: makes `username` the owner of the account `default` in the ops
+/// file of the catalog at `home` (a running server sees it at once).
+pub fn init_owner(home: &std::path::Path, username: &str, password: &str) -> Result<()> {
+    let ops = AuthStore::open(Backing::File(home.join(OPS_FILE)))?;
+    add_user(&ops, username, password, true)
+}
+
+/// The ops users, tokens and accounts, in `$M1_HOME`.
+pub const OPS_FILE: &str = "ops-auth.json";
+
+/// Refuses an `env/create` location outside what the operator allows.
+fn check_location(app: &App, a: &Args) -> Result<()> {
+    let Some(url) = a.text("url") else { return Ok(()) };
+    let default = app.catalog.home().join("envs").display().to_string();
+    let allowed: Vec<&str> = if app.options.locations.is_empty() {
+        vec![default.as_str()]
+    } else {
+        app.options.locations.iter().map(String::as_str).collect()
+    };
+    if allowed.iter().any(|root| m1_engine::catalog::location_within(url, root)) {
+        return Ok(());
+    }
+    Err(ServerError::Forbidden(format!(
+        "'{url}' is not a location this server creates environments in ({}); the operator allows more with `m1 serve -allowLocation DIR_OR_URL`",
+        allowed.join(", ")
+    )))
 }
 
 fn has_right(a: &Account, user: &str, right: &str) -> bool {
@@ -297,10 +353,7 @@ fn member_account(app: &App, caller: &Caller, account: &str) -> Result<Account> 
         .ok_or_else(|| ServerError::Forbidden(format!("you have no access to account '{account}'")))
 }
 
-/// The account an environment belongs to (the first account when unassigned).
+/// The account an environment belongs to (`default` when unassigned).
 fn env_account(app: &App, id: &str) -> Option<Account> {
-    app.ops.read(|d| match d.env_accounts.get(id) {
-        Some(acc) => find_account(d, acc),
-        None => d.accounts.first().cloned(),
-    })
+    app.ops.read(|d| find_account(d, d.env_accounts.get(id).map_or(DEFAULT_ACCOUNT, String::as_str)))
 }

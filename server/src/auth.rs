@@ -69,9 +69,13 @@ pub struct AuthData {
     /// Ops accounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<Account>,
-    /// Ops: environment id -> account id (environments not listed belong to the first account).
+    /// Ops: environment id -> account id (environments not listed belong to the account
+    /// `default`, whose owner the operator makes with `m1 owner`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env_accounts: BTreeMap<String, String>,
+    /// Ops: environments created over HTTP whose first admin `/init` may still make.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub open_init: std::collections::BTreeSet<String>,
 }
 
 /// Where an auth file lives.
@@ -82,19 +86,37 @@ pub enum Backing {
     File(PathBuf),
 }
 
+impl Backing {
+    /// When a local auth file last changed (`None` on object stores, where a stat per request
+    /// would cost a round trip).
+    fn modified(&self) -> Option<std::time::SystemTime> {
+        let path = match self {
+            Backing::File(path) => path.clone(),
+            Backing::Env(env) => env.engine().storage().local_root()?.join(ENV_AUTH_FILE),
+        };
+        std::fs::metadata(path).and_then(|m| m.modified()).ok()
+    }
+}
+
 /// File name of an environment's users and tokens, relative to its root.
 pub const ENV_AUTH_FILE: &str = "auth.json";
 
 /// Users and tokens with write-through persistence.
 pub struct AuthStore {
     backing: Backing,
-    data: Mutex<AuthData>,
+    data: Mutex<(AuthData, Option<std::time::SystemTime>)>,
 }
 
 impl AuthStore {
     /// Loads the store (empty when no file exists yet).
     pub fn open(backing: Backing) -> Result<AuthStore> {
-        let bytes = match &backing {
+        let data = AuthStore::open_data(&backing)?;
+        let stamp = backing.modified();
+        Ok(AuthStore { backing, data: Mutex::new((data, stamp)) })
+    }
+
+    fn open_data(backing: &Backing) -> Result<AuthData> {
+        let bytes = match backing {
             Backing::Env(env) => env.engine().storage().get(ENV_AUTH_FILE)?.map(|b| b.to_vec()),
             Backing::File(path) => match std::fs::read(path) {
                 Ok(b) => Some(b),
@@ -102,35 +124,52 @@ impl AuthStore {
                 Err(e) => return Err(ServerError::Internal(format!("{}: {e}", path.display()))),
             },
         };
-        let data = match bytes {
+        Ok(match bytes {
             Some(b) => serde_json::from_slice(&b)
                 .map_err(|e| ServerError::Internal(format!("the auth file is damaged: {e}")))?,
             None => AuthData::default(),
-        };
-        Ok(AuthStore { backing, data: Mutex::new(data) })
+        })
+    }
+
+    /// The data as it is on disk: a local file changed by another process (the operator's
+    /// `m1 owner`, another server) is read again.
+    fn current(&self) -> parking_lot::MutexGuard<'_, (AuthData, Option<std::time::SystemTime>)> {
+        let mut guard = self.data.lock();
+        let stamp = self.backing.modified();
+        if stamp.is_some()
+            && stamp != guard.1
+            && let Ok(fresh) = AuthStore::open_data(&self.backing)
+        {
+            *guard = (fresh, stamp);
+        }
+        guard
     }
 
     /// Reads the data.
     pub fn read<R>(&self, f: impl FnOnce(&AuthData) -> R) -> R {
-        f(&self.data.lock())
+        f(&self.current().0)
     }
 
     /// Changes the data and persists it; nothing changes if `f` fails or the write fails.
     pub fn update<R>(&self, f: impl FnOnce(&mut AuthData) -> Result<R>) -> Result<R> {
-        let mut guard = self.data.lock();
-        let mut next = guard.clone();
+        let mut guard = self.current();
+        let mut next = guard.0.clone();
         let now = now_ms();
         next.tokens.retain(|_, t| t.expires > now);
         let out = f(&mut next)?;
         self.persist(&next)?;
-        *guard = next;
+        *guard = (next, self.backing.modified());
         Ok(out)
     }
 
     fn persist(&self, data: &AuthData) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(data).map_err(|e| ServerError::Internal(e.to_string()))?;
         match &self.backing {
-            Backing::Env(env) => Ok(env.engine().storage().put(ENV_AUTH_FILE, bytes.into())?),
+            // Password and token hashes: only the owner may read them, on local disk.
+            Backing::Env(env) => match env.engine().storage().local_root() {
+                Some(root) => write_private(&root.join(ENV_AUTH_FILE), &bytes),
+                None => Ok(env.engine().storage().put(ENV_AUTH_FILE, bytes.into())?),
+            },
             Backing::File(path) => write_private(path, &bytes),
         }
     }

@@ -35,33 +35,44 @@ pub struct EnvHandle {
     pub env: Arc<Environment>,
     /// Its users and tokens.
     pub auth: AuthStore,
-    /// System parameters, reloaded whenever `/system` changes them.
-    pub system: RwLock<BTreeMap<String, Value>>,
+    /// System parameters, reloaded whenever `/system` changes them or (on local disk) their
+    /// file changes, so a change made with the CLI reaches a running server.
+    system: RwLock<(BTreeMap<String, Value>, Option<std::time::SystemTime>)>,
 }
 
 impl EnvHandle {
     fn open(name: String, env: Environment) -> Result<EnvHandle> {
         let env = Arc::new(env);
-        let system = RwLock::new(env.engine().system()?);
+        let system = RwLock::new((env.engine().system()?, system_stamp(&env)));
         let auth = AuthStore::open(Backing::Env(env.clone()))?;
         Ok(EnvHandle { name, env, auth, system })
     }
 
     /// Reloads the cached system parameters (after `/system` changed them).
     fn reload_system(&self) -> Result<()> {
-        *self.system.write() = self.env.engine().system()?;
+        *self.system.write() = (self.env.engine().system()?, system_stamp(&self.env));
         Ok(())
     }
 
     /// A system parameter.
     pub fn param(&self, name: &str) -> Option<Value> {
-        self.system.read().get(name).cloned()
+        let stamp = system_stamp(&self.env);
+        if stamp.is_some() && stamp != self.system.read().1 {
+            let _ = self.reload_system();
+        }
+        self.system.read().0.get(name).cloned()
     }
 
     /// A numeric system parameter, or `default`.
     pub fn param_i64(&self, name: &str, default: i64) -> i64 {
         self.param(name).and_then(|v| v.as_i64()).unwrap_or(default)
     }
+}
+
+/// When the system parameters' file of an environment on local disk last changed.
+fn system_stamp(env: &Environment) -> Option<std::time::SystemTime> {
+    let root = env.engine().storage().local_root()?;
+    std::fs::metadata(root.join(m1_engine::system::SYSTEM_FILE)).and_then(|m| m.modified()).ok()
 }
 
 /// Shared state of a running server.
@@ -75,6 +86,10 @@ pub struct App {
     envs: Mutex<HashMap<String, Arc<EnvHandle>>>,
     /// Ops users, tokens and accounts (`$M1_HOME/ops-auth.json`).
     pub ops: AuthStore,
+    /// Publishes running now.
+    publishes: Arc<std::sync::atomic::AtomicUsize>,
+    /// Failed logins, environments' and ops'.
+    pub throttle: crate::throttle::Throttle,
 }
 
 impl App {
@@ -82,7 +97,7 @@ impl App {
     pub fn new(options: ServeOptions) -> Result<App> {
         let home = options.home.clone().unwrap_or_else(Catalog::default_home);
         let catalog = Catalog::open(&home)?;
-        let ops = AuthStore::open(Backing::File(home.join("ops-auth.json")))?;
+        let ops = AuthStore::open(Backing::File(home.join(crate::accounts::OPS_FILE)))?;
         let root = match &options.env {
             None => None,
             Some(target) => Some(Arc::new(match catalog.get(target)? {
@@ -90,7 +105,15 @@ impl App {
                 None => EnvHandle::open(target.clone(), Environment::open(target)?)?,
             })),
         };
-        Ok(App { catalog, options, root, envs: Mutex::new(HashMap::new()), ops })
+        Ok(App {
+            catalog,
+            options,
+            root,
+            envs: Mutex::new(HashMap::new()),
+            ops,
+            publishes: Default::default(),
+            throttle: Default::default(),
+        })
     }
 
     /// The environment named (or with id) `name`, opened once and cached.
@@ -112,6 +135,18 @@ impl App {
         let handle = Arc::new(EnvHandle::open(entry.name.clone(), Environment::open_in(&self.catalog, &entry.id)?)?);
         envs.insert(name.to_string(), handle.clone());
         Ok(handle)
+    }
+
+    /// A slot for a publish, or 503 when `-maxPublishes` are running already.
+    fn publish_slot(&self) -> Result<PublishSlot> {
+        let running = self.publishes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let slot = PublishSlot(self.publishes.clone());
+        if running >= self.options.max_publishes.max(1) {
+            return Err(ServerError::Busy(format!(
+                "{running} publishes are running, the most this server runs at once (-maxPublishes); retry later"
+            )));
+        }
+        Ok(slot)
     }
 
     /// Forgets cached handles of an environment (after rename, destroy, settings or reboot),
@@ -296,7 +331,7 @@ async fn route_request(
             })
             .await?
         }
-        Target::Env(handle, _) => env_call(handle, path, caller, params).await?,
+        Target::Env(handle, _) => env_call(app, handle, path, caller, params).await?,
     };
     Ok(match reply {
         Reply::Empty => StatusCode::OK.into_response(),
@@ -310,24 +345,60 @@ async fn route_request(
 
 /// Calls an environment endpoint: the library's handler (streamed when it streams), or the
 /// server's own for users and tokens.
-async fn env_call(h: Arc<EnvHandle>, path: String, caller: Caller, params: Params) -> Result<Reply> {
+async fn env_call(app: Arc<App>, h: Arc<EnvHandle>, path: String, caller: Caller, params: Params) -> Result<Reply> {
     let (ep, args): (_, Args) = m1::endpoint::prepare(Scope::Env, &path, params.into_pairs())?;
+    // Dropped with this request: when the client hangs up, hyper drops the future and the
+    // endpoint's work (a publish) is told to stop.
+    let cancel = CancelOnDrop(Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let flag = cancel.0.clone();
+    // Held by the work itself, so a cancelled publish frees its slot when it has really stopped.
+    let slot = match ep.path {
+        "publish" | "write" => Some(app.publish_slot()?),
+        _ => None,
+    };
     match ep.handler {
         Handler::Env(f) => {
+            let app = app.clone();
             respond(move |deliver| {
-                let call = EnvCall { env: &h.env, ip: Some(&caller.ip), read_only: caller.read_only, progress: None };
+                let _slot = slot;
+                let call = EnvCall {
+                    env: &h.env,
+                    ip: Some(&caller.ip),
+                    read_only: caller.read_only,
+                    progress: None,
+                    read_roots: Some(&app.options.allow_read),
+                    cancel: Some(flag),
+                };
                 let mut output = f(&call, &args)?;
                 if ep.path.starts_with("system") {
                     h.reload_system()?;
                 }
                 if let (Output::Json(health), "health") = (&mut output, ep.path) {
-                    users::add_health(&h, health);
+                    users::add_health(&h, &caller, health);
                 }
                 deliver(output)
             })
             .await
         }
-        _ => blocking(move || users::call(&h, &caller, ep, &args)).await,
+        _ => blocking(move || users::call(&app, &h, &caller, ep, &args)).await,
+    }
+}
+
+/// Sets its flag when dropped.
+struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// One of the server's publish slots, given back when dropped.
+pub struct PublishSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for PublishSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

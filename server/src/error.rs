@@ -36,6 +36,12 @@ pub enum ServerError {
     /// The body is over the configured limit (413).
     #[error("{0}")]
     TooLarge(String),
+    /// Too many failed logins; retry after this many seconds (429 with `Retry-After`).
+    #[error("{0}")]
+    TooManyAttempts(String, u64),
+    /// Too much work at once; retry later (503).
+    #[error("{0}")]
+    Busy(String),
     /// A failure of the server itself (500).
     #[error("{0}")]
     Internal(String),
@@ -58,6 +64,7 @@ pub fn kind_status(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::BadInput => StatusCode::BAD_REQUEST,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::Exists | ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::Suspended | ErrorKind::Busy => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,6 +84,8 @@ impl ServerError {
             ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServerError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::TooManyAttempts(..) => StatusCode::TOO_MANY_REQUESTS,
             ServerError::Api(e) => kind_status(e.kind()),
         }
     }
@@ -96,6 +105,15 @@ impl IntoResponse for ServerError {
             // The client sees the message too; the operator needs it in the log.
             eprintln!("m1 serve: {} {message}", status.as_u16());
         }
-        error_body(status, &message)
+        let mut response = error_body(status, &message);
+        let retry_after = match &self {
+            ServerError::TooManyAttempts(_, secs) => Some(*secs),
+            ServerError::Busy(_) => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        response
     }
 }

@@ -13,7 +13,11 @@ pub mod dispatch;
 pub mod error;
 pub mod params;
 pub mod stream;
+pub mod throttle;
 pub mod users;
+
+pub use accounts::init_owner;
+pub use users::init_admin;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -38,6 +42,16 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Longest wait for a request's headers or body (408 or closed connection after).
     pub read_timeout: Duration,
+    /// Directories whose files `/publish` may read, besides each environment's stage
+    /// (`-allowRead`); none by default.
+    pub allow_read: Vec<PathBuf>,
+    /// Where `env/create` may put environments (`-allowLocation`: directories or object-store
+    /// URL prefixes); `$M1_HOME/envs` when empty.
+    pub locations: Vec<String>,
+    /// Whether anyone may sign up as an ops user (`-signup true`); off by default.
+    pub signup: bool,
+    /// Publishes (and `/write`s) running at once; more answer 503 (`-maxPublishes`).
+    pub max_publishes: usize,
 }
 
 impl Default for ServeOptions {
@@ -49,6 +63,10 @@ impl Default for ServeOptions {
             home: None,
             max_body_bytes: 64 << 20,
             read_timeout: Duration::from_secs(30),
+            allow_read: Vec::new(),
+            locations: Vec::new(),
+            signup: false,
+            max_publishes: 2,
         }
     }
 }

@@ -5,16 +5,47 @@
 use m1::endpoint::{Args, ENV_RIGHTS, Endpoint};
 use serde_json::{Value, json};
 
+use crate::auth::{AuthStore, Backing};
 use crate::auth::{User, check_password, check_rights, check_username, hash_password, now_ms, token_hash, token_id};
-use crate::dispatch::{Caller, EnvHandle};
+use crate::dispatch::{App, Caller, EnvHandle};
 use crate::error::{Result, ServerError};
 use crate::stream::Reply;
 
 /// Answers served endpoint `ep` of an environment (route, verb and rights already checked).
-pub fn call(h: &EnvHandle, caller: &Caller, ep: &Endpoint, a: &Args) -> Result<Reply> {
+pub fn call(app: &App, h: &EnvHandle, caller: &Caller, ep: &Endpoint, a: &Args) -> Result<Reply> {
     match ep.path {
-        "init" => init(h, a),
-        "auth" => auth(h, caller, a),
+        "init" => {
+            // Over HTTP only an environment that ops made over HTTP can be claimed; one made on
+            // this machine gets its first admin from the operator (`m1 init <env>`).
+            let id = &h.env.engine().config().id;
+            if !app.ops.read(|d| d.open_init.contains(id)) {
+                return Err(ServerError::Forbidden(format!(
+                    "/init over HTTP is for environments created through ops; the operator makes the first admin of '{}' with `m1 init {} -username NAME -password PASSWORD`",
+                    h.name, h.name
+                )));
+            }
+            init(h, a)?;
+            app.ops.update(|d| {
+                d.open_init.remove(id);
+                Ok(())
+            })?;
+            Ok(Reply::Empty)
+        }
+        "auth" => {
+            let keys = [format!("env:{}:user:{}", h.name, a.req("username")?), format!("ip:{}", caller.ip)];
+            app.throttle.check(&keys)?;
+            match auth(h, caller, a) {
+                Err(ServerError::Unauthorized(m)) => {
+                    app.throttle.failed(&keys);
+                    Err(ServerError::Unauthorized(m))
+                }
+                Ok(reply) => {
+                    app.throttle.succeeded(&keys[0]);
+                    Ok(reply)
+                }
+                other => other,
+            }
+        }
         "user/password" => user_password(h, caller, a),
         "user/list" => {
             Ok(Reply::Json(h.auth.read(|d| Value::Array(d.users.iter().map(|(name, u)| user_json(name, u)).collect()))))
@@ -83,9 +114,14 @@ pub fn call(h: &EnvHandle, caller: &Caller, ep: &Endpoint, a: &Args) -> Result<R
 }
 
 /// Adds the users' part to an environment's `/health`: whether `/init` has made its admin.
-pub fn add_health(h: &EnvHandle, health: &mut Value) {
+///
+/// Only callers with a token learn how many users there are: to anyone else an environment
+/// without users would be an invitation.
+pub fn add_health(h: &EnvHandle, caller: &Caller, health: &mut Value) {
     let users = h.auth.read(|d| d.users.len());
-    health["components"]["auth"] = json!({"status": "ok", "users": users, "initialized": users > 0});
+    let known = caller.token.as_deref().is_some_and(|t| h.auth.check(t, &caller.ip).is_ok());
+    health["components"]["auth"] =
+        if known { json!({"status": "ok", "users": users, "initialized": users > 0}) } else { json!({"status": "ok"}) };
 }
 
 fn no_user(name: &str) -> ServerError {
@@ -102,12 +138,21 @@ fn min_password(h: &EnvHandle) -> usize {
 
 /// `/init`: the first admin, holding every environment right; refused once any user exists.
 fn init(h: &EnvHandle, a: &Args) -> Result<Reply> {
-    let name = a.req("username")?;
-    let password = a.req("password")?;
+    first_admin(&h.auth, a.req("username")?, a.req("password")?, min_password(h))?;
+    Ok(Reply::Empty)
+}
+
+/// The operator's `m1 init <env>`: the environment's first admin, written to its `auth.json`.
+pub fn init_admin(env: std::sync::Arc<m1::Environment>, username: &str, password: &str) -> Result<()> {
+    let min = env.engine().system()?.get("password-min-length").and_then(Value::as_i64).unwrap_or(8).max(0);
+    first_admin(&AuthStore::open(Backing::Env(env))?, username, password, min as usize)
+}
+
+fn first_admin(auth: &AuthStore, name: &str, password: &str, min_password: usize) -> Result<()> {
     check_username(name)?;
-    check_password(password, min_password(h))?;
+    check_password(password, min_password)?;
     let hash = hash_password(password)?;
-    h.auth.update(|d| {
+    auth.update(|d| {
         if !d.users.is_empty() {
             return Err(ServerError::Conflict(
                 "this environment has users already; /init only creates the first".into(),
@@ -116,8 +161,7 @@ fn init(h: &EnvHandle, a: &Args) -> Result<Reply> {
         let rights = ENV_RIGHTS.iter().map(|r| r.to_string()).collect();
         d.users.insert(name.to_string(), User { password: hash, rights, created: now_ms() });
         Ok(())
-    })?;
-    Ok(Reply::Empty)
+    })
 }
 
 /// `/auth`: a token for the user. `ip` (`...` = any address) and `ttl` need admin: the user's own,

@@ -59,6 +59,23 @@ pub struct Param {
     pub help: &'static str,
 }
 
+impl Param {
+    /// A parameter every call must give.
+    pub const fn required(name: &'static str, kind: Kind, help: &'static str) -> Param {
+        Param { name, kind, required: true, default: None, help }
+    }
+
+    /// A parameter a call may leave out.
+    pub const fn optional(name: &'static str, kind: Kind, help: &'static str) -> Param {
+        Param { name, kind, required: false, default: None, help }
+    }
+
+    /// A parameter with the value `default` when left out.
+    pub const fn with_default(name: &'static str, kind: Kind, default: &'static str, help: &'static str) -> Param {
+        Param { name, kind, required: false, default: Some(default), help }
+    }
+}
+
 /// A decoded parameter value.
 #[derive(Debug, Clone, PartialEq)]
 enum Decoded {

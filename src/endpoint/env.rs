@@ -81,7 +81,11 @@ pub(crate) fn publish_request(a: &Args) -> Result<PublishRequest> {
 }
 
 pub(super) fn publish<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
-    let req = publish_request(a)?;
+    let mut req = publish_request(a)?;
+    if let Some(roots) = c.read_roots {
+        req.read_roots = Some(roots.iter().cloned().chain(c.env.stage_dir()).collect());
+    }
+    req.cancel = c.cancel.clone();
     let report = match c.progress {
         Some(p) => c.env.publish_with_progress(&req, p)?,
         None => c.env.publish(&req)?,

@@ -116,12 +116,18 @@ pub struct EnvCall<'a> {
     pub read_only: bool,
     /// Called about ten times a second during a publish.
     pub progress: Option<&'a (dyn Fn(&Progress) + Sync)>,
+    /// Where a publish may read local files (besides the environment's stage); `None` for
+    /// anywhere the process may read (local calls, which run as their user).
+    pub read_roots: Option<&'a [std::path::PathBuf]>,
+    /// Becomes true when the caller has gone away: long work (a publish) stops, committing
+    /// nothing.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl<'a> EnvCall<'a> {
     /// A local call on `env` (no address, may change things, no progress).
     pub fn local(env: &'a Environment) -> EnvCall<'a> {
-        EnvCall { env, ip: None, read_only: false, progress: None }
+        EnvCall { env, ip: None, read_only: false, progress: None, read_roots: None, cancel: None }
     }
 }
 
@@ -307,13 +313,13 @@ const MANAGE: Access = Access::Account("manage");
 const ACCOUNT_ADMIN: Access = Access::Account("admin");
 
 const fn req(name: &'static str, kind: Kind, help: &'static str) -> Param {
-    Param { name, kind, required: true, default: None, help }
+    Param::required(name, kind, help)
 }
 const fn opt(name: &'static str, kind: Kind, help: &'static str) -> Param {
-    Param { name, kind, required: false, default: None, help }
+    Param::optional(name, kind, help)
 }
 const fn def(name: &'static str, kind: Kind, default: &'static str, help: &'static str) -> Param {
-    Param { name, kind, required: false, default: Some(default), help }
+    Param::with_default(name, kind, default, help)
 }
 
 #[allow(clippy::too_many_arguments)]

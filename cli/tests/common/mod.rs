@@ -28,8 +28,14 @@ pub fn m1(home: &Path) -> Command {
 
 /// Starts `m1 serve -port 0` over the catalog in `home` and waits until it listens.
 pub fn start_server(home: &Path) -> Server {
+    start_server_with(home, &[])
+}
+
+/// [`start_server`] with more `m1 serve` options.
+pub fn start_server_with(home: &Path, options: &[&str]) -> Server {
     let mut child = m1(home)
         .args(["serve", "-port", "0"])
+        .args(options)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

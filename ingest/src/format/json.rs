@@ -356,6 +356,9 @@ impl<R: BufRead> Scanner<R> {
                 }
             }
             let used = end.unwrap_or(buf.len());
+            if out.len() + used > super::MAX_RECORD_BYTES {
+                return Err(super::too_long());
+            }
             out.extend_from_slice(&buf[..used]);
             for &b in &buf[..used] {
                 if b == b'\n' {

@@ -165,6 +165,41 @@ impl fmt::Display for RecordError {
     }
 }
 
+/// The largest record m1 reads (64 MiB): a line of csv, txt or jsonl, or one value of a json
+/// document. A longer one ends the source with an error naming its line, so a hostile input (an
+/// endless line, a zip bomb of zeros) cannot take the memory of the process.
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
+
+/// The error for a record over [`MAX_RECORD_BYTES`].
+pub(crate) fn too_long() -> std::io::Error {
+    std::io::Error::other(format!(
+        "a record is longer than {} MiB, the most m1 reads as one record (is the format right?)",
+        MAX_RECORD_BYTES >> 20
+    ))
+}
+
+/// A reader that fails once a line grows past `limit` bytes (quoted csv fields with newlines
+/// count per line, which is what bounds the csv reader's buffers).
+struct LineBound<R> {
+    inner: R,
+    run: usize,
+    limit: usize,
+}
+
+impl<R: Read> Read for LineBound<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match buf[..n].iter().rposition(|b| *b == b'\n') {
+            Some(i) => self.run = n - i - 1,
+            None => self.run += n,
+        }
+        if self.run > self.limit {
+            return Err(too_long());
+        }
+        Ok(n)
+    }
+}
+
 /// The records of a source, in order; see [`RecordError`] for which errors end it.
 pub type Records = Box<dyn Iterator<Item = Result<SourceRecord, RecordError>> + Send>;
 
@@ -174,6 +209,11 @@ pub type Records = Box<dyn Iterator<Item = Result<SourceRecord, RecordError>> + 
 /// or duplicate column name) are returned before any record.
 pub fn open_records(reader: Box<dyn Read + Send>, options: &FormatOptions, source_name: &str) -> Result<Records> {
     let format = options.resolve_format(source_name)?;
+    // A json document may be one long line; its values are bounded as they are captured.
+    let reader: Box<dyn Read + Send> = match format {
+        InputFormat::Json => reader,
+        _ => Box::new(LineBound { inner: reader, run: 0, limit: MAX_RECORD_BYTES }),
+    };
     let records: Records = match format {
         InputFormat::Csv | InputFormat::Txt => Box::new(csv::open(reader, format, options, source_name)?),
         InputFormat::Jsonl => Box::new(json::JsonLines::new(reader, source_name)),
@@ -316,6 +356,19 @@ mod tests {
     use zip::CompressionMethod;
 
     use super::*;
+
+    #[test]
+    fn an_endless_record_ends_the_source_with_an_error_not_with_the_memory() {
+        for (name, prefix) in
+            [("big.jsonl", "{\"a\": \""), ("big.csv", "a\n"), ("big.txt", "a\n"), ("big.json", "[{\"a\": \"")]
+        {
+            let endless = std::io::Cursor::new(prefix.as_bytes().to_vec()).chain(std::io::repeat(b'x').take(80 << 20));
+            let mut records = read_source(Box::new(endless), &SourceOptions::default(), name).unwrap();
+            let err = records.find_map(Result::err).expect("an error");
+            assert!(err.fatal && err.message.contains("longer than 64 MiB"), "{name}: {err}");
+            assert!(records.next().is_none(), "{name}: the source ends");
+        }
+    }
     use crate::compression::tests::{gz, zip_archive, zst};
 
     /// Renders each item: `L<line> {json}` or `E <error>`.

@@ -30,6 +30,17 @@ use tantivy::schema::{
 /// apart from every valid property name.
 pub const PRESENT: &str = "\u{1}present";
 
+/// Registers the analysis of `text` fields on an index (tokenizers are not stored with it):
+/// words split on non-alphanumerics, lowercased, as the matcher and the session stores split
+/// them. Unlike tantivy's own `default`, long words are kept: a 40-letter word must be found
+/// here as it is everywhere else in m1.
+pub fn register_tokenizers(index: &tantivy::Index) {
+    use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer};
+    index
+        .tokenizers()
+        .register("default", TextAnalyzer::builder(SimpleTokenizer::default()).filter(LowerCaser).build());
+}
+
 /// The tantivy schema for a set of lake properties.
 pub fn tantivy_schema(properties: &[Property]) -> TantivySchema {
     let mut b = SchemaBuilder::new();

@@ -28,6 +28,7 @@ pub struct Generation {
 
 impl Generation {
     fn open(number: u32, index: Index) -> Result<Generation> {
+        super::fields::register_tokenizers(&index);
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok(Generation { number, index, reader })
     }

@@ -248,5 +248,8 @@ fn regex(f: Field, pattern: &str, lowercase: bool) -> Result<Q> {
             }
         }
     }
-    Ok(Box::new(RegexQuery::from_pattern(&re, f)?))
+    // A wildcard too long for the automaton is the caller's input (400), not a failure of ours.
+    let query = RegexQuery::from_pattern(&re, f)
+        .map_err(|e| QueryError::BadRequest(format!("wildcard '{pattern}' is too complex to search: {e}")))?;
+    Ok(Box::new(query))
 }

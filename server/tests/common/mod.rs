@@ -57,6 +57,9 @@ impl Harness {
             home: Some(home.path().to_path_buf()),
             max_body_bytes: 1 << 20,
             read_timeout: Duration::from_secs(2),
+            signup: true,
+            // The tests publish files they write under the temporary directory.
+            allow_read: vec![std::env::temp_dir()],
             ..Default::default()
         };
         tune(&mut options);
@@ -91,11 +94,27 @@ impl Harness {
         call(&self.client, method, &self.url("ops", path), token, params).await
     }
 
-    /// Creates the first admin of `test-m1` and returns its token.
+    /// Creates the first admin of `test-m1` as the operator does (`m1 init test-m1`) and
+    /// returns its token.
     pub async fn init_admin(&self) -> String {
-        let r = self.env("POST", "init", None, &[("username", ADMIN), ("password", PASSWORD)]).await;
-        assert_eq!(r.status, 200, "{r:?}");
+        let home = self.home.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let env = m1::Environment::open_in(&Catalog::open(&home).unwrap(), "test-m1").unwrap();
+            m1_server::init_admin(std::sync::Arc::new(env), ADMIN, PASSWORD).unwrap();
+        })
+        .await
+        .unwrap();
         self.login(ADMIN, PASSWORD).await
+    }
+
+    /// Makes `user` the owner of the ops account `default` as the operator does (`m1 owner`)
+    /// and returns their ops token.
+    pub async fn ops_owner(&self, user: &str) -> String {
+        let (home, name) = (self.home.path().to_path_buf(), user.to_string());
+        tokio::task::spawn_blocking(move || m1_server::init_owner(&home, &name, PASSWORD).unwrap()).await.unwrap();
+        let r = self.ops("POST", "auth", None, &[("username", user), ("password", PASSWORD)]).await;
+        assert_eq!(r.status, 200, "ops auth {user}: {r:?}");
+        r.json["token"].as_str().unwrap().to_string()
     }
 
     /// A token for an environment user.
