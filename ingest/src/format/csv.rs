@@ -6,7 +6,8 @@
 //! an error. Values are JSON strings, untrimmed; an empty field is `""`.
 //!
 //! A row with more fields than columns is a (non-fatal) [`RecordError`] whose column is the first
-//! extra field; a row with fewer fields leaves the missing columns absent. A quoted field that is
+//! extra field; a row with fewer fields is one too, whose column is the first missing field
+//! (strict publishes fail on it, permissive ones skip and count it). A quoted field that is
 //! still open at the end of the input is a fatal error at the line and field of its opening
 //! quote (the `csv` crate itself accepts it, so the stream is watched for it).
 
@@ -193,6 +194,16 @@ impl Iterator for DelimitedRecords {
                         msg,
                         false,
                     )));
+                }
+                if self.row.len() < self.names.len() {
+                    let msg = format!(
+                        "{} fields, but there are {} columns: column '{}' has no field",
+                        self.row.len(),
+                        self.names.len(),
+                        self.names[self.row.len()]
+                    );
+                    let column = Some(self.row.len() as u64 + 1);
+                    return Some(Err(RecordError::new(&self.source, line, column, msg, false)));
                 }
                 let mut record = Record::with_capacity(self.row.len());
                 for (name, field) in self.names.iter().zip(self.row.iter()) {
@@ -419,7 +430,7 @@ mod tests {
         assert_eq!(
             got,
             [
-                r#"L2 {"a":"1","b":"2"}"#,
+                "E data.csv:2:3: 2 fields, but there are 3 columns: column 'c' has no field",
                 "E data.csv:3:4: 4 fields, but there are 3 columns: field 4 has no column name",
                 r#"L4 {"a":"5","b":"6","c":"7"}"#,
             ]
@@ -469,7 +480,10 @@ mod tests {
             "headers=false needs column names: add a `columns` rule naming the columns"
         );
         let options = FormatOptions { columns: Some(vec!["x".into(), "y".into()]), ..options };
-        assert_eq!(read_with(b"1,2\n3\n", &options), [r#"L1 {"x":"1","y":"2"}"#, r#"L2 {"x":"3"}"#]);
+        assert_eq!(
+            read_with(b"1,2\n3\n", &options),
+            [r#"L1 {"x":"1","y":"2"}"#, "E data.csv:2:2: 1 fields, but there are 2 columns: column 'y' has no field"]
+        );
         // With headers, the columns replace the header row's names.
         let options = FormatOptions { headers: true, ..options };
         assert_eq!(read_with(b"a,b\n1,2\n", &options), [r#"L2 {"x":"1","y":"2"}"#]);
