@@ -31,7 +31,8 @@ pub const LAKE_DIR: &str = "lake";
 pub const OWNED_DIRS: &[&str] = &[crate::log::LOG_DIR, LAKE_DIR, "archive", "stores", "sessions", "stage"];
 /// The files m1 writes at the top of an environment's root: settings, system parameters, the
 /// data-store registry and the server's users and tokens.
-pub const OWNED_FILES: &[&str] = &[CONFIG_FILE, crate::system::SYSTEM_FILE, "stores.json", "auth.json"];
+pub const OWNED_FILES: &[&str] =
+    &[CONFIG_FILE, crate::system::SYSTEM_FILE, "stores.json", "auth.json", "auth.json.lock"];
 /// How many times a commit is retried after losing a race before giving up.
 const MAX_COMMIT_ATTEMPTS: usize = 10_000;
 

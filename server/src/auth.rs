@@ -87,14 +87,31 @@ pub enum Backing {
 }
 
 impl Backing {
+    /// The local auth file, if there is one.
+    fn local_file(&self) -> Option<PathBuf> {
+        match self {
+            Backing::File(path) => Some(path.clone()),
+            Backing::Env(env) => Some(env.engine().storage().local_root()?.join(ENV_AUTH_FILE)),
+        }
+    }
+
+    /// Holds the file's exclusive lock until dropped (nothing on object stores).
+    fn lock(&self) -> Result<Option<std::fs::File>> {
+        let Some(path) = self.local_file() else { return Ok(None) };
+        let lock = path.with_extension("json.lock");
+        let io = |e: std::io::Error| ServerError::Internal(format!("{}: {e}", lock.display()));
+        if let Some(dir) = lock.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock).map_err(io)?;
+        file.lock().map_err(io)?;
+        Ok(Some(file))
+    }
+
     /// When a local auth file last changed (`None` on object stores, where a stat per request
     /// would cost a round trip).
     fn modified(&self) -> Option<std::time::SystemTime> {
-        let path = match self {
-            Backing::File(path) => path.clone(),
-            Backing::Env(env) => env.engine().storage().local_root()?.join(ENV_AUTH_FILE),
-        };
-        std::fs::metadata(path).and_then(|m| m.modified()).ok()
+        std::fs::metadata(self.local_file()?).and_then(|m| m.modified()).ok()
     }
 }
 
@@ -151,7 +168,12 @@ impl AuthStore {
     }
 
     /// Changes the data and persists it; nothing changes if `f` fails or the write fails.
+    ///
+    /// On local disk the change is made under an exclusive lock of the file's `.lock`
+    /// companion, on the data as the file holds it then: two servers on one environment (or the
+    /// operator's `m1 owner` while a server runs) merge their changes instead of losing one.
     pub fn update<R>(&self, f: impl FnOnce(&mut AuthData) -> Result<R>) -> Result<R> {
+        let _lock = self.backing.lock()?;
         let mut guard = self.current();
         let mut next = guard.0.clone();
         let now = now_ms();
@@ -293,4 +315,17 @@ pub fn check_username(name: &str) -> Result<()> {
         return Err(ServerError::BadRequest(format!("'{name}' is not a valid username")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `env/destroy` removes exactly the files m1 owns: the server's must be among them.
+    #[test]
+    fn the_environment_knows_the_servers_files() {
+        let owned = m1_engine::environment::OWNED_FILES;
+        assert!(owned.contains(&ENV_AUTH_FILE) && owned.contains(&"auth.json.lock"), "{owned:?}");
+        assert!(owned.contains(&m1_query::store::registry::STORES_FILE));
+    }
 }

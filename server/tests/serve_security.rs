@@ -242,3 +242,56 @@ async fn a_publish_stops_when_its_client_hangs_up() {
     let r = h.env("POST", "publish", Some(&admin), &[("file", &file), ("rows", "1000")]).await;
     assert_eq!((r.status, &r.json["rowsPublished"]), (200, &json!(1000)), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_environment_keep_each_others_users_and_tokens() {
+    let h = Harness::start().await;
+    let admin = h.init_admin().await;
+    let options = m1_server::ServeOptions {
+        port: 0,
+        home: Some(h.home.path().to_path_buf()),
+        allow_read: vec![std::env::temp_dir()],
+        ..Default::default()
+    };
+    let second = m1_server::start(options).await.unwrap();
+    let on_second = |path: &str| format!("http://{}/test-m1/{path}", second.addr);
+    // A user added on each server.
+    h.add_user(&admin, "alice", &["get"]).await;
+    let admin2 =
+        call(&h.client, "POST", &on_second("auth"), None, &[("username", ADMIN), ("password", PASSWORD)]).await;
+    let admin2 = admin2.json["token"].as_str().unwrap().to_string();
+    let params = [("username", "bob"), ("password", PASSWORD), ("rights", "get")];
+    assert_eq!(call(&h.client, "POST", &on_second("user/add"), Some(&admin2), &params).await.status, 200);
+    let users = h.env("GET", "user/list", Some(&admin), &[]).await;
+    let names: Vec<&str> = users.json.as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    assert!(names.contains(&"alice") && names.contains(&"bob"), "{names:?}");
+    // A token from one server works on the other.
+    assert_eq!(call(&h.client, "GET", &on_second("next"), Some(&admin), &[]).await.json, json!(100));
+    assert_eq!(h.env("GET", "next", Some(&admin2), &[]).await.json, json!(100));
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_passwords_backs_off() {
+    let h = Harness::start().await;
+    h.init_admin().await;
+    for _ in 0..5 {
+        let r = h.env("POST", "auth", None, &[("username", ADMIN), ("password", "not-the-password")]).await;
+        assert_error(&r, 401);
+    }
+    // The sixth attempt is refused before the password is looked at, even the right one.
+    let url = h.url("test-m1", "auth");
+    let r = h.client.post(&url).form(&[("username", ADMIN), ("password", PASSWORD)]).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=900).contains(&wait), "{wait}");
+    // Ops logins too (the address's back-off, 1 s so far, applies to them as well).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    h.ops_owner("owner-user").await;
+    for _ in 0..5 {
+        let r = h.ops("POST", "auth", None, &[("username", "owner-user"), ("password", "nope-nope")]).await;
+        assert!(r.status == 401 || r.status == 429, "{r:?}");
+    }
+    let r = h.ops("POST", "auth", None, &[("username", "owner-user"), ("password", PASSWORD)]).await;
+    assert_error(&r, 429);
+}
