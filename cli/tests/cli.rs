@@ -184,3 +184,28 @@ fn quickstart_runs_and_shows_its_records() {
     // Afterwards the demo is an ordinary catalog environment.
     assert_eq!(ok(home.path(), &["quickstart", "next"]), json!(1000));
 }
+
+/// Help comes from the endpoint table: every endpoint is listed, and each explains its
+/// parameters, verbs and rights.
+#[test]
+fn help_is_derived_from_the_endpoint_table() {
+    let home = tempfile::tempdir().unwrap();
+    let out = m1(home.path(), &["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for e in m1::endpoint::ENDPOINTS {
+        assert!(text.contains(&format!("  {:20} {}", e.path, e.summary)), "{e:?} missing from m1 --help");
+    }
+    let out = m1(home.path(), &["anyenv", "get", "--help"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("m1 <env> get -ids IDS [-properties PROPERTIES]"), "{text}");
+    assert!(text.contains("HTTP: GET or POST /get, rights: one of get"), "{text}");
+    assert!(text.contains("-ids         a list of keys (JSON array of integers, or 1,2,3), required: the keys"), "{text}");
+    let out = m1(home.path(), &["ops", "env/create", "--help"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("-url") && text.contains("right 'manage' in the account"), "{text}");
+    let out = m1(home.path(), &["serve", "--help"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("m1 serve") && text.contains("-allowRead"), "{text}");
+    assert!(fails(home.path(), &["anyenv", "nope", "--help"]).contains("unknown endpoint 'nope'"));
+}
