@@ -200,7 +200,10 @@ fn help_is_derived_from_the_endpoint_table() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("m1 <env> get -ids IDS [-properties PROPERTIES]"), "{text}");
     assert!(text.contains("HTTP: GET or POST /get, rights: one of get"), "{text}");
-    assert!(text.contains("-ids         a list of keys (JSON array of integers, or 1,2,3), required: the keys"), "{text}");
+    assert!(
+        text.contains("-ids         a list of keys (JSON array of integers, or 1,2,3), required: the keys"),
+        "{text}"
+    );
     let out = m1(home.path(), &["ops", "env/create", "--help"]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("-url") && text.contains("right 'manage' in the account"), "{text}");
