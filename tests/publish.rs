@@ -1697,3 +1697,26 @@ proptest! {
         run_prop_case(&rows, format, compression)?;
     }
 }
+
+/// Invalid UTF-8: a strict publish fails naming the file and the place; a permissive one keeps
+/// the record with U+FFFD, as Java's readers do.
+#[test]
+fn invalid_utf8_fails_strict_publishes_and_is_replaced_in_permissive_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = m1::Environment::create(dir.path().join("env").to_str().unwrap()).unwrap();
+    env.add_properties(&[m1::Property::new("name", m1::PropertyType::String)]).unwrap();
+    for (file, body) in
+        [("bad.csv", &b"name\nok\nb\xFFd\n"[..]), ("bad.jsonl", &b"{\"name\": \"ok\"}\n{\"name\": \"b\xFFd\"}\n"[..])]
+    {
+        let path = dir.path().join(file);
+        std::fs::write(&path, body).unwrap();
+        let err = env.publish(&PublishRequest::new(path.to_str().unwrap())).unwrap_err().to_string();
+        let place = if file.ends_with(".csv") { "line 3, character 2" } else { "line 2, character 12" };
+        assert!(err.contains(file) && err.contains(&format!("invalid UTF-8 at {place}")), "{err}");
+        assert_eq!(env.next_key().unwrap(), 0, "{file}: nothing committed");
+    }
+    let mut req = PublishRequest::new(dir.path().join("bad.csv").to_str().unwrap());
+    req.permissive = Some(true);
+    assert_eq!(env.publish(&req).unwrap().rows_published, 2);
+    assert_eq!(env.get_json(&[1], None).unwrap()[0]["name"], "b\u{FFFD}d");
+}

@@ -8,9 +8,10 @@
 //! byte-order mark at the start of the stream wins over the label and is removed.
 //! Java's `UTF-16` is big-endian unless a BOM says otherwise.
 //!
-//! Bytes that are invalid in the encoding — including invalid UTF-8 in the default UTF-8 — are
-//! replaced by U+FFFD (the replacement character), as Java's readers do: the record is kept and
-//! the damage stays visible in the value. Nothing is dropped silently.
+//! Bytes that are invalid in the encoding are replaced by U+FFFD (the replacement character), as
+//! Java's readers do: the record is kept and the damage stays visible in the value. Nothing is
+//! dropped silently. Strict publishes go further for UTF-8, the default: invalid UTF-8 fails the
+//! read at its line and character ([`decode_charset_checked`]).
 
 use std::io::Read;
 
@@ -57,10 +58,22 @@ pub fn encoding_for_label(label: &str) -> Result<&'static Encoding> {
 /// removes a byte-order mark, and replaces invalid bytes with U+FFFD (see the module
 /// documentation). An unknown label is an error before anything is read.
 pub fn decode_charset(reader: Box<dyn Read + Send>, label: Option<&str>) -> Result<Box<dyn Read + Send>> {
+    decode_charset_checked(reader, label, false)
+}
+
+/// [`decode_charset`]; with `strict`, UTF-8 input (the default charset) must be valid: the first
+/// invalid byte fails the read, naming its line and byte, instead of becoming U+FFFD.
+pub fn decode_charset_checked(
+    reader: Box<dyn Read + Send>,
+    label: Option<&str>,
+    strict: bool,
+) -> Result<Box<dyn Read + Send>> {
     let encoding = match label {
         Some(l) if !l.trim().is_empty() => encoding_for_label(l)?,
         _ => encoding_rs::UTF_8,
     };
+    let reader: Box<dyn Read + Send> =
+        if strict && encoding == encoding_rs::UTF_8 { Box::new(Utf8Check::new(reader)) } else { reader };
     let decoder = encoding_rs_io::DecodeReaderBytesBuilder::new()
         .encoding(Some(encoding))
         .bom_override(true)
@@ -68,6 +81,71 @@ pub fn decode_charset(reader: Box<dyn Read + Send>, label: Option<&str>) -> Resu
         .build_with_buffer(reader, vec![0u8; 64 * 1024])
         .map_err(|e| IngestError::Source(format!("charset decoder: {e}")))?;
     Ok(Box::new(decoder))
+}
+
+/// Passes UTF-8 through and fails at the first invalid sequence. A UTF-16 byte-order mark at
+/// the start turns the check off (the decoder then reads UTF-16, as it would without it).
+struct Utf8Check {
+    inner: Box<dyn Read + Send>,
+    /// The bytes of a sequence cut by the end of the last read.
+    pending: Vec<u8>,
+    line: u64,
+    column: u64,
+    started: bool,
+    off: bool,
+}
+
+impl Utf8Check {
+    fn new(inner: Box<dyn Read + Send>) -> Utf8Check {
+        Utf8Check { inner, pending: Vec::new(), line: 1, column: 1, started: false, off: false }
+    }
+
+    fn advance(&mut self, valid: &[u8]) {
+        for &b in valid {
+            if b == b'\n' {
+                self.line += 1;
+                self.column = 1;
+            } else if b & 0xC0 != 0x80 {
+                self.column += 1;
+            }
+        }
+    }
+}
+
+impl Read for Utf8Check {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.off {
+            return Ok(n);
+        }
+        if !self.started && n > 0 {
+            self.started = true;
+            if buf[..n].starts_with(&[0xFF, 0xFE]) || buf[..n].starts_with(&[0xFE, 0xFF]) {
+                self.off = true;
+                return Ok(n);
+            }
+        }
+        let mut text = std::mem::take(&mut self.pending);
+        text.extend_from_slice(&buf[..n]);
+        match std::str::from_utf8(&text) {
+            Ok(_) => self.advance(&text),
+            Err(e) => {
+                let valid = e.valid_up_to();
+                self.advance(&text[..valid]);
+                // A sequence cut by the end of this read is finished by the next one; at the end
+                // of the input it is invalid.
+                if e.error_len().is_some() || n == 0 {
+                    let msg = format!(
+                        "invalid UTF-8 at line {}, character {} (pass encoding if the file is not UTF-8)",
+                        self.line, self.column
+                    );
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
+                }
+                self.pending = text[valid..].to_vec();
+            }
+        }
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -92,6 +170,43 @@ mod tests {
         let (bytes, _, unmappable) = enc.encode(text);
         assert!(!unmappable, "{text} in {label}");
         bytes.into_owned()
+    }
+
+    #[test]
+    fn strict_utf8_names_the_first_invalid_byte() {
+        let read = |bytes: &[u8]| {
+            let mut out = String::new();
+            let mut r = decode_charset_checked(Box::new(std::io::Cursor::new(bytes.to_vec())), None, true).unwrap();
+            r.read_to_string(&mut out).map(|_| out).map_err(|e| e.to_string())
+        };
+        assert_eq!(read("héllo\nwörld\n".as_bytes()).unwrap(), "héllo\nwörld\n");
+        let err = read(b"ok\nab\xFFc\n").unwrap_err();
+        assert!(err.contains("line 2, character 3"), "{err}");
+        assert!(read(b"cut \xC3").unwrap_err().contains("line 1, character 5"));
+        // A sequence split between reads is fine.
+        let mut r = decode_charset_checked(Box::new(OneByte(b"\xC3\xA9t\xC3\xA9".to_vec(), 0)), None, true).unwrap();
+        let mut out = String::new();
+        r.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "été");
+        // Other charsets and UTF-16 by its mark are not UTF-8 and pass.
+        assert!(
+            decode_charset_checked(Box::new(std::io::Cursor::new(b"\xE9t\xE9".to_vec())), Some("latin1"), true).is_ok()
+        );
+        assert_eq!(read(b"\xFF\xFEa\x00").unwrap(), "a");
+    }
+
+    /// A reader that gives one byte at a time.
+    struct OneByte(Vec<u8>, usize);
+
+    impl Read for OneByte {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.1 >= self.0.len() || buf.is_empty() {
+                return Ok(0);
+            }
+            buf[0] = self.0[self.1];
+            self.1 += 1;
+            Ok(1)
+        }
     }
 
     #[test]

@@ -215,6 +215,7 @@ fn source_options(req: &PublishRequest, rules: &RuleSet, file: &SourceFile) -> R
         encoding: req.encoding.clone(),
         zip_entries: req.zip_entries.clone(),
         format: fo,
+        strict_utf8: false,
     })
 }
 
@@ -351,13 +352,17 @@ pub fn publish(
             }
         }
     }
-    let options: Vec<SourceOptions> = files.iter().map(|f| source_options(req, &rules, f)).collect::<Result<_>>()?;
-    let inferred = if req.infer { infer(env, &files, &options, &rules)? } else { Vec::new() };
-
     let permissive = match req.permissive {
         Some(p) => p,
         None => env.system()?.get("publish-permissive").and_then(Value::as_bool).unwrap_or(false),
     };
+    let mut options: Vec<SourceOptions> =
+        files.iter().map(|f| source_options(req, &rules, f)).collect::<Result<_>>()?;
+    // Strict publishes refuse invalid UTF-8; permissive ones keep the record with U+FFFD.
+    for o in &mut options {
+        o.strict_utf8 = !permissive;
+    }
+    let inferred = if req.infer { infer(env, &files, &options, &rules)? } else { Vec::new() };
     let mut appender = env.appender()?;
     let properties = appender.schema().properties().to_vec();
     let bytes = Arc::new(AtomicU64::new(0));
@@ -454,7 +459,8 @@ fn read_all(
                 crate::charset::encoding_for_label(label)?;
             }
             let text = crate::compression::decompress(input, compression, None)?;
-            let mut text = crate::charset::decode_charset(text, options.encoding.as_deref())?;
+            let mut text =
+                crate::charset::decode_charset_checked(text, options.encoding.as_deref(), options.strict_utf8)?;
             let mut line = 1u64;
             let mut carry: Vec<u8> = Vec::new();
             loop {

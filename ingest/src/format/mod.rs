@@ -20,7 +20,7 @@ use std::io::Read;
 
 use m1_engine::record::Record;
 
-use crate::charset::{decode_charset, encoding_for_label};
+use crate::charset::{decode_charset_checked, encoding_for_label};
 use crate::compression::{Compression, decompress, zip_entries};
 use crate::error::{IngestError, Result};
 
@@ -257,6 +257,9 @@ pub struct SourceOptions {
     pub zip_entries: Option<Vec<String>>,
     /// Format and parsing options. For zip, a `None` format is taken from each entry's name.
     pub format: FormatOptions,
+    /// Whether UTF-8 input must be valid (strict publishes) rather than have invalid bytes
+    /// replaced by U+FFFD.
+    pub strict_utf8: bool,
 }
 
 /// Reads the records of a published file: decompresses (`options.compression` or from the name),
@@ -271,7 +274,7 @@ pub fn read_source(reader: Box<dyn Read + Send>, options: &SourceOptions, source
     csv::check_options(&options.format)?;
     if compression != Compression::Zip {
         let reader = decompress(reader, compression, None)?;
-        let reader = decode_charset(reader, options.encoding.as_deref())?;
+        let reader = decode_charset_checked(reader, options.encoding.as_deref(), options.strict_utf8)?;
         return open_records(reader, &options.format, source_name);
     }
     let entries = zip_entries(reader, options.zip_entries.as_deref())?;
@@ -281,6 +284,7 @@ pub fn read_source(reader: Box<dyn Read + Send>, options: &SourceOptions, source
         entries,
         options: per_entry,
         encoding: options.encoding.clone(),
+        strict_utf8: options.strict_utf8,
         source_name: source_name.to_string(),
         current: None,
         done: false,
@@ -293,6 +297,7 @@ struct ZipRecords {
     entries: crate::compression::ZipEntries,
     options: FormatOptions,
     encoding: Option<String>,
+    strict_utf8: bool,
     source_name: String,
     current: Option<Records>,
     done: bool,
@@ -308,7 +313,7 @@ impl ZipRecords {
             }
             other => RecordError::new(&entry_source, 0, None, other.to_string(), true),
         };
-        let reader = decode_charset(reader, self.encoding.as_deref()).map_err(fail)?;
+        let reader = decode_charset_checked(reader, self.encoding.as_deref(), self.strict_utf8).map_err(fail)?;
         open_records(reader, &self.options, &entry_source).map_err(fail)
     }
 }
@@ -643,7 +648,10 @@ mod throughput {
         use std::io::{BufRead, Read};
         let start = Instant::now();
         let mut sink = Vec::with_capacity(data.len());
-        decode_charset(Box::new(Cursor::new(data.to_vec())), None).unwrap().read_to_end(&mut sink).unwrap();
+        crate::charset::decode_charset(Box::new(Cursor::new(data.to_vec())), None)
+            .unwrap()
+            .read_to_end(&mut sink)
+            .unwrap();
         let secs = start.elapsed().as_secs_f64();
         println!("  utf-8 check  {:>7.1} MB/s", data.len() as f64 / secs / 1e6);
         let start = Instant::now();
