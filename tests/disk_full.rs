@@ -1,0 +1,108 @@
+//! Disk full (ENOSPC) on a small tmpfs the test mounts (the tests run as root in CI): a publish
+//! and a session-store update that run out of space fail with a clear error, leave nothing
+//! half done, and work again once space is freed.
+//!
+//! Without the right to mount (not root), the test says so and checks nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use m1::{Environment, Property, PropertyType, PublishRequest};
+use serde_json::json;
+
+/// A tmpfs of `mb` MiB mounted on a fresh directory; unmounted when dropped.
+struct Tmpfs {
+    dir: PathBuf,
+    _parent: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(mb: u32) -> Option<Tmpfs> {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("small");
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs { dir, _parent: parent })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+/// Fills the file system but for about `leave` bytes; returns the filler to delete later.
+fn fill(dir: &Path, leave: u64) -> PathBuf {
+    let filler = dir.join("filler");
+    let free = fs_free(dir);
+    let size = free.saturating_sub(leave);
+    std::fs::write(&filler, vec![7u8; size as usize]).unwrap();
+    filler
+}
+
+fn fs_free(dir: &Path) -> u64 {
+    let out = Command::new("df").args(["--output=avail", "-B1"]).arg(dir).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
+}
+
+/// The records the lake holds.
+fn records(env: &Environment) -> usize {
+    let end = env.next_key().unwrap();
+    env.range(0, end, Some(&["n".to_string()])).unwrap().map(|b| b.unwrap().num_rows()).sum()
+}
+
+#[test]
+fn running_out_of_space_loses_nothing_and_recovers() {
+    let Some(fs) = Tmpfs::mount(96) else {
+        eprintln!("disk_full: cannot mount a tmpfs here (not root?); nothing checked");
+        return;
+    };
+    let env_dir = fs.dir.join("env");
+    let env = Environment::create(env_dir.to_str().unwrap()).unwrap();
+    env.add_properties(&[Property::new("name", PropertyType::String), Property::new("n", PropertyType::Integer)])
+        .unwrap();
+    // The input lives elsewhere: only the environment's writes hit the full disk.
+    let input = tempfile::tempdir().unwrap();
+    let small = input.path().join("small.jsonl");
+    std::fs::write(&small, "{\"name\": \"first\", \"n\": 1}\n").unwrap();
+    env.publish(&PublishRequest::new(small.to_str().unwrap())).unwrap();
+    env.sessions().add("stash", None, 1, 1).unwrap();
+    env.session_update("stash", &json!([{"upsert": [{"session": {"id": "s1"}, "v": 1}]}]).to_string()).unwrap();
+
+    // Incompressible rows, far more than the space left.
+    let big = input.path().join("big.jsonl");
+    let rows: String = (0..200_000u64)
+        .map(|i| format!("{{\"name\": \"{:016x}{:016x}\", \"n\": {i}}}\n", i.wrapping_mul(0x9E37_79B9_7F4A_7C15), !i))
+        .collect();
+    std::fs::write(&big, rows).unwrap();
+    let filler = fill(&fs.dir, 256 << 10);
+    let err = env.publish(&PublishRequest::new(big.to_str().unwrap())).unwrap_err().to_string();
+    assert!(err.to_lowercase().contains("no space left"), "a clear error: {err}");
+    // Its keys were reserved before the space ran out: a gap, by design, and no records.
+    assert_eq!(records(&env), 1, "nothing of the failed publish is visible");
+    assert_eq!(env.get_json(&[0], None).unwrap()[0]["name"], "first", "what was committed is intact");
+    let doc = json!({"session": {"id": "s2"}, "blob": "x".repeat(1 << 20)});
+    let update = env.session_update("stash", &json!([{"upsert": [doc]}]).to_string());
+    assert!(update.is_err(), "a session update that does not fit fails");
+    let got = env.sessions().get("stash", &["s1".to_string(), "s2".to_string()]).unwrap();
+    assert_eq!(got.len(), 1, "the failed update is not applied: {got:?}");
+
+    // Space again: everything works, and a reopened environment agrees.
+    std::fs::remove_file(&filler).unwrap();
+    let report = env.publish(&PublishRequest::new(big.to_str().unwrap())).unwrap();
+    assert_eq!(report.rows_published, 200_000);
+    env.session_update("stash", &json!([{"upsert": [{"session": {"id": "s3"}, "v": 3}]}]).to_string()).unwrap();
+    drop(env);
+    let env = Environment::open(env_dir.to_str().unwrap()).unwrap();
+    assert_eq!(records(&env), 200_001);
+    let mut q = m1::QueryRequest::new("index", "n:[0 TO *]");
+    q.rows = 0;
+    assert_eq!(env.query(&q).unwrap().count, 200_001, "the data store agrees with the lake");
+    let got = env.sessions().get("stash", &["s1".to_string(), "s3".to_string()]).unwrap();
+    assert_eq!(got.len(), 2);
+}
