@@ -134,11 +134,14 @@ impl Environment {
             request.outbound = entry.outbound;
             request.object_store_options = entry.options_for(&request.file);
         }
-        let report = m1_ingest::publish(&self.inner, &request, progress)?;
+        let mut report = m1_ingest::publish(&self.inner, &request, progress)?;
         // Invariant: a publish returns with the data stores in sync, so what it committed is
-        // searchable at once.
-        if report.rows_published > 0 {
-            self.stores().sync(&self.inner)?;
+        // searchable at once. If they cannot follow (say the disk is full), the commit still
+        // stands: the report says so rather than calling a committed publish a failure.
+        if report.rows_published > 0
+            && let Err(e) = self.stores().sync(&self.inner)
+        {
+            report.index_error = Some(e.to_string());
         }
         Ok(report)
     }

@@ -163,6 +163,11 @@ pub struct PublishReport {
     pub seconds: f64,
     /// Records published per second.
     pub rows_per_second: f64,
+    /// Set when the records were committed but the data stores could not index them yet (say
+    /// the disk is full): they are safe in the lake, and each store indexes them on its next
+    /// sync or query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_error: Option<String>,
 }
 
 /// Counts bytes as they are read, for progress and the report.
@@ -322,6 +327,7 @@ impl Totals {
             bytes,
             seconds,
             rows_per_second: if seconds > 0.0 { report.rows as f64 / seconds } else { 0.0 },
+            index_error: None,
         })
     }
 }
