@@ -36,6 +36,13 @@ const MAX_ROWS: u64 = 2000;
 const SEGMENT_ROWS: usize = 300;
 /// How many times the child is killed.
 const KILLS: usize = 25;
+
+/// How many kills to make: `$M1_KILLS` (the kill campaign, `scripts/kill-campaign`), else
+/// the default for CI.
+fn kills(default: usize) -> usize {
+    std::env::var("M1_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 /// Properties of every record, in the order reads return them (after `_m1key`).
 const PROPS: [&str; 9] = ["tag", "writer", "seq", "row", "total", "val", "at", "flag", "labels"];
 
@@ -381,6 +388,7 @@ fn check_gets(env: &Environment, known: &BTreeMap<u64, Append>, rng: &mut impl R
 
 #[test]
 fn crash_safety_under_sigkill() {
+    let kills = kills(KILLS);
     let began = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("env");
@@ -398,7 +406,7 @@ fn crash_safety_under_sigkill() {
     let mut next_seq = 0u64;
     let (mut reported_total, mut unreported_total) = (0usize, 0usize);
 
-    for round in 0..KILLS {
+    for round in 0..kills {
         let mut child = Command::new(&exe)
             .args(["--exact", CHILD_TEST, "--nocapture", "--include-ignored"])
             .env(CHILD_ENV, &dir)
@@ -465,7 +473,7 @@ fn crash_safety_under_sigkill() {
         assert!(before.contains(p), "committed segment {p} has no file");
     }
     let orphans = parquet_before.len() - live.len();
-    assert!(orphans > 0, "no kill left an orphan segment in {KILLS} rounds");
+    assert!(orphans > 0, "no kill left an orphan segment in {kills} rounds");
     let log_staging = files_under(&root, "_delta_log").iter().filter(|p| is_staging(p)).count();
     let vacuum = env.vacuum(Duration::ZERO).unwrap();
     let after = files_under(&root, "lake");
@@ -505,7 +513,7 @@ fn crash_safety_under_sigkill() {
 
     let rows: u64 = known.values().map(|a| a.rows).sum();
     eprintln!(
-        "crash test: {KILLS} kills, {reported_total} reported appends, {unreported_total} \
+        "crash test: {kills} kills, {reported_total} reported appends, {unreported_total} \
          committed-but-unreported, {rows} records, {} segments, vacuum deleted {} files \
          ({orphans} orphan segments); staging files left by kills: {:?} in lake/, {log_staging:?} \
          in the log; {:.1?}",

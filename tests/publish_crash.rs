@@ -35,6 +35,13 @@ const ROWS: u64 = 60_000;
 const SEGMENT_ROWS: usize = 5_000;
 /// Kills at random moments (plus one after the publish has finished).
 const RANDOM_KILLS: usize = 10;
+
+/// How many kills to make: `$M1_KILLS` (the kill campaign, `scripts/kill-campaign`), else
+/// the default for CI.
+fn kills(default: usize) -> usize {
+    std::env::var("M1_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 /// Records of the publish made before any kill.
 const BASE_ROWS: u64 = 1000;
 
@@ -224,6 +231,7 @@ fn check_committed_after(env: &Environment, done: &[Done], base_first: u64, rng:
 
 #[test]
 fn publish_is_atomic_under_sigkill() {
+    let random_kills = kills(RANDOM_KILLS);
     let began = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("env").to_str().unwrap().to_string();
@@ -250,7 +258,7 @@ fn publish_is_atomic_under_sigkill() {
 
     // Round 0 waits for the child to report its publish, then kills it; later rounds kill at a
     // random moment within about the time a whole publish takes.
-    for round in 0..=RANDOM_KILLS as i64 {
+    for round in 0..=random_kills as i64 {
         let start = Environment::open(&dir).unwrap().next_key().unwrap();
         let spawned = Instant::now();
         let mut child = Command::new(&exe)
@@ -352,7 +360,7 @@ fn publish_is_atomic_under_sigkill() {
     eprintln!(
         "publish crash test: {} kills, {complete} publishes found complete, {partial_kills} found absent, \
          a full publish of {ROWS} records took {full_publish:.1?} (child start included), {} segments; {:.1?}",
-        RANDOM_KILLS + 1,
+        random_kills + 1,
         lake.segments.len(),
         began.elapsed()
     );

@@ -22,6 +22,13 @@ const CHILD_DIR: &str = "M1_SESSION_CRASH_DIR";
 const START: &str = "M1_SESSION_CRASH_START";
 const CHILD_TEST: &str = "session_crash_child";
 const KILLS: usize = 8;
+
+/// How many kills to make: `$M1_KILLS` (the kill campaign, `scripts/kill-campaign`), else
+/// the default for CI.
+fn kills(default: usize) -> usize {
+    std::env::var("M1_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 const KEYS: u64 = 150;
 
 fn mix(mut x: u64) -> u64 {
@@ -95,6 +102,7 @@ fn session_crash_child() {
 
 #[test]
 fn session_updates_survive_sigkill() {
+    let kills = kills(KILLS);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("sessions");
     let s = Sessions::at(&root);
@@ -103,7 +111,7 @@ fn session_updates_survive_sigkill() {
     let mut rng = rand::rng();
     let mut done = 0u64;
     let mut checkpoints_seen = 0;
-    for round in 0..KILLS {
+    for round in 0..kills {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", CHILD_TEST, "--ignored", "--nocapture", "--test-threads", "1"])
             .env(CHILD_DIR, &root)
