@@ -176,38 +176,34 @@ pub fn run(args: Vec<String>) -> Result<()> {
 /// `m1 <target> <endpoint> -name value ...`.
 fn call(args: &[String]) -> Result<()> {
     let target = args[0].as_str();
-    {
-        {
-            let scope = if target == "ops" { Scope::Ops } else { Scope::Env };
-            let Some(path) = args.get(1).filter(|p| !p.starts_with('-')) else {
-                if wants_help(&args[1..]) {
-                    print!("{}", usage());
-                    return Ok(());
-                }
-                bail!(
-                    "missing endpoint after '{target}', e.g. `m1 {target} {}`; see `m1 --help`",
-                    if scope == Scope::Ops { "env/list" } else { "schema" }
-                );
-            };
-            let ep = endpoint::require(scope, path)?;
-            if wants_help(&args[2..]) {
-                println!("{}", ep.help());
-                return Ok(());
-            }
-            let mut params = parse_params(&args[2..])?;
-            let url = take_remote(&mut params);
-            let env_name = (scope == Scope::Env).then_some(target);
-            let login = crate::remote::login_for(env_name, url.as_deref())?;
-            if login.is_none() && matches!(ep.handler, Handler::Served) {
-                return Err(m1::Error::ServedOnly(format!("/{}", ep.path)).into());
-            }
-            // Check the parameters here too, so a bad call fails before any connection.
-            Args::new(ep, params.iter().cloned())?;
-            match login {
-                Some(login) => crate::remote::call(&login, env_name, ep, path, &params),
-                None => local(target, scope, path, params),
-            }
+    let scope = if target == "ops" { Scope::Ops } else { Scope::Env };
+    let Some(path) = args.get(1).filter(|p| !p.starts_with('-')) else {
+        if wants_help(&args[1..]) {
+            print!("{}", usage());
+            return Ok(());
         }
+        bail!(
+            "missing endpoint after '{target}', e.g. `m1 {target} {}`; see `m1 --help`",
+            if scope == Scope::Ops { "env/list" } else { "schema" }
+        );
+    };
+    let ep = endpoint::require(scope, path)?;
+    if wants_help(&args[2..]) {
+        println!("{}", ep.help());
+        return Ok(());
+    }
+    let mut params = parse_params(&args[2..])?;
+    let url = take_remote(&mut params);
+    let env_name = (scope == Scope::Env).then_some(target);
+    let login = crate::remote::login_for(env_name, url.as_deref())?;
+    if login.is_none() && matches!(ep.handler, Handler::Served) {
+        return Err(m1::Error::ServedOnly(format!("/{}", ep.path)).into());
+    }
+    // Check the parameters here too, so a bad call fails before any connection.
+    Args::new(ep, params.iter().cloned())?;
+    match login {
+        Some(login) => crate::remote::call(&login, env_name, ep, path, &params),
+        None => local(target, scope, path, params),
     }
 }
 
