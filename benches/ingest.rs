@@ -502,7 +502,7 @@ fn reader(fmt: Fmt, path: &Path) -> (u64, u64) {
         encoding: None,
         zip_entries: None,
         format: options,
-        strict_utf8: false,
+        utf8: Default::default(),
     };
     let file = Box::new(File::open(path).expect("open input"));
     let mut rows = 0u64;

@@ -22,6 +22,7 @@ pub mod error;
 
 pub use error::{Error, ErrorKind, Result};
 
+pub use m1_engine::storage::register_object_store;
 pub use m1_engine::{
     AppendReport, Appender, Catalog, CatalogEntry, EngineError, EnvConfig, KEY, Property, PropertyType, RAND, Schema,
     VacuumReport,

@@ -1699,7 +1699,7 @@ proptest! {
 }
 
 /// Invalid UTF-8: a strict publish fails naming the file and the place; a permissive one keeps
-/// the record with U+FFFD, as Java's readers do.
+/// the record with U+FFFD, as Java's readers do, and counts the damaged lines.
 #[test]
 fn invalid_utf8_fails_strict_publishes_and_is_replaced_in_permissive_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -1717,6 +1717,24 @@ fn invalid_utf8_fails_strict_publishes_and_is_replaced_in_permissive_ones() {
     }
     let mut req = PublishRequest::new(dir.path().join("bad.csv").to_str().unwrap());
     req.permissive = Some(true);
-    assert_eq!(env.publish(&req).unwrap().rows_published, 2);
+    let report = env.publish(&req).unwrap();
+    assert_eq!((report.rows_published, report.invalid_utf8_lines), (2, 1));
     assert_eq!(env.get_json(&[1], None).unwrap()[0]["name"], "b\u{FFFD}d");
+    // Both paths of jsonl (plain and gzip take the fast one; zip the record reader), two bad lines.
+    let body = b"{\"name\": \"\xC0k\"}\n{\"name\": \"fine\"}\n{\"name\": \"b\xFF\xFEd\"}\n";
+    let zipped = dir.path().join("bad.zip");
+    {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
+        zip.start_file("bad.jsonl", zip::write::SimpleFileOptions::default()).unwrap();
+        std::io::Write::write_all(&mut zip, body).unwrap();
+        zip.finish().unwrap();
+    }
+    let plain = dir.path().join("bad2.jsonl");
+    std::fs::write(&plain, body).unwrap();
+    for path in [plain, zipped] {
+        let mut req = PublishRequest::new(path.to_str().unwrap());
+        req.permissive = Some(true);
+        let report = env.publish(&req).unwrap();
+        assert_eq!((report.rows_published, report.invalid_utf8_lines), (3, 2), "{}", path.display());
+    }
 }

@@ -54,6 +54,14 @@ pub enum EngineError {
     #[cfg(feature = "storage")]
     #[error("storage: {0}")]
     Store(#[from] object_store::Error),
+    /// A conditional put reported an error and reading the file back failed too, so whether the
+    /// write landed is unknown until the store answers again.
+    #[cfg(feature = "storage")]
+    #[error(
+        "storage: cannot tell whether {path} was written: the write failed ({put}) and reading it back \
+         failed too ({read}); once the store answers again, reopen the environment to see its state"
+    )]
+    CommitUnknown { path: String, put: object_store::Error, read: Box<EngineError> },
     /// Reading or writing Parquet failed.
     #[cfg(feature = "storage")]
     #[error("parquet: {0}")]
@@ -97,7 +105,7 @@ impl EngineError {
             #[cfg(feature = "storage")]
             Store(object_store::Error::NotFound { .. }) => ErrorKind::NotFound,
             #[cfg(feature = "storage")]
-            Store(_) | Parquet(_) => ErrorKind::Internal,
+            Store(_) | Parquet(_) | CommitUnknown { .. } => ErrorKind::Internal,
         }
     }
 

@@ -3,10 +3,17 @@
 //! Every file of an environment goes through [`Storage`], so the same code runs on a local
 //! directory, `memory://`, `s3://`, `gs://` and `az://`. Local roots also keep their filesystem
 //! path so segment reads can memory-map files instead of paying for an object-store request.
+//!
+//! Transient failures (a reset or timed-out connection, a short read) are retried here, a few
+//! times with back-off; HTTP stores also retry inside object_store's own client. A conditional
+//! put whose answer is lost is settled by reading the file back (see [`Storage::put_if_absent`]).
+//! An embedder can put any [`ObjectStore`] under a location of its own with
+//! [`register_object_store`]; m1's tests use that to inject faults.
 
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -45,6 +52,78 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
 /// `memory://` stores live as long as the process, shared by name, so an environment on
 /// `memory://x` can be reopened like any other.
 static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Stores registered by [`register_object_store`], by `scheme://host`.
+static REGISTERED: LazyLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Makes every location under `scheme://host` (say `custom://bucket`) use `store`, with the URL's
+/// path as the prefix inside it; a later registration of the same `scheme://host` replaces it.
+/// For stores that m1 cannot build from a URL: a wrapper with caching, metrics or injected
+/// faults, or another backend.
+pub fn register_object_store(scheme_host: &str, store: Arc<dyn ObjectStore>) {
+    REGISTERED.lock().insert(scheme_host.trim_end_matches('/').to_ascii_lowercase(), store);
+}
+
+/// How often a call that failed transiently is tried again, and the first pause (doubled each
+/// time): five retries wait 1.55 s in all.
+const RETRIES: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Whether an error is worth retrying: a connection that was reset, refused or timed out, an
+/// interrupted or short read. Missing files, conflicts and refusals are not. Only an I/O error
+/// that is the error's own cause counts: HTTP stores have retried theirs already (object_store's
+/// `RetryConfig`), and retrying those again would multiply the waits.
+fn transient(e: &object_store::Error) -> bool {
+    use std::io::ErrorKind as K;
+    let object_store::Error::Generic { source, .. } = e else {
+        return false;
+    };
+    source.downcast_ref::<std::io::Error>().is_some_and(|io| {
+        matches!(
+            io.kind(),
+            K::ConnectionReset
+                | K::ConnectionAborted
+                | K::ConnectionRefused
+                | K::TimedOut
+                | K::Interrupted
+                | K::UnexpectedEof
+                | K::BrokenPipe
+                | K::WouldBlock
+        )
+    })
+}
+
+/// Runs `op` until it succeeds, fails for good, or has failed transiently [`RETRIES`] more times.
+async fn retrying<T, F, Fut>(mut op: F) -> object_store::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = object_store::Result<T>>,
+{
+    let mut pause = FIRST_BACKOFF;
+    let mut retries = 0;
+    loop {
+        match op().await {
+            Err(e) if retries < RETRIES && transient(&e) => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                retries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A read that returned fewer bytes than asked, as a transient error (the next try may not).
+fn short_read(path: &Path, want: u64, got: usize) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "m1",
+        source: Box::new(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("short read of {path}: {got} of {want} bytes"),
+        )),
+    }
+}
 
 /// Extra settings for remote stores (endpoint, credentials), as object_store config keys.
 pub type ObjectStoreOptions = Vec<(String, String)>;
@@ -98,7 +177,10 @@ impl Storage {
         }
         let url = Url::parse(location).map_err(|e| bad(e.to_string()))?;
         let root = Path::from_url_path(url.path()).map_err(|e| bad(e.to_string()))?;
+        let scheme_host = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()).to_ascii_lowercase();
+        let registered = REGISTERED.lock().get(&scheme_host).cloned();
         let store: Arc<dyn ObjectStore> = match url.scheme() {
+            _ if registered.is_some() => registered.expect("checked"),
             "file" => {
                 let path = url.to_file_path().map_err(|_| bad("not a local file path".into()))?;
                 return Self::local(&path);
@@ -163,25 +245,40 @@ impl Storage {
     /// Reads a whole file, or `None` when it does not exist.
     pub fn get(&self, rel: &str) -> Result<Option<Bytes>> {
         let path = self.path(rel);
-        block_on(async {
-            match self.store.get(&path).await {
-                Ok(r) => Ok(Some(r.bytes().await?)),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e.into()),
+        let read = || async {
+            let r = self.store.get(&path).await?;
+            let want = r.meta.size;
+            let bytes = r.bytes().await?;
+            if (bytes.len() as u64) < want {
+                return Err(short_read(&path, want, bytes.len()));
             }
-        })
+            Ok(bytes)
+        };
+        match block_on(retrying(read)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Reads a byte range of a file.
     pub fn get_range(&self, rel: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
         let path = self.path(rel);
-        Ok(block_on(self.store.get_range(&path, range))?)
+        let want = range.end.saturating_sub(range.start);
+        let read = || async {
+            let bytes = self.store.get_range(&path, range.clone()).await?;
+            if (bytes.len() as u64) < want {
+                return Err(short_read(&path, want, bytes.len()));
+            }
+            Ok(bytes)
+        };
+        Ok(block_on(retrying(read))?)
     }
 
     /// Size and modification time of a file, or `None` when it does not exist.
     pub fn head(&self, rel: &str) -> Result<Option<ObjectMeta>> {
         let path = self.path(rel);
-        match block_on(self.store.head(&path)) {
+        match block_on(retrying(|| self.store.head(&path))) {
             Ok(m) => Ok(Some(m)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -191,32 +288,65 @@ impl Storage {
     /// Writes a file atomically, replacing any previous content.
     pub fn put(&self, rel: &str, bytes: Bytes) -> Result<()> {
         let path = self.path(rel);
-        block_on(self.store.put(&path, PutPayload::from_bytes(bytes)))?;
+        block_on(retrying(|| self.store.put(&path, PutPayload::from_bytes(bytes.clone()))))?;
         Ok(())
     }
 
     /// Writes a file only if it does not exist yet; returns `false` when another writer got there
     /// first. This is the one primitive the table log's optimistic concurrency rests on.
+    ///
+    /// A put can land and still report an error (the answer was lost). So after any error, and
+    /// when a retry finds the file already there, the file is read back: holding exactly `bytes`
+    /// means this put made it (true: the same commit must never be retried at the next version),
+    /// other content means another writer won (false). Only when the outcome cannot be read
+    /// either does the error go to the caller.
     pub fn put_if_absent(&self, rel: &str, bytes: Bytes) -> Result<bool> {
         let path = self.path(rel);
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match block_on(self.store.put_opts(&path, PutPayload::from_bytes(bytes), opts)) {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
+        let attempt = || async {
+            let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+            self.store.put_opts(&path, PutPayload::from_bytes(bytes.clone()), opts).await
+        };
+        let first = block_on(attempt());
+        let mut error = match first {
+            Ok(_) => return Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+            Err(e) => e,
+        };
+        let mut pause = FIRST_BACKOFF;
+        for retry in 0..=RETRIES {
+            match self.get(rel) {
+                Ok(Some(found)) => return Ok(found == bytes),
+                Ok(None) if retry < RETRIES && transient(&error) => {
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                    match block_on(attempt()) {
+                        Ok(_) => return Ok(true),
+                        // Ours (an earlier try that reported failure) or a rival's: read it.
+                        Err(object_store::Error::AlreadyExists { .. }) => continue,
+                        Err(e) => error = e,
+                    }
+                }
+                // Not there, and the put failed for good: nothing was written.
+                Ok(None) => return Err(error.into()),
+                Err(_) if retry < RETRIES => std::thread::sleep(pause),
+                Err(read) => {
+                    return Err(EngineError::CommitUnknown { path: rel.to_string(), put: error, read: Box::new(read) });
+                }
+            }
         }
+        Err(error.into())
     }
 
     /// Lists every file under a relative prefix (recursively).
     pub fn list(&self, rel_prefix: &str) -> Result<Vec<ObjectMeta>> {
         let path = self.path(rel_prefix);
-        block_on(async { self.store.list(Some(&path)).try_collect::<Vec<_>>().await }).map_err(Into::into)
+        block_on(retrying(|| async { self.store.list(Some(&path)).try_collect::<Vec<_>>().await })).map_err(Into::into)
     }
 
     /// Deletes a file; deleting a missing file is not an error.
     pub fn delete(&self, rel: &str) -> Result<()> {
         let path = self.path(rel);
-        match block_on(self.store.delete(&path)) {
+        match block_on(retrying(|| self.store.delete(&path))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }

@@ -10,10 +10,13 @@
 //!
 //! Bytes that are invalid in the encoding are replaced by U+FFFD (the replacement character), as
 //! Java's readers do: the record is kept and the damage stays visible in the value. Nothing is
-//! dropped silently. Strict publishes go further for UTF-8, the default: invalid UTF-8 fails the
-//! read at its line and character ([`decode_charset_checked`]).
+//! dropped silently. For UTF-8, the default, a [`Utf8Policy`] says more: permissive publishes count
+//! the lines that had invalid bytes, strict ones fail the read at the first, naming its line and
+//! character ([`decode_charset_checked`]).
 
 use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use encoding_rs::Encoding;
 
@@ -58,22 +61,58 @@ pub fn encoding_for_label(label: &str) -> Result<&'static Encoding> {
 /// removes a byte-order mark, and replaces invalid bytes with U+FFFD (see the module
 /// documentation). An unknown label is an error before anything is read.
 pub fn decode_charset(reader: Box<dyn Read + Send>, label: Option<&str>) -> Result<Box<dyn Read + Send>> {
-    decode_charset_checked(reader, label, false)
+    decode_charset_checked(reader, label, &Utf8Policy::Replace)
 }
 
-/// [`decode_charset`]; with `strict`, UTF-8 input (the default charset) must be valid: the first
-/// invalid byte fails the read, naming its line and byte, instead of becoming U+FFFD.
+/// What to do with invalid UTF-8 when the charset is UTF-8 (other charsets always replace).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Utf8Policy {
+    /// Replace invalid bytes by U+FFFD, silently.
+    #[default]
+    Replace,
+    /// Replace them, and count the lines that had any (permissive publishes report the count).
+    Count(InvalidUtf8Lines),
+    /// Fail the read at the first invalid byte, naming its line and character (strict publishes).
+    Strict,
+}
+
+/// A shared count of input lines in which invalid UTF-8 was replaced by U+FFFD.
+#[derive(Debug, Clone, Default)]
+pub struct InvalidUtf8Lines(Arc<AtomicU64>);
+
+impl InvalidUtf8Lines {
+    /// The lines counted so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Two counts are equal when they are the same count (options that share it compare equal).
+impl PartialEq for InvalidUtf8Lines {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for InvalidUtf8Lines {}
+
+/// [`decode_charset`], with `policy` for invalid bytes in UTF-8 input (the default charset).
 pub fn decode_charset_checked(
     reader: Box<dyn Read + Send>,
     label: Option<&str>,
-    strict: bool,
+    policy: &Utf8Policy,
 ) -> Result<Box<dyn Read + Send>> {
     let encoding = match label {
         Some(l) if !l.trim().is_empty() => encoding_for_label(l)?,
         _ => encoding_rs::UTF_8,
     };
-    let reader: Box<dyn Read + Send> =
-        if strict && encoding == encoding_rs::UTF_8 { Box::new(Utf8Check::new(reader)) } else { reader };
+    let reader: Box<dyn Read + Send> = match policy {
+        Utf8Policy::Strict if encoding == encoding_rs::UTF_8 => Box::new(Utf8Check::new(reader, None)),
+        Utf8Policy::Count(count) if encoding == encoding_rs::UTF_8 => {
+            Box::new(Utf8Check::new(reader, Some(count.clone())))
+        }
+        _ => reader,
+    };
     let decoder = encoding_rs_io::DecodeReaderBytesBuilder::new()
         .encoding(Some(encoding))
         .bom_override(true)
@@ -83,21 +122,25 @@ pub fn decode_charset_checked(
     Ok(Box::new(decoder))
 }
 
-/// Passes UTF-8 through and fails at the first invalid sequence. A UTF-16 byte-order mark at
-/// the start turns the check off (the decoder then reads UTF-16, as it would without it).
+/// Passes UTF-8 through and, at an invalid sequence, fails (no `count`) or counts its line once
+/// (`count`; the decoder after it then replaces the bytes). A UTF-16 byte-order mark at the start
+/// turns the check off (the decoder then reads UTF-16, as it would without it).
 struct Utf8Check {
     inner: Box<dyn Read + Send>,
+    count: Option<InvalidUtf8Lines>,
     /// The bytes of a sequence cut by the end of the last read.
     pending: Vec<u8>,
     line: u64,
     column: u64,
+    /// The last line counted, so a line with many bad bytes counts once.
+    counted_line: u64,
     started: bool,
     off: bool,
 }
 
 impl Utf8Check {
-    fn new(inner: Box<dyn Read + Send>) -> Utf8Check {
-        Utf8Check { inner, pending: Vec::new(), line: 1, column: 1, started: false, off: false }
+    fn new(inner: Box<dyn Read + Send>, count: Option<InvalidUtf8Lines>) -> Utf8Check {
+        Utf8Check { inner, count, pending: Vec::new(), line: 1, column: 1, counted_line: 0, started: false, off: false }
     }
 
     fn advance(&mut self, valid: &[u8]) {
@@ -127,21 +170,41 @@ impl Read for Utf8Check {
         }
         let mut text = std::mem::take(&mut self.pending);
         text.extend_from_slice(&buf[..n]);
-        match std::str::from_utf8(&text) {
-            Ok(_) => self.advance(&text),
-            Err(e) => {
-                let valid = e.valid_up_to();
-                self.advance(&text[..valid]);
-                // A sequence cut by the end of this read is finished by the next one; at the end
-                // of the input it is invalid.
-                if e.error_len().is_some() || n == 0 {
-                    let msg = format!(
-                        "invalid UTF-8 at line {}, character {} (pass encoding if the file is not UTF-8)",
-                        self.line, self.column
-                    );
-                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
+        let mut rest = &text[..];
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(_) => {
+                    self.advance(rest);
+                    break;
                 }
-                self.pending = text[valid..].to_vec();
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    self.advance(&rest[..valid]);
+                    // A sequence cut by the end of this read is finished by the next one; at the
+                    // end of the input it is invalid.
+                    let bad = match e.error_len() {
+                        Some(len) => len,
+                        None if n == 0 => rest.len() - valid,
+                        None => {
+                            self.pending = rest[valid..].to_vec();
+                            break;
+                        }
+                    };
+                    let Some(count) = &self.count else {
+                        let msg = format!(
+                            "invalid UTF-8 at line {}, character {} (pass encoding if the file is not UTF-8)",
+                            self.line, self.column
+                        );
+                        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
+                    };
+                    if self.counted_line != self.line {
+                        self.counted_line = self.line;
+                        count.0.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // The decoder turns the bad bytes into one U+FFFD.
+                    self.column += 1;
+                    rest = &rest[valid + bad..];
+                }
             }
         }
         Ok(n)
@@ -176,7 +239,9 @@ mod tests {
     fn strict_utf8_names_the_first_invalid_byte() {
         let read = |bytes: &[u8]| {
             let mut out = String::new();
-            let mut r = decode_charset_checked(Box::new(std::io::Cursor::new(bytes.to_vec())), None, true).unwrap();
+            let mut r =
+                decode_charset_checked(Box::new(std::io::Cursor::new(bytes.to_vec())), None, &Utf8Policy::Strict)
+                    .unwrap();
             r.read_to_string(&mut out).map(|_| out).map_err(|e| e.to_string())
         };
         assert_eq!(read("héllo\nwörld\n".as_bytes()).unwrap(), "héllo\nwörld\n");
@@ -184,15 +249,42 @@ mod tests {
         assert!(err.contains("line 2, character 3"), "{err}");
         assert!(read(b"cut \xC3").unwrap_err().contains("line 1, character 5"));
         // A sequence split between reads is fine.
-        let mut r = decode_charset_checked(Box::new(OneByte(b"\xC3\xA9t\xC3\xA9".to_vec(), 0)), None, true).unwrap();
+        let mut r =
+            decode_charset_checked(Box::new(OneByte(b"\xC3\xA9t\xC3\xA9".to_vec(), 0)), None, &Utf8Policy::Strict)
+                .unwrap();
         let mut out = String::new();
         r.read_to_string(&mut out).unwrap();
         assert_eq!(out, "été");
         // Other charsets and UTF-16 by its mark are not UTF-8 and pass.
         assert!(
-            decode_charset_checked(Box::new(std::io::Cursor::new(b"\xE9t\xE9".to_vec())), Some("latin1"), true).is_ok()
+            decode_charset_checked(
+                Box::new(std::io::Cursor::new(b"\xE9t\xE9".to_vec())),
+                Some("latin1"),
+                &Utf8Policy::Strict
+            )
+            .is_ok()
         );
         assert_eq!(read(b"\xFF\xFEa\x00").unwrap(), "a");
+    }
+
+    #[test]
+    fn permissive_utf8_counts_each_damaged_line_once() {
+        let count = InvalidUtf8Lines::default();
+        let read = |reader: Box<dyn Read + Send>| {
+            let mut out = String::new();
+            decode_charset_checked(reader, None, &Utf8Policy::Count(count.clone()))
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            out
+        };
+        let text = read(Box::new(std::io::Cursor::new(b"ok\na\xFF\xFEb\xC0\nfine\n\xE9\n\xC3".to_vec())));
+        assert_eq!(text, "ok\na\u{FFFD}\u{FFFD}b\u{FFFD}\nfine\n\u{FFFD}\n\u{FFFD}");
+        assert_eq!(count.get(), 3, "lines 2, 4 and 5");
+        // Byte by byte, a sequence split between reads is not damage; a cut one at the end is.
+        let before = count.get();
+        assert_eq!(read(Box::new(OneByte(b"\xC3\xA9t\n\xC3".to_vec(), 0))), "ét\n\u{FFFD}");
+        assert_eq!(count.get() - before, 1);
     }
 
     /// A reader that gives one byte at a time.

@@ -25,6 +25,7 @@ use m1_engine::{EngineError, Environment};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::charset::Utf8Policy;
 use crate::compression::Compression;
 use crate::error::{IngestError, Result};
 use crate::format::{FormatOptions, InputFormat, RecordError, SourceOptions, SourceRecord, read_source};
@@ -145,6 +146,9 @@ pub struct PublishReport {
     pub rows_rejected: u64,
     /// Values set to null because they did not fit their type (permissive mode).
     pub values_nulled: u64,
+    /// Input lines in which invalid UTF-8 was replaced by U+FFFD (permissive mode; a strict
+    /// publish fails at the first). Files in another charset are not counted.
+    pub invalid_utf8_lines: u64,
     /// The first rejections, with positions.
     pub rejections: Vec<Rejection>,
     /// Properties in the input that are not in the schema (not stored in the lake).
@@ -220,7 +224,7 @@ fn source_options(req: &PublishRequest, rules: &RuleSet, file: &SourceFile) -> R
         encoding: req.encoding.clone(),
         zip_entries: req.zip_entries.clone(),
         format: fo,
-        strict_utf8: false,
+        utf8: Default::default(),
     })
 }
 
@@ -318,6 +322,7 @@ impl Totals {
             rows_filtered: self.filtered,
             rows_rejected: self.rejected,
             values_nulled: self.nulled,
+            invalid_utf8_lines: 0,
             rejections: self.rejections,
             unmapped: self.unmapped.into_iter().collect(),
             inferred,
@@ -364,9 +369,11 @@ pub fn publish(
     };
     let mut options: Vec<SourceOptions> =
         files.iter().map(|f| source_options(req, &rules, f)).collect::<Result<_>>()?;
-    // Strict publishes refuse invalid UTF-8; permissive ones keep the record with U+FFFD.
+    // Strict publishes refuse invalid UTF-8; permissive ones keep the record with U+FFFD and
+    // count the lines that had any.
+    let invalid_utf8 = crate::charset::InvalidUtf8Lines::default();
     for o in &mut options {
-        o.strict_utf8 = !permissive;
+        o.utf8 = if permissive { Utf8Policy::Count(invalid_utf8.clone()) } else { Utf8Policy::Strict };
     }
     let inferred = if req.infer { infer(env, &files, &options, &rules)? } else { Vec::new() };
     let mut appender = env.appender()?;
@@ -431,7 +438,8 @@ pub fn publish(
     })?;
     let bytes = bytes.load(Ordering::Relaxed);
     let rows = totals.published;
-    let report = totals.finish(appender, &req.file, files.len(), bytes, inferred, started)?;
+    let mut report = totals.finish(appender, &req.file, files.len(), bytes, inferred, started)?;
+    report.invalid_utf8_lines = invalid_utf8.get();
     progress(&Progress { bytes_read: bytes, bytes_total, rows, elapsed: started.elapsed() });
     Ok(report)
 }
@@ -465,8 +473,7 @@ fn read_all(
                 crate::charset::encoding_for_label(label)?;
             }
             let text = crate::compression::decompress(input, compression, None)?;
-            let mut text =
-                crate::charset::decode_charset_checked(text, options.encoding.as_deref(), options.strict_utf8)?;
+            let mut text = crate::charset::decode_charset_checked(text, options.encoding.as_deref(), &options.utf8)?;
             let mut line = 1u64;
             let mut carry: Vec<u8> = Vec::new();
             loop {

@@ -20,7 +20,7 @@ use std::io::Read;
 
 use m1_engine::record::Record;
 
-use crate::charset::{decode_charset_checked, encoding_for_label};
+use crate::charset::{Utf8Policy, decode_charset_checked, encoding_for_label};
 use crate::compression::{Compression, decompress, zip_entries};
 use crate::error::{IngestError, Result};
 
@@ -257,9 +257,8 @@ pub struct SourceOptions {
     pub zip_entries: Option<Vec<String>>,
     /// Format and parsing options. For zip, a `None` format is taken from each entry's name.
     pub format: FormatOptions,
-    /// Whether UTF-8 input must be valid (strict publishes) rather than have invalid bytes
-    /// replaced by U+FFFD.
-    pub strict_utf8: bool,
+    /// What invalid UTF-8 input does: replaced by U+FFFD (and perhaps counted), or an error.
+    pub utf8: Utf8Policy,
 }
 
 /// Reads the records of a published file: decompresses (`options.compression` or from the name),
@@ -274,7 +273,7 @@ pub fn read_source(reader: Box<dyn Read + Send>, options: &SourceOptions, source
     csv::check_options(&options.format)?;
     if compression != Compression::Zip {
         let reader = decompress(reader, compression, None)?;
-        let reader = decode_charset_checked(reader, options.encoding.as_deref(), options.strict_utf8)?;
+        let reader = decode_charset_checked(reader, options.encoding.as_deref(), &options.utf8)?;
         return open_records(reader, &options.format, source_name);
     }
     let entries = zip_entries(reader, options.zip_entries.as_deref())?;
@@ -284,7 +283,7 @@ pub fn read_source(reader: Box<dyn Read + Send>, options: &SourceOptions, source
         entries,
         options: per_entry,
         encoding: options.encoding.clone(),
-        strict_utf8: options.strict_utf8,
+        utf8: options.utf8.clone(),
         source_name: source_name.to_string(),
         current: None,
         done: false,
@@ -297,7 +296,7 @@ struct ZipRecords {
     entries: crate::compression::ZipEntries,
     options: FormatOptions,
     encoding: Option<String>,
-    strict_utf8: bool,
+    utf8: Utf8Policy,
     source_name: String,
     current: Option<Records>,
     done: bool,
@@ -313,7 +312,7 @@ impl ZipRecords {
             }
             other => RecordError::new(&entry_source, 0, None, other.to_string(), true),
         };
-        let reader = decode_charset_checked(reader, self.encoding.as_deref(), self.strict_utf8).map_err(fail)?;
+        let reader = decode_charset_checked(reader, self.encoding.as_deref(), &self.utf8).map_err(fail)?;
         open_records(reader, &self.options, &entry_source).map_err(fail)
     }
 }
