@@ -295,18 +295,6 @@ fn local_store(dir: &std::path::Path) -> Arc<dyn ObjectStore> {
     Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir).unwrap())
 }
 
-/// Data stores of environments that are not on local disk live under `$M1_HOME`: a scratch one,
-/// set once before any test of this process reads it.
-fn scratch_home() {
-    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    HOME.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        // SAFETY: every test calls this first, before it starts threads that read the environment.
-        unsafe { std::env::set_var("M1_HOME", dir.path()) };
-        dir
-    });
-}
-
 fn properties() -> Vec<Property> {
     vec![
         Property::new("name", PropertyType::String),
@@ -358,7 +346,7 @@ fn count(env: &Environment, q: &str) -> u64 {
 /// read, a write that lands but reports failure): every path succeeds through its retries, with
 /// the same answers as without faults.
 fn transient_faults_are_retried(faulty: &Faulty, name: &str, files: &std::path::Path) {
-    scratch_home();
+    support::scratch_home();
     let env = Environment::create(&format!("faulty://{name}/env")).unwrap();
     env.add_properties(&properties()).unwrap();
     faulty.first_tries(
@@ -420,7 +408,7 @@ fn transient_faults_on_s3_are_retried_through() {
 /// reports failure is recognised as landed: it succeeds, once.
 #[test]
 fn permanent_faults_fail_cleanly_and_leave_the_lake_unchanged() {
-    scratch_home();
+    support::scratch_home();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("store")).unwrap();
     let faulty = register("permanent", local_store(&dir.path().join("store")));
@@ -519,7 +507,7 @@ fn permanent_faults_fail_cleanly_and_leave_the_lake_unchanged() {
 /// Random faults of every kind on every call, against a model: after each append, publish, get
 /// or vacuum, an `Ok` has committed exactly what was asked and an error has committed nothing.
 fn random_faults_against_a_model(faulty: &Faulty, name: &str, files: &std::path::Path, rounds: u64, seed: u64) {
-    scratch_home();
+    support::scratch_home();
     let env = Environment::create(&format!("faulty://{name}/env")).unwrap();
     env.add_properties(&properties()).unwrap();
     let clean = Environment::open(&format!("clean://{name}/env")).unwrap();

@@ -5,9 +5,12 @@
 //! the publishes committed before are intact.
 //!
 //! The test binary re-executes itself: `publish_crash_child` publishes when `M1_PUBLISH_CRASH_ENV`
-//! names an environment, and returns at once otherwise.
+//! names an environment, and returns at once otherwise. The same kills run on a local directory
+//! and, with fewer rounds, on S3, Azure Blob and GCS servers on loopback (`support::clouds`).
 
 mod support;
+use support::Moto;
+use support::clouds::{Azurite, Cloud, FakeGcs};
 use support::iso;
 
 use std::io::{BufRead, BufReader, Write};
@@ -25,6 +28,8 @@ use serde_json::{Value, json};
 const CHILD_ENV: &str = "M1_PUBLISH_CRASH_ENV";
 /// The file the child publishes.
 const FILE_ENV: &str = "M1_PUBLISH_CRASH_FILE";
+/// object_store options of the environment, as JSON pairs.
+const OPTIONS_ENV: &str = "M1_PUBLISH_CRASH_OPTIONS";
 /// The round number the child stamps on every record (a `const` rule).
 const ROUND_ENV: &str = "M1_PUBLISH_CRASH_ROUND";
 /// Name of the child test, for `--exact`.
@@ -91,7 +96,8 @@ fn publish_crash_child() {
     };
     let file = std::env::var(FILE_ENV).unwrap();
     let round: i64 = std::env::var(ROUND_ENV).unwrap().parse().unwrap();
-    let env = Environment::open(&dir).unwrap();
+    let options: Vec<(String, String)> = serde_json::from_str(&std::env::var(OPTIONS_ENV).unwrap()).unwrap();
+    let env = open(&dir, &options);
     let mut req = PublishRequest::new(file);
     req.rules = Some(round_rules(round));
     let begun = Instant::now();
@@ -115,6 +121,10 @@ fn publish_crash_child() {
     out.flush().unwrap();
     // The parent kills us; the limit only stops an orphaned child.
     std::thread::sleep(Duration::from_secs(120));
+}
+
+fn open(location: &str, options: &[(String, String)]) -> Environment {
+    Environment::from_engine(m1_engine::Environment::open_with(location, &options.to_vec()).unwrap())
 }
 
 /// `(key, round, row)` of every record with a key in `start..end`.
@@ -231,18 +241,48 @@ fn check_committed_after(env: &Environment, done: &[Done], base_first: u64, rng:
 
 #[test]
 fn publish_is_atomic_under_sigkill() {
-    let random_kills = kills(RANDOM_KILLS);
-    let began = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("env").to_str().unwrap().to_string();
-    let big = tmp.path().join("big.jsonl");
+    kill_publishes(&dir, &[], tmp.path(), kills(RANDOM_KILLS));
+}
+
+/// Fewer kills on the object stores (`$M1_KILLS` still sets them): each round costs the server's
+/// upload and read time, and fake-gcs-server reads slowest (a GCS round takes about 25 s here).
+fn kill_publishes_on(cloud: &dyn Cloud, default_kills: usize) {
+    support::scratch_home();
+    cloud.create_bucket("crash");
+    let tmp = tempfile::tempdir().unwrap();
+    kill_publishes(&cloud.url("crash", "env"), &cloud.options(), tmp.path(), kills(default_kills));
+}
+
+#[test]
+fn publish_is_atomic_under_sigkill_on_s3() {
+    kill_publishes_on(&Moto::start(), 3);
+}
+
+#[test]
+fn publish_is_atomic_under_sigkill_on_azure() {
+    kill_publishes_on(&Azurite::start(), 3);
+}
+
+#[test]
+fn publish_is_atomic_under_sigkill_on_gcs() {
+    kill_publishes_on(&FakeGcs::start(), 1);
+}
+
+/// Publishes into the environment at `dir` (created here) in child processes and kills each:
+/// once after its publish, then `random_kills` times at random moments.
+fn kill_publishes(dir: &str, options: &[(String, String)], tmp: &std::path::Path, random_kills: usize) {
+    let began = Instant::now();
+    let options_json = serde_json::to_string(options).unwrap();
+    let big = tmp.join("big.jsonl");
     write_jsonl(&big, ROWS);
-    let base_file = tmp.path().join("base.jsonl");
+    let base_file = tmp.join("base.jsonl");
     write_jsonl(&base_file, BASE_ROWS);
     let base_first = {
+        let config = EnvConfig { segment_rows: SEGMENT_ROWS, shards: 3, ..Default::default() };
         let env =
-            Environment::create_with(&dir, EnvConfig { segment_rows: SEGMENT_ROWS, shards: 3, ..Default::default() })
-                .unwrap();
+            Environment::from_engine(m1_engine::Environment::create_with(dir, &options.to_vec(), config).unwrap());
         env.add_properties(&schema()).unwrap();
         let mut req = PublishRequest::new(base_file.to_str().unwrap());
         req.rules = Some(round_rules(-1));
@@ -259,11 +299,14 @@ fn publish_is_atomic_under_sigkill() {
     // Round 0 waits for the child to report its publish, then kills it; later rounds kill at a
     // random moment within about the time a whole publish takes.
     for round in 0..=random_kills as i64 {
-        let start = Environment::open(&dir).unwrap().next_key().unwrap();
+        let start = open(dir, options).next_key().unwrap();
         let spawned = Instant::now();
         let mut child = Command::new(&exe)
             .args(["--exact", CHILD_TEST, "--nocapture", "--include-ignored"])
-            .env(CHILD_ENV, &dir)
+            .env(CHILD_ENV, dir)
+            .env(OPTIONS_ENV, &options_json)
+            // Data stores of environments on object stores live under $M1_HOME.
+            .env("M1_HOME", tmp.join("home"))
             .env(FILE_ENV, &big)
             .env(ROUND_ENV, round.to_string())
             .stdin(Stdio::null())
@@ -307,8 +350,11 @@ fn publish_is_atomic_under_sigkill() {
             // Let it sit in its sleep a little: the kill comes well after the commit.
             std::thread::sleep(Duration::from_millis(50));
         } else {
+            // The first random kill comes well before the commit, so that even a short run
+            // interrupts a publish; the others anywhere up to a little after it.
             let ms = full_publish.as_millis() as u64;
-            std::thread::sleep(Duration::from_millis(rng.random_range(ms / 20..ms * 11 / 10)));
+            let upto = if round == 1 { ms / 2 } else { ms * 11 / 10 };
+            std::thread::sleep(Duration::from_millis(rng.random_range(ms / 20..upto.max(ms / 20 + 1))));
         }
         let early = child.try_wait().unwrap();
         child.kill().unwrap();
@@ -323,7 +369,7 @@ fn publish_is_atomic_under_sigkill() {
             panic!("round {round}: the child exited on its own ({status}):\n{err}");
         }
 
-        let env = Environment::open(&dir).unwrap();
+        let env = open(dir, options);
         match check_round(&env, round, start, reported.map(|(f, l, r, _, _)| (f, l, r))) {
             Some(first) => {
                 done.push(Done { round, first });
@@ -338,12 +384,12 @@ fn publish_is_atomic_under_sigkill() {
         // Vacuum now and then: it must not touch committed data (killed publishes' files go).
         if round % 4 == 3 {
             env.vacuum(Duration::ZERO).unwrap();
-            check_committed(&Environment::open(&dir).unwrap(), &done, base_first, &mut rng);
+            check_committed(&open(dir, options), &done, base_first, &mut rng);
         }
     }
 
     // The environment still takes publishes after all this, after every key handed out.
-    let env = Environment::open(&dir).unwrap();
+    let env = open(dir, options);
     let next = env.next_key().unwrap();
     let mut req = PublishRequest::new(base_file.to_str().unwrap());
     req.rules = Some(round_rules(1000));
@@ -358,7 +404,7 @@ fn publish_is_atomic_under_sigkill() {
     check_committed_after(&env, &done, base_first, &mut rng);
     let lake = env.engine().snapshot();
     eprintln!(
-        "publish crash test: {} kills, {complete} publishes found complete, {partial_kills} found absent, \
+        "publish crash test ({dir}): {} kills, {complete} publishes found complete, {partial_kills} found absent, \
          a full publish of {ROWS} records took {full_publish:.1?} (child start included), {} segments; {:.1?}",
         random_kills + 1,
         lake.segments.len(),

@@ -9,14 +9,16 @@
 #![allow(dead_code)]
 
 use std::fs::{OpenOptions, TryLockError};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+pub mod clouds;
 
 pub const INSTALL_HINT: &str = "the tests provision the Python they use themselves: on first use \
      they create `.venv` in the repository (`python3 -m venv`, interpreter from $PYTHON, else \
@@ -66,31 +68,8 @@ pub fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
     let requirements = std::fs::read_to_string(&requirements_file)
         .map_err(|e| format!("cannot read {}: {e}", requirements_file.display()))?;
 
-    let lock_path = root.join(".venv.lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("cannot open the lock file {}: {e}", lock_path.display()))?;
-    // Other processes hold the lock briefly to check the stamp, or for minutes to install: say
-    // why the tests stand still only in the second case.
-    let waiting_since = Instant::now();
-    loop {
-        match lock.try_lock() {
-            Ok(()) => break,
-            Err(TryLockError::WouldBlock) if waiting_since.elapsed() < Duration::from_secs(2) => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(TryLockError::WouldBlock) => {
-                note(&format!("waiting for another test process to provision {}", venv.display()));
-                lock.lock().map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
-                break;
-            }
-            Err(TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", lock_path.display())),
-        }
-    }
-    // The lock is held until `lock` is dropped, when this function returns.
+    let _lock = lock_exclusive(&root.join(".venv.lock"), &venv)?;
+    // The lock is held until `_lock` is dropped, when this function returns.
 
     let (base, base_version) = base_python()?;
     let stamp_path = venv.join(".m1-requirements");
@@ -144,6 +123,33 @@ pub fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
     Ok(py)
 }
 
+/// Opens `lock_path` and takes an exclusive lock on it, which is released when the file is
+/// dropped. Other processes hold such a lock briefly to check a stamp, or for minutes to install:
+/// the wait is announced only in the second case.
+pub(crate) fn lock_exclusive(lock_path: &Path, what: &Path) -> Result<std::fs::File, String> {
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path)
+        .map_err(|e| format!("cannot open the lock file {}: {e}", lock_path.display()))?;
+    let waiting_since = Instant::now();
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(lock),
+            Err(TryLockError::WouldBlock) if waiting_since.elapsed() < Duration::from_secs(2) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(TryLockError::WouldBlock) => {
+                note(&format!("waiting for another test process to provision {}", what.display()));
+                lock.lock().map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+                return Ok(lock);
+            }
+            Err(TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", lock_path.display())),
+        }
+    }
+}
+
 /// The interpreter that creates the venv and its version: `$PYTHON`, else the first of
 /// `python3.11` and `python3` that runs.
 fn base_python() -> Result<(PathBuf, String), String> {
@@ -181,7 +187,7 @@ fn python_version(py: &Path) -> Result<String, String> {
 }
 
 /// Runs a provisioning command; on failure, the error names the command, its output and `fix`.
-fn run(cmd: &mut Command, fix: &str) -> Result<(), String> {
+pub(crate) fn run(cmd: &mut Command, fix: &str) -> Result<(), String> {
     let shown = std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|a| a.to_string_lossy().into_owned())
@@ -199,9 +205,29 @@ fn run(cmd: &mut Command, fix: &str) -> Result<(), String> {
     ))
 }
 
+/// Points `$M1_HOME` at a scratch directory for the rest of the process, where the data stores
+/// of environments that are not on local disk live. Tests that use such environments call it
+/// first, before they start threads that read the environment.
+pub fn scratch_home() {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: called at the start of tests, before they start threads; every caller sets the
+        // same value, once.
+        unsafe { std::env::set_var("M1_HOME", dir.path()) };
+        dir
+    });
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; servers the tests start bind it next).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().unwrap().port()
+}
+
 /// Progress of the provisioning, straight to stderr: the test harness does not capture it, so a
 /// long first install does not look like a hang.
-fn note(msg: &str) {
+pub(crate) fn note(msg: &str) {
     let _ = writeln!(std::io::stderr().lock(), "m1 tests: {msg}");
 }
 
@@ -242,10 +268,7 @@ impl Moto {
             "moto_server not found at {} (needs the PyPI package moto[server]): {INSTALL_HINT}",
             bin.display()
         );
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-            l.local_addr().unwrap().port()
-        };
+        let port = free_port();
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("moto.log");
         let log_file = std::fs::File::create(&log).unwrap();
@@ -290,21 +313,7 @@ impl Moto {
 
     /// One bodiless HTTP/1.1 request; returns the status code.
     pub fn request(&self, method: &str, path: &str) -> std::io::Result<u16> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\
-             Connection: close\r\n\r\n",
-            self.port
-        )?;
-        let mut response = Vec::new();
-        s.read_to_end(&mut response)?;
-        let head = String::from_utf8_lossy(&response);
-        head.split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head}")))
+        clouds::http(self.port, method, path, "")
     }
 
     pub fn create_bucket(&self, bucket: &str) {

@@ -9,6 +9,8 @@ which the Rust test compares with m1's own reads:
     python.py delta           TABLE   KEYS_JSON [STORAGE_OPTIONS_JSON]
                                                   # Delta table via deltalake (delta-rs)
     python.py s3-list ENDPOINT BUCKET PREFIX      # object keys via boto3 (the moto dependency)
+    python.py azure-create-container ENDPOINT ACCOUNT KEY CONTAINER
+                                                  # a blob container on Azurite (Shared Key, stdlib)
     python.py duckdb-sql ENV_DIR SETUP_SQL QUERIES_FILE
                                                   # each SQL query of a JSON list, run by DuckDB
                                                   # on view `t` over the lake's Parquet files
@@ -23,6 +25,8 @@ import importlib
 import json
 import os
 import sys
+import urllib.error
+import urllib.parse
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 # Columns that hive-style directory names (`shard=N`) may add; they are not m1 properties.
@@ -189,6 +193,36 @@ def s3_list(endpoint, bucket, prefix):
     return {"reader": "boto3", "keys": sorted(keys)}
 
 
+def azure_create_container(endpoint, account, key, container):
+    """Creates a container with one Shared Key signed request (object_store cannot create one)."""
+    import base64
+    import hashlib
+    import hmac
+    import email.utils
+    import urllib.request
+
+    version = "2021-08-06"
+    date = email.utils.formatdate(usegmt=True)
+    path = urllib.parse.urlsplit(endpoint).path.rstrip("/") + "/" + container
+    # VERB, Content-Encoding, -Language, -Length (empty for 0), -MD5, -Type, Date, If-Modified-Since,
+    # If-Match, If-None-Match, If-Unmodified-Since, Range; then the x-ms- headers and the resource.
+    to_sign = "\n".join(["PUT", "", "", "", "", "application/octet-stream"] + [""] * 6 + [f"x-ms-date:{date}", f"x-ms-version:{version}",
+                                                  f"/{account}{path}\nrestype:container"])
+    signature = base64.b64encode(
+        hmac.new(base64.b64decode(key), to_sign.encode(), hashlib.sha256).digest()).decode()
+    request = urllib.request.Request(
+        endpoint.rstrip("/") + "/" + container + "?restype=container", method="PUT", data=b"",
+        headers={"Content-Type": "application/octet-stream", "x-ms-date": date, "x-ms-version": version,
+                 "Authorization": f"SharedKey {account}:{signature}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return {"status": r.status}
+    except urllib.error.HTTPError as e:
+        if e.code == 409:  # exists already
+            return {"status": 409}
+        raise SystemExit(f"creating container {container}: {e.code} {e.read()[:300]!r}")
+
+
 def duckdb_sql(env, setup, queries_file):
     """Rows of each query; `t` is every lake record, `setup` runs first (macros, views)."""
     duckdb = need("duckdb")
@@ -222,6 +256,8 @@ def main(argv):
     mode = argv[1]
     if mode == "s3-list":
         out = s3_list(argv[2], argv[3], argv[4])
+    elif mode == "azure-create-container":
+        out = azure_create_container(argv[2], argv[3], argv[4], argv[5])
     elif mode == "duckdb-sql":
         out = duckdb_sql(argv[2], argv[3], argv[4])
     else:

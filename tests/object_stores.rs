@@ -1,26 +1,27 @@
-//! Environments on S3: every engine path (create, append, open, get, range, schema changes,
-//! conditional puts under concurrent writers) against moto, an S3 server on loopback.
+//! Environments on object stores: every engine path (create, append, open, get, range, schema
+//! changes, conditional puts under concurrent writers) on S3 (moto), Azure Blob (Azurite) and GCS
+//! (fake-gcs-server), each a server on loopback, and delta-rs reading the same table from there.
 //!
-//! Each test starts its own `moto_server` on a free port of 127.0.0.1 and stops it when done.
-//! The server comes from the Python venv the tests use: `$M1_PYTHON`'s directory, else
-//! `<repo>/.venv/bin`, which the tests provision themselves (`tests/support/mod.rs`).
+//! Each test starts its own server on a free port of 127.0.0.1 and stops it when done; the tests
+//! provision the servers themselves (`tests/support/clouds.rs`).
 
 mod support;
+use support::clouds::{Azurite, Cloud, FakeGcs};
 use support::{Moto, run_python};
 
 use m1::{EngineError, EnvConfig, Environment, Property, PropertyType, Record};
 use serde_json::{Value, json};
 
-fn create(url: &str, moto: &Moto, config: EnvConfig) -> Environment {
+fn create(url: &str, cloud: &dyn Cloud, config: EnvConfig) -> Environment {
     Environment::from_engine(
-        m1_engine::Environment::create_with(url, &moto.options(), config)
+        m1_engine::Environment::create_with(url, &cloud.options(), config)
             .unwrap_or_else(|e| panic!("create {url}: {e}")),
     )
 }
 
-fn open(url: &str, moto: &Moto) -> Environment {
+fn open(url: &str, cloud: &dyn Cloud) -> Environment {
     Environment::from_engine(
-        m1_engine::Environment::open_with(url, &moto.options()).unwrap_or_else(|e| panic!("open {url}: {e}")),
+        m1_engine::Environment::open_with(url, &cloud.options()).unwrap_or_else(|e| panic!("open {url}: {e}")),
     )
 }
 
@@ -51,11 +52,25 @@ fn keys_of(records: &[Record]) -> Vec<u64> {
 #[test]
 fn environment_lifecycle_on_s3() {
     let moto = Moto::start();
-    let bucket = "m1-lake";
-    moto.create_bucket(bucket);
-    let url = format!("s3://{bucket}/envs/t1");
+    environment_lifecycle(&moto);
+}
 
-    let env = create(&url, &moto, EnvConfig { segment_rows: 50, shards: 2, ..Default::default() });
+#[test]
+fn environment_lifecycle_on_azure() {
+    environment_lifecycle(&Azurite::start());
+}
+
+#[test]
+fn environment_lifecycle_on_gcs() {
+    environment_lifecycle(&FakeGcs::start());
+}
+
+fn environment_lifecycle(cloud: &dyn Cloud) {
+    let bucket = "m1-lake";
+    cloud.create_bucket(bucket);
+    let url = cloud.url(bucket, "envs/t1");
+
+    let env = create(&url, cloud, EnvConfig { segment_rows: 50, shards: 2, ..Default::default() });
     env.add_properties(&[
         Property::new("name", PropertyType::String),
         Property::new("n", PropertyType::Integer),
@@ -73,7 +88,7 @@ fn environment_lifecycle_on_s3() {
     assert_eq!(env.next_key().unwrap(), 200);
 
     // A second handle opened from the URL sees everything.
-    let reopened = open(&url, &moto);
+    let reopened = open(&url, cloud);
     assert_eq!(reopened.next_key().unwrap(), 200);
     assert_eq!(reopened.schema().unwrap(), env.schema().unwrap());
 
@@ -132,14 +147,14 @@ fn environment_lifecycle_on_s3() {
     assert_eq!(extra_only, vec![rec(json!({"_m1key": 3})), rec(json!({"_m1key": 203, "extra": 203.5}))]);
 
     // Creating again at the same URL is refused.
-    match m1_engine::Environment::create_with(&url, &moto.options(), EnvConfig::default()) {
+    match m1_engine::Environment::create_with(&url, &cloud.options(), EnvConfig::default()) {
         Err(EngineError::EnvironmentExists(at)) => assert!(at.contains("envs/t1"), "{at}"),
         Err(e) => panic!("second create failed with the wrong error: {e}"),
         Ok(_) => panic!("second create at {url} succeeded"),
     }
-    assert_eq!(open(&url, &moto).next_key().unwrap(), 230);
+    assert_eq!(open(&url, cloud).next_key().unwrap(), 230);
 
-    // Conditional create, the primitive the table log's concurrency rests on, works on S3.
+    // Conditional create, the primitive the table log's concurrency rests on, works here.
     let storage = env.engine().storage();
     assert!(
         !storage.put_if_absent("_delta_log/00000000000000000000.json", Default::default()).unwrap(),
@@ -148,7 +163,7 @@ fn environment_lifecycle_on_s3() {
     assert!(storage.put_if_absent("probe", Default::default()).unwrap());
     assert!(!storage.put_if_absent("probe", Default::default()).unwrap());
     storage.delete("probe").unwrap();
-    assert_eq!(open(&url, &moto).next_key().unwrap(), 230);
+    assert_eq!(open(&url, cloud).next_key().unwrap(), 230);
 
     // The objects are in the bucket, seen through object_store ...
     let listed: Vec<String> = storage.list("").unwrap().iter().map(|m| storage.relative(&m.location)).collect();
@@ -164,24 +179,8 @@ fn environment_lifecycle_on_s3() {
     assert!(parquet.iter().all(|p| p.starts_with("lake/shard=")));
     assert!(listed.contains(&"env.json".to_string()), "{listed:?}");
 
-    // ... and through boto3, the S3 client moto brings, under the URL's prefix.
-    let objects = run_python(&["s3-list", &moto.endpoint(), bucket, "envs/t1/"]);
-    let keys: Vec<&str> = objects["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
-    assert!(keys.contains(&"envs/t1/_delta_log/00000000000000000000.json"), "{keys:?}");
-    assert_eq!(keys.iter().filter(|k| k.ends_with(".parquet")).count(), segments.len(), "{keys:?}");
-    assert_eq!(keys.len(), listed.len(), "{keys:?}");
-
     // delta-rs reads the table straight from the bucket.
-    let delta_options = json!({
-        "AWS_ENDPOINT_URL": moto.endpoint(),
-        "AWS_ACCESS_KEY_ID": "test-key",
-        "AWS_SECRET_ACCESS_KEY": "test-secret",
-        "AWS_REGION": "us-east-1",
-        "AWS_ALLOW_HTTP": "true",
-        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
-    })
-    .to_string();
-    let delta = run_python(&["delta", &url, "[0, 150, 229]", &delta_options]);
+    let delta = run_python(&["delta", &url, "[0, 150, 229]", &cloud.delta_options().to_string()]);
     assert_eq!(delta["rows"], 230);
     assert_eq!(delta["version"], json!(state.version));
     assert_eq!(delta["txn_m1_next"], 230);
@@ -201,13 +200,45 @@ fn environment_lifecycle_on_s3() {
     }
 }
 
+/// Through boto3, the S3 client moto brings, the objects are under the URL's prefix.
+#[test]
+fn objects_on_s3_are_where_boto3_sees_them() {
+    let moto = Moto::start();
+    moto.create_bucket("m1-lake");
+    let url = "s3://m1-lake/envs/t1";
+    let env = create(url, &moto, EnvConfig { segment_rows: 50, shards: 2, ..Default::default() });
+    env.add_properties(&[Property::new("n", PropertyType::Integer)]).unwrap();
+    env.append_json((0..120).map(|i| rec(json!({"n": i})))).unwrap();
+    let storage = env.engine().storage();
+    let listed: Vec<String> = storage.list("").unwrap().iter().map(|m| storage.relative(&m.location)).collect();
+    let segments = env.engine().snapshot().segments.len();
+    let objects = run_python(&["s3-list", &moto.endpoint(), "m1-lake", "envs/t1/"]);
+    let keys: Vec<&str> = objects["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+    assert!(keys.contains(&"envs/t1/_delta_log/00000000000000000000.json"), "{keys:?}");
+    assert_eq!(keys.iter().filter(|k| k.ends_with(".parquet")).count(), segments, "{keys:?}");
+    assert_eq!(keys.len(), listed.len(), "{keys:?}");
+}
+
 #[test]
 fn concurrent_appends_on_s3_get_disjoint_keys() {
-    let moto = Moto::start();
+    concurrent_appends_get_disjoint_keys(&Moto::start());
+}
+
+#[test]
+fn concurrent_appends_on_azure_get_disjoint_keys() {
+    concurrent_appends_get_disjoint_keys(&Azurite::start());
+}
+
+#[test]
+fn concurrent_appends_on_gcs_get_disjoint_keys() {
+    concurrent_appends_get_disjoint_keys(&FakeGcs::start());
+}
+
+fn concurrent_appends_get_disjoint_keys(cloud: &dyn Cloud) {
     let bucket = "m1-race";
-    moto.create_bucket(bucket);
-    let url = format!("s3://{bucket}/envs/race");
-    let env = create(&url, &moto, EnvConfig { segment_rows: 25, shards: 3, ..Default::default() });
+    cloud.create_bucket(bucket);
+    let url = cloud.url(bucket, "envs/race");
+    let env = create(&url, cloud, EnvConfig { segment_rows: 25, shards: 3, ..Default::default() });
     env.add_properties(&[Property::new("writer", PropertyType::String), Property::new("seq", PropertyType::Integer)])
         .unwrap();
 
@@ -218,9 +249,9 @@ fn concurrent_appends_on_s3_get_disjoint_keys() {
         let handles: Vec<_> = ["a", "b"]
             .into_iter()
             .map(|writer| {
-                let (barrier, url, moto) = (&barrier, &url, &moto);
+                let (barrier, url) = (&barrier, &url);
                 s.spawn(move || {
-                    let handle = open(url, moto);
+                    let handle = open(url, cloud);
                     barrier.wait();
                     (0..APPENDS)
                         .map(|n| {

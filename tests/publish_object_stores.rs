@@ -1,13 +1,14 @@
-//! `/publish` from S3: a prefix (every object under it, in name order), a glob and a single
-//! object, plain and gzip, csv and jsonl, read from moto, an S3 server on loopback, with the
-//! endpoint and credentials passed as `object_store_options`.
+//! `/publish` from object stores: a prefix (every object under it, in name order), a glob and a
+//! single object, plain and gzip, csv and jsonl, read from S3 (moto), Azure Blob (Azurite) and GCS
+//! (fake-gcs-server) on loopback, with the endpoint and credentials passed as
+//! `object_store_options`.
 //!
-//! The test starts its own `moto_server` on a free port of 127.0.0.1 and stops it when done.
-//! The server comes from the Python venv the tests use: `$M1_PYTHON`'s directory, else
-//! `<repo>/.venv/bin`, which the tests provision themselves (`tests/support/mod.rs`).
+//! Each test starts its own server on a free port of 127.0.0.1 and stops it when done; the tests
+//! provision the servers themselves (`tests/support/clouds.rs`).
 
 mod support;
 use support::Moto;
+use support::clouds::{Azurite, Cloud, FakeGcs};
 
 use std::io::Write;
 
@@ -72,11 +73,25 @@ fn assert_records(got: &[Record], want: &[Record], ctx: &str) {
 
 #[test]
 fn publish_from_s3_prefix_glob_and_object() {
-    let moto = Moto::start();
+    publish_from_prefix_glob_and_object(&Moto::start());
+}
+
+#[test]
+fn publish_from_azure_prefix_glob_and_object() {
+    publish_from_prefix_glob_and_object(&Azurite::start());
+}
+
+#[test]
+fn publish_from_gcs_prefix_glob_and_object() {
+    publish_from_prefix_glob_and_object(&FakeGcs::start());
+}
+
+fn publish_from_prefix_glob_and_object(cloud: &dyn Cloud) {
     let bucket = "m1-src";
-    moto.create_bucket(bucket);
-    let options = moto.options();
-    let store = m1_engine::storage::Storage::open(&format!("s3://{bucket}"), &options).unwrap();
+    cloud.create_bucket(bucket);
+    let options = cloud.options();
+    let scheme = cloud.scheme();
+    let store = m1_engine::storage::Storage::open(&cloud.url(bucket, ""), &options).unwrap();
     let objects: Vec<(&str, Vec<u8>)> = vec![
         ("feed/c.jsonl", jsonl(&[4, 5], "c.jsonl")),
         ("feed/a.csv", csv(&[1, 2], "a.csv")),
@@ -120,7 +135,7 @@ fn publish_from_s3_prefix_glob_and_object() {
 
     // A prefix: every object under it, recursively, in name order.
     let mut next = 0;
-    for url in [format!("s3://{bucket}/feed/"), format!("s3://{bucket}/feed")] {
+    for url in [format!("{scheme}://{bucket}/feed/"), format!("{scheme}://{bucket}/feed")] {
         let report = env.publish(&request(url.clone())).unwrap_or_else(|e| panic!("publish {url}: {e}"));
         assert_eq!(report.files, 5, "{url}: {report:?}");
         assert_eq!(report.bytes, size("feed/", ""), "{url}");
@@ -145,7 +160,7 @@ fn publish_from_s3_prefix_glob_and_object() {
     }
 
     // A glob.
-    let url = format!("s3://{bucket}/feed/*.csv.gz");
+    let url = format!("{scheme}://{bucket}/feed/*.csv.gz");
     let report = env.publish(&request(url.clone())).unwrap_or_else(|e| panic!("publish {url}: {e}"));
     assert_eq!(report.bytes, size("feed/", ".csv.gz"), "{url}");
     let want = vec![row(next, 3, "b.csv.gz"), row(next + 1, 7, "e.csv.gz"), row(next + 2, 8, "e.csv.gz")];
@@ -153,27 +168,27 @@ fn publish_from_s3_prefix_glob_and_object() {
     next += 3;
 
     // One object.
-    let url = format!("s3://{bucket}/feed/d.jsonl.gz");
+    let url = format!("{scheme}://{bucket}/feed/d.jsonl.gz");
     let report = env.publish(&request(url.clone())).unwrap_or_else(|e| panic!("publish {url}: {e}"));
     assert_eq!((report.files, report.bytes), (1, size("feed/d.jsonl.gz", "")));
     assert_records(&published(&env, &report), &[row(next, 6, "d.jsonl.gz")], &url);
     next += 1;
-    let url = format!("s3://{bucket}/feed/a.csv");
+    let url = format!("{scheme}://{bucket}/feed/a.csv");
     let report = env.publish(&request(url.clone())).unwrap_or_else(|e| panic!("publish {url}: {e}"));
     assert_records(&published(&env, &report), &[row(next, 1, "a.csv"), row(next + 1, 2, "a.csv")], &url);
     next += 2;
     assert_eq!(env.next_key().unwrap(), next);
 
     // A bad object in a prefix: the error names the object and line; nothing is committed.
-    let url = format!("s3://{bucket}/bad/");
+    let url = format!("{scheme}://{bucket}/bad/");
     let err = env.publish(&request(url.clone())).unwrap_err().to_string();
-    assert!(err.contains(&format!("s3://{bucket}/bad/2.jsonl:2")) && err.contains("'id'"), "{err}");
+    assert!(err.contains(&format!("{scheme}://{bucket}/bad/2.jsonl:2")) && err.contains("'id'"), "{err}");
     let all: usize = env.range(0, env.next_key().unwrap(), None).unwrap().map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(all as u64, next, "nothing of the failed publish is visible");
 
     // Nothing there.
-    let err = env.publish(&request(format!("s3://{bucket}/nothing/"))).unwrap_err().to_string();
+    let err = env.publish(&request(format!("{scheme}://{bucket}/nothing/"))).unwrap_err().to_string();
     assert!(err.contains("matches no files"), "{err}");
-    let err = env.publish(&request(format!("s3://{bucket}/feed/*.parquet"))).unwrap_err().to_string();
+    let err = env.publish(&request(format!("{scheme}://{bucket}/feed/*.parquet"))).unwrap_err().to_string();
     assert!(err.contains("matches no files"), "{err}");
 }
