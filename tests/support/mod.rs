@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod clouds;
+pub mod docs;
 
 pub const INSTALL_HINT: &str = "the tests provision the Python they use themselves: on first use \
      they create `.venv` in the repository (`python3 -m venv`, interpreter from $PYTHON, else \

@@ -144,7 +144,7 @@ fn add_column(docs: &mut [TantivyDocument], field: Field, p: &Property, col: &dy
             let a = col.as_primitive::<Float64Type>();
             for (row, doc) in docs.iter_mut().enumerate() {
                 if a.is_valid(row) && !a.value(row).is_nan() {
-                    doc.add_f64(field, a.value(row));
+                    doc.add_f64(field, super::translate::canonical(a.value(row)));
                 }
             }
         }
@@ -186,7 +186,7 @@ fn add_values(doc: &mut TantivyDocument, field: Field, ty: PropertyType, values:
                 if v.is_nan() {
                     continue;
                 }
-                doc.add_f64(field, v)
+                doc.add_f64(field, super::translate::canonical(v))
             }
             (PropertyType::Date, DataType::Timestamp(_, _)) => {
                 doc.add_i64(field, values.as_primitive::<TimestampMicrosecondType>().value(i).div_euclid(1000))

@@ -18,6 +18,7 @@ pub mod collect;
 pub mod fields;
 pub mod indexer;
 pub mod registry;
+mod safe_seek;
 pub mod search;
 pub mod shard;
 pub mod translate;

@@ -26,6 +26,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{Index, Term};
 
 use super::fields::PRESENT;
+use super::safe_seek::SafeSeek;
 use crate::error::{QueryError, Result};
 use crate::syntax::{Query, WildcardPart, wildcard_parts};
 
@@ -63,7 +64,11 @@ impl Translator<'_> {
                 let mut clauses: Vec<(Occur, Q)> = Vec::new();
                 for (occur, list) in [(Occur::Must, must), (Occur::Should, should), (Occur::MustNot, must_not)] {
                     for c in list {
-                        clauses.push((occur, self.query(c)?));
+                        let clause = self.query(c)?;
+                        // Exclusions probe their clause with `seek_danger`, which some tantivy
+                        // scorers answer wrongly (or panic on) once built ahead of the target.
+                        let clause: Q = if occur == Occur::MustNot { Box::new(SafeSeek(clause)) } else { clause };
+                        clauses.push((occur, clause));
                     }
                 }
                 // A list of only prohibited clauses means "everything except" (Solr's rule).
@@ -129,12 +134,15 @@ impl Translator<'_> {
                 match words.len() {
                     0 => empty(),
                     1 => Box::new(TermQuery::new(Term::from_field_text(f, &words[0]), IndexRecordOption::WithFreqs)),
-                    _ => Box::new(PhraseQuery::new(words.iter().map(|w| Term::from_field_text(f, w)).collect())),
+                    _ => {
+                        let phrase = PhraseQuery::new(words.iter().map(|w| Term::from_field_text(f, w)).collect());
+                        Box::new(SafeSeek(Box::new(phrase)))
+                    }
                 }
             }
             ty => match scalar(text, ty) {
                 Some(Scalar::Int(i)) => exact(Term::from_field_i64(f, i)),
-                Some(Scalar::Double(d)) if !d.is_nan() => exact(Term::from_field_f64(f, d)),
+                Some(Scalar::Double(d)) if !d.is_nan() => exact(Term::from_field_f64(f, canonical(d))),
                 Some(Scalar::Bool(b)) => exact(Term::from_field_bool(f, b)),
                 Some(Scalar::DateMs(ms)) => exact(Term::from_field_i64(f, ms)),
                 _ => empty(),
@@ -212,7 +220,13 @@ fn scalar(text: &str, ty: PropertyType) -> Option<Scalar> {
 }
 
 fn double(s: &str) -> Option<f64> {
-    s.trim().parse::<f64>().ok().filter(|v| !v.is_nan())
+    s.trim().parse::<f64>().ok().filter(|v| !v.is_nan()).map(canonical)
+}
+
+/// Doubles as indexed: -0 as 0, which it equals (tantivy's term order keeps them apart).
+pub(crate) fn canonical(v: f64) -> f64 {
+    // IEEE 754: -0 + 0 is +0, and every other value is unchanged.
+    v + 0.0
 }
 
 /// Integer bounds: a fractional bound rounds inwards, so `[1.5 TO 3.5]` is `[2 TO 3]`.
