@@ -203,6 +203,12 @@ fn store_crash_child() {
     env.stores().commit(env.engine(), "index").unwrap();
 }
 
+/// How many kills to make: `$M1_KILLS` (the kill campaign, `scripts/kill-campaign`), else
+/// the default for CI.
+fn kills(default: usize) -> usize {
+    std::env::var("M1_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 #[test]
 fn killed_indexing_never_corrupts_a_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -210,8 +216,8 @@ fn killed_indexing_never_corrupts_a_store() {
     env.stores().configure(env.engine(), "index", None, Some(false)).unwrap();
     let root = dir.path().to_str().unwrap().to_string();
     let mut rng_state = 0x2545_f491_4f6c_dd1du64;
-    let mut kills = 0;
-    for round in 0..6 {
+    let mut killed = 0;
+    for round in 0..kills(6) {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "store_crash_child", "--nocapture"])
             .env("M1_STORE_CRASH_ENV", &root)
@@ -222,7 +228,7 @@ fn killed_indexing_never_corrupts_a_store() {
         rng_state ^= rng_state << 13;
         rng_state ^= rng_state >> 7;
         rng_state ^= rng_state << 17;
-        let wait = Duration::from_millis(150 + rng_state % (400 + 200 * round));
+        let wait = Duration::from_millis(150 + rng_state % (400 + 200 * (round as u64 % 6)));
         let start = Instant::now();
         while start.elapsed() < wait {
             if child.try_wait().unwrap().is_some() {
@@ -230,9 +236,10 @@ fn killed_indexing_never_corrupts_a_store() {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        if child.try_wait().unwrap().is_none() {
+        let finished = child.try_wait().unwrap().is_some();
+        if !finished {
             child.kill().unwrap();
-            kills += 1;
+            killed += 1;
         }
         child.wait().unwrap();
         // Whatever was committed is whole: a reopened store answers consistently, never more
@@ -241,8 +248,14 @@ fn killed_indexing_never_corrupts_a_store() {
         let total = count(&env, "index", "*:*");
         assert!(total <= 120_000, "round {round}: {total} documents for 120,000 records");
         assert_eq!(count(&env, "index", "word:even") + count(&env, "index", "word:odd"), total);
+        // A long campaign outlasts the work: once a child finishes, start the store afresh.
+        if finished && total == 120_000 {
+            let def = env.stores().destroy(env.engine(), "index").unwrap();
+            env.stores().create(env.engine(), def).unwrap();
+        }
     }
-    assert!(kills >= 1, "no child was killed mid-indexing; the test proved nothing");
+    eprintln!("store crash test: {killed} kills in {} rounds", kills(6));
+    assert!(killed >= 1, "no child was killed mid-indexing; the test proved nothing");
     // Resuming finishes the job exactly.
     let env = Environment::open(&root).unwrap();
     env.stores().commit(env.engine(), "index").unwrap();
