@@ -168,3 +168,62 @@ fn an_index_that_runs_out_of_space_catches_up() {
     let expect = (0..1000u64).filter(|i| i % 97 == 5 || i % 89 == 5).count() as u64;
     assert_eq!(env.query(&q).unwrap().count, expect, "the store caught up and agrees with the lake");
 }
+
+/// The commit that is due a Delta checkpoint fits but the checkpoint does not: the commit stands
+/// (a checkpoint only speeds up opening), readers open from the older checkpoint and the log,
+/// and the next due checkpoint is written once there is space.
+#[test]
+fn a_checkpoint_that_runs_out_of_space_is_skipped_and_comes_later() {
+    let Some(fs) = Tmpfs::mount(32) else {
+        eprintln!("disk_full: cannot mount a tmpfs here (not root?); nothing checked");
+        return;
+    };
+    let env_dir = fs.dir.join("env");
+    let env = Environment::create(env_dir.to_str().unwrap()).unwrap();
+    env.add_properties(&[
+        Property::new("name", PropertyType::String),
+        Property::new("n", PropertyType::Integer),
+        Property::new("note", PropertyType::String),
+    ])
+    .unwrap();
+    let one = |n: u64| {
+        let name = format!("record number {n} with a name long enough for real statistics");
+        json!({"name": name, "n": n, "note": "x".repeat(64)}).as_object().unwrap().clone()
+    };
+    // An append commits twice (its key reservation, then its segment): version 1 + 2 × 99 = 199,
+    // so the next append's reservation is version 200, which is due a checkpoint.
+    for n in 0..99 {
+        env.append_json([one(n)]).unwrap();
+    }
+    let last_checkpoint = || -> u64 {
+        let text = std::fs::read_to_string(env_dir.join("_delta_log/_last_checkpoint")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["version"].as_u64().unwrap()
+    };
+    assert_eq!((env.engine().refresh().unwrap().version, last_checkpoint()), (199, 100));
+    let c100 = std::fs::metadata(env_dir.join("_delta_log/00000000000000000100.checkpoint.parquet")).unwrap().len();
+    // Room for the append's small files (a page each), not for a checkpoint of 199 segments.
+    let leave = 16 << 10;
+    assert!(c100 > leave, "the checkpoint at 100 is only {c100} bytes: make the records larger");
+    let filler = fill(&fs.dir, leave);
+    env.append_json([one(99)]).unwrap();
+    assert_eq!(last_checkpoint(), 100, "no checkpoint at 200 fitted");
+    assert!(!env_dir.join("_delta_log/00000000000000000200.checkpoint.parquet").exists(), "no partial checkpoint");
+    let staged: Vec<String> = std::fs::read_dir(env_dir.join("_delta_log"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains('#'))
+        .collect();
+    assert!(staged.is_empty(), "the failed checkpoint left staging files: {staged:?}");
+    let reopened = Environment::open(env_dir.to_str().unwrap()).unwrap();
+    assert_eq!(records(&reopened), 100, "opened from checkpoint 100 and the log after it");
+
+    // Space again: the next due checkpoint (300) is written, and a reopened environment agrees.
+    std::fs::remove_file(&filler).unwrap();
+    for n in 100..150 {
+        env.append_json([one(n)]).unwrap();
+    }
+    assert_eq!(last_checkpoint(), 300);
+    let reopened = Environment::open(env_dir.to_str().unwrap()).unwrap();
+    assert_eq!(records(&reopened), 150);
+    assert_eq!(reopened.get_json(&[149], None).unwrap()[0]["n"], 149);
+}

@@ -15,7 +15,14 @@
 //! Baseline, in the same run: the same mix called directly on the library (no HTTP, no auth,
 //! answers still encoded to JSON) from as many threads for `M1_LOAD_DIRECT_SECS` (default 10),
 //! so the report gives the server's throughput as a ratio of the engine's.
+//!
+//! The soak (issue 11): `M1_LOAD_SERVER=target/release/m1` serves from that binary in a process of
+//! its own, whose RSS is sampled every second; `M1_LOAD_IDLE=1000` opens that many idle
+//! connections halfway and keeps them open (reconnecting those the server closes), and the
+//! report compares the two halves. `scripts/serve-soak` runs it for 10 minutes.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use m1_engine::{Catalog, EnvConfig, Property, PropertyType};
@@ -156,6 +163,40 @@ async fn served(base: String, token: String, clients: usize, secs: u64) -> (Vec<
     (latencies, errors)
 }
 
+/// Keeps `count` idle connections to `addr` open until `stop`; counts reconnects (the server may
+/// close idle connections after its read timeout, as it should).
+fn hold_idle(addr: std::net::SocketAddr, count: usize, stop: Arc<AtomicBool>, reconnects: Arc<AtomicU64>) {
+    let mut conns: Vec<std::net::TcpStream> =
+        (0..count).filter_map(|_| std::net::TcpStream::connect(addr).ok()).collect();
+    assert_eq!(conns.len(), count, "could not open {count} idle connections");
+    for c in &conns {
+        c.set_nonblocking(true).unwrap();
+    }
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_secs(1));
+        for c in conns.iter_mut() {
+            let mut buf = [0u8; 64];
+            let closed = match std::io::Read::read(c, &mut buf) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            };
+            // Closed by the server (after its read timeout) or reset: open it again.
+            if closed && let Ok(fresh) = std::net::TcpStream::connect(addr) {
+                fresh.set_nonblocking(true).unwrap();
+                *c = fresh;
+                reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The resident set of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn main() {
     let env_num = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let clients = env_num("M1_LOAD_CLIENTS", 64) as usize;
@@ -167,10 +208,35 @@ fn main() {
     eprintln!("setup: {RECORDS} records in {:.1}s", started.elapsed().as_secs_f64());
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let idle = env_num("M1_LOAD_IDLE", 0) as usize;
+    let external = std::env::var("M1_LOAD_SERVER").ok();
     let served_rate = rt.block_on(async {
-        let options = m1_server::ServeOptions { port: 0, home: Some(home.path().to_path_buf()), ..Default::default() };
-        let server = m1_server::start(options).await.unwrap();
-        let base = format!("http://{}/test-m1", server.addr);
+        // The server: in this process, or the binary in a process of its own (its RSS sampled).
+        let (addr, mut child, server) = match &external {
+            Some(bin) => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+                let child = std::process::Command::new(bin)
+                    .args(["serve", "-port", &port.to_string()])
+                    .env("M1_HOME", home.path())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+                let up = Instant::now();
+                while std::net::TcpStream::connect(addr).is_err() {
+                    assert!(up.elapsed() < Duration::from_secs(60), "{bin} serve did not listen within 60 s");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                (addr, Some(child), None)
+            }
+            None => {
+                let options =
+                    m1_server::ServeOptions { port: 0, home: Some(home.path().to_path_buf()), ..Default::default() };
+                let server = m1_server::start(options).await.unwrap();
+                (server.addr, None, Some(server))
+            }
+        };
+        let base = format!("http://{addr}/test-m1");
         let client = reqwest::Client::new();
         let login = [("username", "admin"), ("password", "passphrase")];
         assert!(client.post(format!("{base}/init")).form(&login).send().await.unwrap().status().is_success());
@@ -182,16 +248,78 @@ fn main() {
         let warm = client.post(format!("{base}/query")).header("m1-auth-token", &token).form(&[("q", "*")]);
         assert!(warm.send().await.unwrap().status().is_success());
         eprintln!("index warm-up: {:.1}s; running {clients} clients for {secs}s", t.elapsed().as_secs_f64());
-        let (latencies, errors) = served(base, token, clients, secs).await;
-        server.stop().await;
-        println!("m1 serve load: {clients} clients, {secs} s, {RECORDS} records, loopback, server in-process");
-        println!("requests ok: {}, errors: {}", latencies.len(), errors.len());
-        report("served over HTTP:", &latencies, secs as f64);
+        let sampling = Arc::new(AtomicBool::new(true));
+        let sampler = child.as_ref().map(|c| {
+            let (pid, sampling) = (c.id(), sampling.clone());
+            std::thread::spawn(move || {
+                let mut samples = Vec::new();
+                while sampling.load(Ordering::Relaxed) {
+                    samples.extend(rss_kib(pid));
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                samples
+            })
+        });
+        // Without idle connections, then (if asked) with them, half the time each.
+        let halves = if idle > 0 { [secs / 2, secs - secs / 2] } else { [secs, 0] };
+        let (latencies, mut errors) = served(base.clone(), token.clone(), clients, halves[0]).await;
+        let mut all = latencies.clone();
+        if idle > 0 {
+            let (stop, reconnects) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+            let holder = {
+                let (stop, reconnects) = (stop.clone(), reconnects.clone());
+                std::thread::spawn(move || hold_idle(addr, idle, stop, reconnects))
+            };
+            std::thread::sleep(Duration::from_secs(2));
+            let (with_idle, more_errors) = served(base, token, clients, halves[1]).await;
+            stop.store(true, Ordering::Relaxed);
+            holder.join().unwrap();
+            report(&format!("first half, no idle connections ({} s):", halves[0]), &latencies, halves[0] as f64);
+            report(
+                &format!(
+                    "second half, {idle} idle connections open ({} s; the server closed and the client reopened {} \
+                     of them):",
+                    halves[1],
+                    reconnects.load(Ordering::Relaxed)
+                ),
+                &with_idle,
+                halves[1] as f64,
+            );
+            all.extend(with_idle);
+            errors.extend(more_errors);
+        }
+        sampling.store(false, Ordering::Relaxed);
+        if let Some(samples) = sampler.map(|s| s.join().unwrap()) {
+            // Growth after the first minute (allocator pools, caches and the index warm up first).
+            let settled = samples.get(60.min(samples.len().saturating_sub(1))).copied().unwrap_or(0);
+            let (last, max) = (samples.last().copied().unwrap_or(0), samples.iter().max().copied().unwrap_or(0));
+            println!(
+                "server RSS: {} samples; at 60 s {} MiB, max {} MiB, last {} MiB; growth after 60 s {:+.1}%",
+                samples.len(),
+                settled / 1024,
+                max / 1024,
+                last / 1024,
+                (last as f64 / settled.max(1) as f64 - 1.0) * 100.0
+            );
+        }
+        if let Some(server) = server {
+            server.stop().await;
+        }
+        if let Some(c) = child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        println!(
+            "m1 serve load: {clients} clients, {secs} s, {RECORDS} records, loopback, server {}",
+            if external.is_some() { "in its own process" } else { "in-process" }
+        );
+        println!("requests ok: {}, errors: {}", all.len(), errors.len());
+        report("served over HTTP:", &all, secs as f64);
         for e in errors.iter().take(10) {
             println!("error: {e}");
         }
         assert!(errors.is_empty(), "{} errors", errors.len());
-        latencies.len() as f64 / secs as f64
+        all.len() as f64 / secs as f64
     });
 
     // Baseline: the library, same mix, same concurrency, no HTTP.
