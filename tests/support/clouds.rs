@@ -97,6 +97,15 @@ fn wait_ready(child: &mut Child, log: &Path, what: &str, ready: impl Fn() -> boo
 
 /// One HTTP/1.1 request to 127.0.0.1:`port` (closed after the answer); returns the status.
 pub fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<u16> {
+    let head = http_head(port, method, path, body)?;
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head}")))
+}
+
+/// [`http`], returning the whole answer as text.
+fn http_head(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -108,11 +117,7 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<
     )?;
     let mut response = Vec::new();
     s.read_to_end(&mut response)?;
-    let head = String::from_utf8_lossy(&response);
-    head.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head}")))
+    Ok(String::from_utf8_lossy(&response).into_owned())
 }
 
 /// `<repo>/.node/node_modules/.bin/azurite-blob`, installing [`AZURITE`] with npm first if the
@@ -168,7 +173,10 @@ impl Azurite {
             &log,
             "azurite-blob",
         );
-        wait_ready(&mut child, &log, "azurite-blob", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        // Ready when Azurite itself answers on the port (not merely something listening there).
+        wait_ready(&mut child, &log, "azurite-blob", || {
+            http_head(port, "GET", "/", "").is_ok_and(|h| h.to_ascii_lowercase().contains("azurite"))
+        });
         Azurite { child, port, _dir: dir }
     }
 
