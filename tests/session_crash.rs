@@ -125,7 +125,8 @@ fn session_updates_survive_sigkill() {
             BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
-                .filter_map(|l| l.strip_prefix("ACK ").and_then(|n| n.parse::<u64>().ok()))
+                // The test harness may start the first line with "test NAME ... ".
+                .filter_map(|l| l.split_once("ACK ").and_then(|(_, n)| n.trim().parse::<u64>().ok()))
                 .last()
         });
         std::thread::sleep(Duration::from_millis(rng.random_range(150..700)));
