@@ -29,7 +29,7 @@ pub use m1_engine::{
 };
 pub use m1_ingest::{IngestError, InputFormat, Progress, PublishReport, PublishRequest, WriteOptions, WriteReport};
 pub use m1_query::store::{StoreDef, StoreKind, StoreStatus};
-pub use m1_query::{QueryAnswer, QueryError, QueryRequest, Stores};
+pub use m1_query::{QueryAnswer, QueryError, QueryRequest, Range, Stores};
 
 /// A JSON record: a flat map of dotted property names.
 pub type Record = serde_json::Map<String, serde_json::Value>;

@@ -13,7 +13,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use arrow::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
-use crossbeam_channel::{Receiver, RecvTimeoutError, bounded as sync_channel};
+use crossbeam_channel::{RecvTimeoutError, bounded as sync_channel};
 use m1::endpoint::{EnvCall, OpsCall, Output, Scope};
 use m1::{Catalog, EnvConfig, ErrorKind, QueryRequest};
 use pyo3::exceptions::PyException;
@@ -170,22 +170,36 @@ impl ArrowStream {
     }
 }
 
-/// Batches produced on a thread of their own, handed over through a small channel, so a range
-/// streams with bounded memory while the environment handle stays owned.
-struct ChannelReader {
+/// A lake range that owns its environment handle, so it can stream after the call returns,
+/// read in the consumer's own thread batch by batch.
+struct OwnedRange {
+    // Invariant: `range` borrows from `*_env`. It is declared first, so it is dropped first, and
+    // the `Arc` keeps the environment alive at a stable address for as long as `range` lives;
+    // nothing else can reach `range` with its widened lifetime.
+    range: m1::Range<'static>,
     schema: SchemaRef,
-    rx: Receiver<Result<RecordBatch, ArrowError>>,
+    _env: Arc<m1::Environment>,
 }
 
-impl Iterator for ChannelReader {
-    type Item = Result<RecordBatch, ArrowError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.rx.recv().ok()
+impl OwnedRange {
+    fn new(env: Arc<m1::Environment>, start: u64, end: u64, properties: Option<&[String]>) -> m1::Result<OwnedRange> {
+        let range = env.range(start, end, properties)?;
+        // SAFETY: see the invariant on the struct: the borrowed environment outlives the range.
+        let range: m1::Range<'static> = unsafe { std::mem::transmute::<m1::Range<'_>, m1::Range<'static>>(range) };
+        let schema = range.schema().clone();
+        Ok(OwnedRange { range, schema, _env: env })
     }
 }
 
-impl RecordBatchReader for ChannelReader {
+impl Iterator for OwnedRange {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.range.next()?.map_err(arrow_error))
+    }
+}
+
+impl RecordBatchReader for OwnedRange {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -322,33 +336,13 @@ impl NativeEnv {
         Ok(ArrowStream::batches(batch.schema(), vec![batch]))
     }
 
-    /// The records with keys in `start..end`, streamed batch by batch in key order.
+    /// The records with keys in `start..end`, streamed batch by batch in key order, read as the
+    /// consumer asks for them.
     #[pyo3(signature = (start, end, properties=None))]
     fn range(&self, py: Python<'_>, start: u64, end: u64, properties: Option<Vec<String>>) -> PyResult<ArrowStream> {
         let env = self.get_env()?;
-        let (tx, rx) = sync_channel::<Result<RecordBatch, ArrowError>>(2);
-        let (schema_tx, schema_rx) = sync_channel::<m1::Result<SchemaRef>>(1);
-        std::thread::spawn(move || {
-            let range = match env.range(start, end, properties.as_deref()) {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = schema_tx.send(Err(e));
-                    return;
-                }
-            };
-            let _ = schema_tx.send(Ok(range.schema().clone()));
-            for batch in range {
-                // The reader hung up (dropped the stream): stop reading.
-                if tx.send(batch.map_err(arrow_error)).is_err() {
-                    break;
-                }
-            }
-        });
-        let schema = py
-            .detach(|| schema_rx.recv())
-            .map_err(|_| Internal::new_err("the range's thread ended before it began"))?
-            .map_err(raise)?;
-        Ok(ArrowStream::new(Box::new(ChannelReader { schema, rx })))
+        let range = py.detach(|| OwnedRange::new(env, start, end, properties.as_deref())).map_err(raise)?;
+        Ok(ArrowStream::new(Box::new(range)))
     }
 
     /// `/query`: (count, facets as JSON text or None, the page's items as an Arrow stream).
@@ -385,6 +379,44 @@ impl NativeEnv {
             let batches: Vec<RecordBatch> = answer.batches(env.engine()).collect::<Result<_, _>>()?;
             let facets = answer.facets.as_ref().map(|f| serde_json::Value::Object(f.clone()).to_string());
             Ok::<_, m1::Error>((answer.count, facets, ArrowStream::batches(answer.schema.clone(), batches)))
+        })
+        .map_err(raise)
+    }
+
+    /// Benchmark baseline: the library's own time for `get(ids)`, in seconds per call, over
+    /// `iterations` calls (no Python in the loop). Used by `python/bench.py`.
+    fn _time_get(&self, py: Python<'_>, ids: Vec<u64>, iterations: u32) -> PyResult<f64> {
+        let env = self.get_env()?;
+        py.detach(|| {
+            let started = std::time::Instant::now();
+            for _ in 0..iterations {
+                std::hint::black_box(env.get(&ids, None)?);
+            }
+            Ok::<_, m1::Error>(started.elapsed().as_secs_f64() / f64::from(iterations.max(1)))
+        })
+        .map_err(raise)
+    }
+
+    /// Benchmark baseline: the library's own time to read `start..end` (every batch), in seconds
+    /// per read, over `iterations` reads.
+    #[pyo3(signature = (start, end, iterations, properties=None))]
+    fn _time_range(
+        &self,
+        py: Python<'_>,
+        start: u64,
+        end: u64,
+        iterations: u32,
+        properties: Option<Vec<String>>,
+    ) -> PyResult<f64> {
+        let env = self.get_env()?;
+        py.detach(|| {
+            let started = std::time::Instant::now();
+            for _ in 0..iterations {
+                for batch in env.range(start, end, properties.as_deref())? {
+                    std::hint::black_box(batch?);
+                }
+            }
+            Ok::<_, m1::Error>(started.elapsed().as_secs_f64() / f64::from(iterations.max(1)))
         })
         .map_err(raise)
     }
