@@ -473,15 +473,17 @@ fn import_batches(data: &Bound<'_, PyAny>) -> PyResult<Vec<RecordBatch>> {
     ))
 }
 
-/// Creates an environment at `location` (a directory or an object-store URL).
+/// Creates an environment at `location` (a directory or an object-store URL); `options` are
+/// object_store settings for a URL (endpoint, credentials), over the usual environment variables.
 #[pyfunction]
-#[pyo3(signature = (location, segment_rows=None, shards=None, workers=None))]
+#[pyo3(signature = (location, segment_rows=None, shards=None, workers=None, options=None))]
 fn create(
     py: Python<'_>,
     location: String,
     segment_rows: Option<usize>,
     shards: Option<u32>,
     workers: Option<u32>,
+    options: Option<Vec<(String, String)>>,
 ) -> PyResult<NativeEnv> {
     let mut config = EnvConfig::default();
     if let Some(n) = segment_rows {
@@ -493,13 +495,20 @@ fn create(
     if let Some(n) = workers {
         config.workers = n;
     }
-    py.detach(|| m1::Environment::create_with(&location, config)).map(NativeEnv::new).map_err(raise)
+    let options = options.unwrap_or_default();
+    py.detach(|| m1_engine::Environment::create_with(&location, &options, config))
+        .map(|e| NativeEnv::new(m1::Environment::from_engine(e)))
+        .map_err(raise_any)
 }
 
-/// Opens the environment at `location`.
+/// Opens the environment at `location` (`options` as for `create`).
 #[pyfunction]
-fn open(py: Python<'_>, location: String) -> PyResult<NativeEnv> {
-    py.detach(|| m1::Environment::open(&location)).map(NativeEnv::new).map_err(raise)
+#[pyo3(signature = (location, options=None))]
+fn open(py: Python<'_>, location: String, options: Option<Vec<(String, String)>>) -> PyResult<NativeEnv> {
+    let options = options.unwrap_or_default();
+    py.detach(|| m1_engine::Environment::open_with(&location, &options))
+        .map(|e| NativeEnv::new(m1::Environment::from_engine(e)))
+        .map_err(raise_any)
 }
 
 /// Opens environment `name` of the catalog in `home` (default `$M1_HOME`, else `~/.m1`).

@@ -174,6 +174,43 @@ def test_catalog(tmp_path):
     assert cat.open("demo").next() == 3
 
 
+def test_an_environment_on_s3_with_options(tmp_path):
+    """object_store options reach the store: an environment on moto, the S3 server of the tests."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1",
+                               "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"{endpoint}/lake", method="PUT"), timeout=5)
+                break
+            except OSError:
+                time.sleep(0.1)
+        options = {"aws_endpoint": endpoint, "aws_access_key_id": "k", "aws_secret_access_key": "s",
+                   "aws_region": "us-east-1", "aws_allow_http": True, "aws_virtual_hosted_style_request": False}
+        with m1.create("s3://lake/py", **options) as env:
+            env.add_properties([("n", "integer")])
+            env.append(pyarrow.table({"n": [1, 2, 3]}))
+        with m1.open("s3://lake/py", **options) as env:
+            assert env.range(0, 10).to_pylist() and [r["n"] for r in env.range(0, 10).to_pylist()] == [1, 2, 3]
+        with pytest.raises(m1.M1Error):
+            m1.open("s3://lake/py", aws_endpoint="http://127.0.0.1:1", aws_access_key_id="k",
+                    aws_secret_access_key="s", aws_region="us-east-1", aws_allow_http=True)
+    finally:
+        server.kill()
+
+
+def test_schema_equals_the_cli(env):
+    assert env.schema() == cli(env, "schema")
+
+
 def test_help_shows_the_query_syntax():
     assert "Query syntax" in m1.Environment.query.__doc__
     assert "n:[1 TO 5]" in m1.Environment.query.__doc__

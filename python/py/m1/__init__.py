@@ -405,18 +405,24 @@ class Environment:
         return Report(self.call("vacuum", **params))
 
 
+def _store_options(options: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
+    return [(k, _text(v)) for k, v in options.items()] if options else None
+
+
 def create(location: str | os.PathLike, segment_rows: int | None = None, shards: int | None = None,
-           workers: int | None = None) -> Environment:
+           workers: int | None = None, **options: Any) -> Environment:
     """Creates an environment at ``location``: a directory, or an ``s3://``, ``gs://``, ``az://``
-    URL (credentials from the usual environment variables)."""
+    URL. Keyword ``options`` are object_store settings for a URL (``aws_endpoint``,
+    ``aws_access_key_id``, ``azure_storage_account_name``, ...), over the usual environment
+    variables (``AWS_*``, ``GOOGLE_*``, ``AZURE_*``)."""
     location = os.fspath(location)
-    return Environment(_native.create(location, segment_rows, shards, workers), location)
+    return Environment(_native.create(location, segment_rows, shards, workers, _store_options(options)), location)
 
 
-def open(location: str | os.PathLike) -> Environment:  # noqa: A001 - m1.open, like the CLI
-    """Opens the environment at ``location``."""
+def open(location: str | os.PathLike, **options: Any) -> Environment:  # noqa: A001 - m1.open, like the CLI
+    """Opens the environment at ``location`` (``options`` as for :func:`create`)."""
     location = os.fspath(location)
-    return Environment(_native.open(location), location)
+    return Environment(_native.open(location, _store_options(options)), location)
 
 
 class Catalog:
