@@ -247,9 +247,16 @@ fn owned(out: Output<'_>) -> m1::Result<(String, Option<Vec<u8>>)> {
 
 #[pymethods]
 impl NativeEnv {
-    /// Closes the environment: later calls raise. Idempotent.
-    fn close(&self) {
-        self.env.lock().expect("not poisoned").take();
+    /// Closes the environment: later calls raise, and its session stores are closed in this
+    /// process (their memory freed, their files free for another process). Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let Some(env) = self.env.lock().expect("not poisoned").take() else { return };
+        py.detach(|| {
+            let sessions = env.sessions();
+            for store in sessions.list().unwrap_or_default() {
+                let _ = sessions.close(&store.name);
+            }
+        });
     }
 
     /// Whether `close` was called.

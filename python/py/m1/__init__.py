@@ -270,7 +270,8 @@ class Environment:
     # --- lifecycle
 
     def close(self) -> None:
-        """Closes the environment; later calls raise :class:`M1Error`."""
+        """Closes the environment: later calls raise :class:`M1Error`, and its session stores are
+        released (another process, the CLI say, may open them)."""
         self._native.close()
 
     @property
