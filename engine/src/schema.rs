@@ -102,6 +102,14 @@ pub struct Property {
     /// Informational comment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Whether data stores keep an inverted index of the property (terms, words, phrases,
+    /// wildcards); unset is the type's default, see [`Property::is_indexed`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexed: Option<bool>,
+    /// Whether data stores keep a column of the property (sort, facets, existence, and ranges
+    /// and terms of numbers); unset is the type's default, see [`Property::is_fast`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast: Option<bool>,
 }
 
 mod type_name {
@@ -125,7 +133,39 @@ mod type_name {
 impl Property {
     /// A single-valued property without description.
     pub fn new(name: &str, ty: PropertyType) -> Property {
-        Property { name: name.to_string(), ty, multi: false, description: None }
+        Property { name: name.to_string(), ty, multi: false, description: None, indexed: None, fast: None }
+    }
+
+    /// Whether data stores keep the property's terms in an inverted index. Default: for
+    /// `string`, `text` and `boolean`; `integer`, `double` and `date` answer terms and ranges
+    /// from their column (a scan, but most of the indexing cost of numbers is their terms).
+    pub fn is_indexed(&self) -> bool {
+        self.indexed.unwrap_or(!matches!(self.ty, PropertyType::Integer | PropertyType::Double | PropertyType::Date))
+    }
+
+    /// Whether data stores keep a column of the property. Default: every type but `text`.
+    pub fn is_fast(&self) -> bool {
+        self.fast.unwrap_or(self.ty != PropertyType::Text)
+    }
+
+    /// The index options, checked: a `text` property cannot have a column (its values are
+    /// tokenized), and a property with neither an index nor a column could not be queried.
+    pub fn check_index_options(&self) -> Result<()> {
+        if self.ty == PropertyType::Text && self.fast == Some(true) {
+            return Err(EngineError::Schema(format!(
+                "property '{}': a text property cannot be fast (its values are tokenized into words); \
+                 declare a string property to sort or facet on whole values",
+                self.name
+            )));
+        }
+        if !self.is_indexed() && !self.is_fast() {
+            return Err(EngineError::Schema(format!(
+                "property '{}': with indexed false and fast false a data store could not answer any \
+                 query on it; keep one of them",
+                self.name
+            )));
+        }
+        Ok(())
     }
 
     /// The same property holding a list of values.
@@ -224,6 +264,7 @@ impl Schema {
         let mut changed = false;
         for p in new {
             validate_name(&p.name)?;
+            p.check_index_options()?;
             if let Some(existing) = self.properties.iter_mut().find(|e| e.name == p.name) {
                 if !existing.same_column(p) {
                     return Err(EngineError::Schema(format!(
@@ -231,6 +272,17 @@ impl Schema {
                         p.name,
                         describe(existing),
                         describe(p)
+                    )));
+                }
+                if (existing.is_indexed(), existing.is_fast()) != (p.is_indexed(), p.is_fast())
+                    && (p.indexed.is_some() || p.fast.is_some())
+                {
+                    return Err(EngineError::Schema(format!(
+                        "property '{}' already exists with indexed {} and fast {}; index options are \
+                         fixed once a property exists (add a property under another name)",
+                        p.name,
+                        existing.is_indexed(),
+                        existing.is_fast()
                     )));
                 }
                 if existing.description != p.description && p.description.is_some() {
@@ -311,6 +363,33 @@ mod tests {
         assert!(err.to_string().contains("empty segment"), "{err}");
         let err = s.add(&[Property::new("_m1key", PropertyType::Integer)], &[]).unwrap_err();
         assert!(err.to_string().contains("built in"), "{err}");
+    }
+
+    #[test]
+    fn index_options_default_by_type_and_leave_old_schemas_unchanged() {
+        // A schema written before the options reads as the defaults, and a property without
+        // options is written exactly as before (the log's schema stays readable both ways).
+        let old = r#"{"name":"n","type":"integer","multi":false}"#;
+        let p: Property = serde_json::from_str(old).unwrap();
+        assert_eq!(p, Property::new("n", PropertyType::Integer));
+        assert_eq!(serde_json::to_string(&p).unwrap(), old);
+        let with: Property =
+            serde_json::from_str(r#"{"name":"n","type":"integer","indexed":true,"fast":false}"#).unwrap();
+        assert_eq!((with.indexed, with.fast), (Some(true), Some(false)));
+        assert_eq!(
+            serde_json::to_string(&with).unwrap(),
+            r#"{"name":"n","type":"integer","multi":false,"indexed":true,"fast":false}"#
+        );
+        let defaults = |ty| {
+            let p = Property::new("p", ty);
+            (p.is_indexed(), p.is_fast())
+        };
+        assert_eq!(defaults(PropertyType::String), (true, true));
+        assert_eq!(defaults(PropertyType::Text), (true, false));
+        assert_eq!(defaults(PropertyType::Boolean), (true, true));
+        for ty in [PropertyType::Integer, PropertyType::Double, PropertyType::Date] {
+            assert_eq!(defaults(ty), (false, true), "{ty:?}");
+        }
     }
 
     #[test]

@@ -420,7 +420,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
        &[],
        J, "the schema's properties", Handler::Env(env::schema)),
     ep(E, "schema/add", Post, AnyOf(&["schema"]),
-       &[req("properties", Json, "a JSON array of {name, type, multi?, description?}")],
+       &[req("properties", Json, "a JSON array of {name, type, multi?, description?, indexed?, fast?}")],
        N, "adds properties to the schema", Handler::Env(env::schema_add)),
     ep(E, "schema/wipe", Post, AnyOf(&["schema"]),
        &[],

@@ -1,10 +1,17 @@
 //! How lake properties become tantivy fields, and lake rows become tantivy documents.
 //!
+//! What a field keeps follows the property's index options ([`Property::is_indexed`],
+//! [`Property::is_fast`]); by default:
+//!
 //! | type | tantivy field | serves |
 //! |---|---|---|
 //! | `string` | raw (untokenized) term + fast column | exact terms, wildcards, ranges, sort, facets |
 //! | `text` | default tokenizer with positions (+ a term in the presence field) | words, phrases |
 //! | `integer`, `double`, `date`, `boolean` | indexed + fast | terms, ranges, sort, facets |
+//!
+//! A property without a column (`fast: false`) cannot be sorted or faceted on, and records its
+//! presence in [`PRESENT`], as `text` does; one without an inverted index (`indexed: false`)
+//! answers terms and ranges from its column, a scan, and has no wildcards.
 //!
 //! Dates are indexed as `i64` epoch milliseconds, not as tantivy dates: those hold nanoseconds
 //! in an `i64` (years 1677 to 2262 only) and keep only seconds in the term index, while the lake
@@ -15,8 +22,7 @@
 //! per element. A `double` NaN is not indexed: in a store it behaves as a missing value (it
 //! equals nothing, falls in no range, sorts last and has no facet bucket).
 //!
-//! Existence (`p:*`) uses the fast column of every type but `text`; text properties are not
-//! fast, so a document records the names of its non-null text properties in [`PRESENT`].
+//! Existence (`p:*`) uses the fast column where there is one, else the presence field.
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType};
@@ -26,7 +32,8 @@ use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema as TantivySchema, SchemaBuilder, TextFieldIndexing, TextOptions,
 };
 
-/// The field listing a document's non-null `text` properties. A control character keeps it
+/// The field listing a document's non-null properties that have no column (`text` ones, and
+/// any declared `fast: false`). A control character keeps it
 /// apart from every valid property name.
 pub const PRESENT: &str = "\u{1}present";
 
@@ -44,44 +51,52 @@ pub fn register_tokenizers(index: &tantivy::Index) {
 /// The tantivy schema for a set of lake properties.
 pub fn tantivy_schema(properties: &[Property]) -> TantivySchema {
     let mut b = SchemaBuilder::new();
-    let raw = TextOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer("raw")
-                .set_index_option(IndexRecordOption::Basic)
-                .set_fieldnorms(false),
-        )
-        .set_fast("raw");
+    let raw_indexing = TextFieldIndexing::default()
+        .set_tokenizer("raw")
+        .set_index_option(IndexRecordOption::Basic)
+        .set_fieldnorms(false);
     let text = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer("default")
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
-    let num = NumericOptions::default().set_indexed().set_fast();
     for p in properties {
+        let mut num = NumericOptions::default();
+        if p.is_indexed() {
+            num = num.set_indexed();
+        }
+        if p.is_fast() {
+            num = num.set_fast();
+        }
         match p.ty {
-            PropertyType::String => b.add_text_field(&p.name, raw.clone()),
+            PropertyType::String => {
+                let mut raw = TextOptions::default();
+                if p.is_indexed() {
+                    raw = raw.set_indexing_options(raw_indexing.clone());
+                }
+                if p.is_fast() {
+                    raw = raw.set_fast("raw");
+                }
+                b.add_text_field(&p.name, raw)
+            }
             PropertyType::Text => b.add_text_field(&p.name, text.clone()),
-            PropertyType::Integer | PropertyType::Date => b.add_i64_field(&p.name, num.clone()),
-            PropertyType::Double => b.add_f64_field(&p.name, num.clone()),
-            PropertyType::Boolean => b.add_bool_field(&p.name, num.clone()),
+            PropertyType::Integer | PropertyType::Date => b.add_i64_field(&p.name, num),
+            PropertyType::Double => b.add_f64_field(&p.name, num),
+            PropertyType::Boolean => b.add_bool_field(&p.name, num),
         };
     }
-    b.add_text_field(
-        PRESENT,
-        TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer("raw")
-                .set_index_option(IndexRecordOption::Basic)
-                .set_fieldnorms(false),
-        ),
-    );
+    b.add_text_field(PRESENT, TextOptions::default().set_indexing_options(raw_indexing));
     b.build()
 }
 
-/// Whether an index schema has a field for every property (else a new generation is needed).
+/// Whether an index schema has a field for every property (else a new generation is needed),
+/// and with the options it has now (a field built with other index options needs one too).
 pub fn covers(schema: &TantivySchema, properties: &[Property]) -> bool {
-    properties.iter().all(|p| schema.get_field(&p.name).is_ok())
+    let wanted = tantivy_schema(properties);
+    properties.iter().all(|p| {
+        let (Ok(have), Ok(want)) = (schema.get_field(&p.name), wanted.get_field(&p.name)) else { return false };
+        schema.get_field_entry(have).field_type() == wanted.get_field_entry(want).field_type()
+    })
 }
 
 /// Turns one batch of lake rows into documents. Columns missing from the batch or from the
@@ -101,7 +116,7 @@ pub fn documents(schema: &TantivySchema, properties: &[Property], batch: &Record
                     continue;
                 }
                 let values = list.value(row);
-                if add_values(doc, field, p.ty, values.as_ref()) > 0 && p.ty == PropertyType::Text {
+                if add_values(doc, field, p.ty, values.as_ref()) > 0 && !p.is_fast() {
                     mark_present(doc, present, &p.name);
                 }
             }
@@ -120,15 +135,23 @@ fn mark_present(doc: &mut TantivyDocument, present: Option<Field>, name: &str) {
 
 /// Adds a single-valued column to the documents, one downcast for the whole column.
 fn add_column(docs: &mut [TantivyDocument], field: Field, p: &Property, col: &dyn Array, present: Option<Field>) {
+    if !p.is_fast() {
+        // No column to answer `p:*` from: record the presence (a NaN is no value).
+        let nan = |row| {
+            p.ty == PropertyType::Double && col.as_primitive_opt::<Float64Type>().is_some_and(|a| a.value(row).is_nan())
+        };
+        for (row, doc) in docs.iter_mut().enumerate() {
+            if col.is_valid(row) && !nan(row) {
+                mark_present(doc, present, &p.name);
+            }
+        }
+    }
     match (p.ty, col.data_type()) {
         (PropertyType::String | PropertyType::Text, DataType::Utf8) => {
             let a = col.as_string::<i32>();
             for (row, doc) in docs.iter_mut().enumerate() {
                 if a.is_valid(row) {
                     doc.add_text(field, a.value(row));
-                    if p.ty == PropertyType::Text {
-                        mark_present(doc, present, &p.name);
-                    }
                 }
             }
         }

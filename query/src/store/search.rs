@@ -397,6 +397,12 @@ pub fn parse_sort(sort: Option<&str>, schema: &Schema) -> Result<Vec<SortKey>> {
                     "cannot sort by '{name}': it is a text property (tokenized); sort by a string property"
                 )));
             }
+            if !p.is_fast() {
+                return Err(QueryError::BadRequest(format!(
+                    "cannot sort by '{name}': it is declared with fast false, so the data stores keep no \
+                     column of it; add a property with \"fast\": true to sort on"
+                )));
+            }
             SortBy::Property { name: p.name, ty: p.ty }
         };
         keys.push(SortKey { by, desc });
@@ -417,6 +423,12 @@ pub fn parse_facets(facets: &Value, schema: &Schema) -> Result<Vec<FacetSpec>> {
         let p = schema.get(field).ok_or_else(|| QueryError::UnknownProperty(field.to_string()))?;
         if p.ty == PropertyType::Text {
             return Err(bad(format!("facet '{name}': cannot facet on text property '{field}'; use a string property")));
+        }
+        if !p.is_fast() {
+            return Err(bad(format!(
+                "facet '{name}': cannot facet on '{field}': it is declared with fast false, so the data \
+                 stores keep no column of it; add a property with \"fast\": true to facet on"
+            )));
         }
         let kind = spec.get("type").and_then(Value::as_str).unwrap_or("terms");
         out.push(match kind {

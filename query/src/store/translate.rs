@@ -78,7 +78,8 @@ impl Translator<'_> {
                 Box::new(BooleanQuery::new(clauses))
             }
             Query::Exists { field } => match self.prop(field) {
-                Some((p, _)) if p.ty == PropertyType::Text => {
+                // Without a column, presence is a term of the presence field (see `fields`).
+                Some((p, f)) if !self.index.schema().get_field_entry(f).is_fast() => {
                     let present = self.index.schema().get_field(PRESENT)?;
                     Box::new(TermQuery::new(Term::from_field_text(present, &p.name), IndexRecordOption::Basic))
                 }
@@ -96,9 +97,13 @@ impl Translator<'_> {
                 None => {
                     let mut any: Vec<(Occur, Q)> = Vec::new();
                     for p in &self.props {
-                        if let Ok(f) = self.index.schema().get_field(&p.name) {
-                            any.push((Occur::Should, self.leaf(q, p, f)?));
+                        let Ok(f) = self.index.schema().get_field(&p.name) else { continue };
+                        // A bare wildcard searches the terms there are: not those of a property
+                        // declared `indexed: false`.
+                        if matches!(q, Query::Wildcard { .. }) && !self.index.schema().get_field_entry(f).is_indexed() {
+                            continue;
                         }
+                        any.push((Occur::Should, self.leaf(q, p, f)?));
                     }
                     Box::new(BooleanQuery::new(any))
                 }
@@ -115,6 +120,13 @@ impl Translator<'_> {
     fn leaf(&self, q: &Query, p: &Property, f: Field) -> Result<Q> {
         Ok(match q {
             Query::Term { text, .. } | Query::Phrase { text, .. } => self.equals(p, f, text)?,
+            Query::Wildcard { pattern, .. } if !self.index.schema().get_field_entry(f).is_indexed() => {
+                return Err(QueryError::BadRequest(format!(
+                    "cannot match the wildcard '{pattern}' on '{}': the property is declared with indexed \
+                     false, so the data stores keep no terms of it (ask for a whole value or a range)",
+                    p.name
+                )));
+            }
             Query::Wildcard { pattern, .. } => match p.ty {
                 PropertyType::String => regex(f, pattern, false)?,
                 PropertyType::Text => regex(f, pattern, true)?,
@@ -126,7 +138,15 @@ impl Translator<'_> {
     }
 
     fn equals(&self, p: &Property, f: Field, text: &str) -> Result<Q> {
-        let exact = |t: Term| -> Q { Box::new(TermQuery::new(t, IndexRecordOption::Basic)) };
+        // A field without an inverted index (`indexed: false`) answers a term from its column.
+        let indexed = self.index.schema().get_field_entry(f).is_indexed();
+        let exact = |t: Term| -> Q {
+            if indexed {
+                Box::new(TermQuery::new(t, IndexRecordOption::Basic))
+            } else {
+                Box::new(RangeQuery::new(Bound::Included(t.clone()), Bound::Included(t)))
+            }
+        };
         Ok(match p.ty {
             PropertyType::String => exact(Term::from_field_text(f, text)),
             PropertyType::Text => {
