@@ -15,6 +15,8 @@
 //! ingest floor  jsonl|csv FILE.gz [scan|value]     decompress + parse every record, all cores
 //! ingest inflate FILE.gz                           decompress only (same zlib-rs as m1)
 //! ingest reader jsonl|csv FILE.gz                  m1_ingest::read_source over every record
+//! ingest index-peer SCHEMA.json FILE.jsonl.gz [THREADS]  tantivy alone indexing the same
+//!                                                  documents as an m1 store (the index peer)
 //! ```
 //! The tool commands print one JSON object (`rows`, `bytes` of uncompressed input, `seconds`).
 
@@ -595,6 +597,97 @@ fn bench(c: &mut Criterion, fmt: Fmt, mb: u64) {
     g.finish();
 }
 
+/// The peer of m1's index phase: tantivy alone, the way its own example indexer (tantivy-cli's
+/// `index`) works, on the same documents and with the same field options as an m1 store
+/// (`schema` is m1's property list): every line of a jsonl.gz decompressed, parsed by serde_json
+/// and added as a document, on `threads` indexing threads, then one commit. Prints the total
+/// time and, from a second run over documents already built in memory, the indexing alone.
+fn index_peer(schema: &Path, file: &Path, threads: usize) {
+    use m1_query::store::fields::{register_tokenizers, tantivy_schema};
+    use tantivy::TantivyDocument;
+    let props: Vec<Property> = serde_json::from_slice(&std::fs::read(schema).unwrap()).unwrap();
+    let all: Vec<Property> = m1::Schema::builtins().into_iter().chain(props).collect();
+    let tschema = tantivy_schema(&all);
+    let fields: Vec<(tantivy::schema::Field, &Property)> =
+        all.iter().map(|p| (tschema.get_field(&p.name).unwrap(), p)).collect();
+    let doc_of = |line: &str, key: u64| -> TantivyDocument {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let mut doc = TantivyDocument::new();
+        for (f, p) in &fields {
+            let one = |doc: &mut TantivyDocument, x: &serde_json::Value| match p.ty {
+                PropertyType::String | PropertyType::Text => {
+                    if let Some(s) = x.as_str() {
+                        doc.add_text(*f, s)
+                    }
+                }
+                PropertyType::Integer => {
+                    if let Some(i) = x.as_i64() {
+                        doc.add_i64(*f, i)
+                    }
+                }
+                PropertyType::Double => {
+                    if let Some(d) = x.as_f64() {
+                        doc.add_f64(*f, d)
+                    }
+                }
+                PropertyType::Date => match x {
+                    serde_json::Value::String(s) => {
+                        if let Some(ms) = m1_engine::values::parse_date(s) {
+                            doc.add_i64(*f, ms)
+                        }
+                    }
+                    other => {
+                        if let Some(ms) = other.as_i64() {
+                            doc.add_i64(*f, ms)
+                        }
+                    }
+                },
+                PropertyType::Boolean => {
+                    if let Some(b) = x.as_bool() {
+                        doc.add_bool(*f, b)
+                    }
+                }
+            };
+            match p.name.as_str() {
+                "_m1key" => doc.add_i64(*f, key as i64),
+                "_m1rand" => doc.add_f64(*f, (key as f64 * 0.618_033_988_7).fract()),
+                name => match v.pointer(&format!("/{}", name.replace('.', "/"))) {
+                    Some(serde_json::Value::Array(xs)) => xs.iter().for_each(|x| one(&mut doc, x)),
+                    Some(x) => one(&mut doc, x),
+                    None => {}
+                },
+            }
+        }
+        doc
+    };
+    let index_into = |docs: &mut dyn Iterator<Item = TantivyDocument>| -> (u64, f64) {
+        let dir = tempfile::tempdir().unwrap();
+        let index = tantivy::Index::create_in_dir(dir.path(), tschema.clone()).unwrap();
+        register_tokenizers(&index);
+        let t = Instant::now();
+        let mut writer: tantivy::IndexWriter<TantivyDocument> =
+            index.writer_with_num_threads(threads, threads * (64 << 20)).unwrap();
+        let mut n = 0u64;
+        for d in docs {
+            writer.add_document(d).unwrap();
+            n += 1;
+        }
+        writer.commit().unwrap();
+        (n, t.elapsed().as_secs_f64())
+    };
+    let lines = || {
+        let text = BufReader::new(flate2::read::MultiGzDecoder::new(File::open(file).unwrap()));
+        std::io::BufRead::lines(text).map(Result::unwrap).filter(|l| !l.trim().is_empty())
+    };
+    let (rows, total) = index_into(&mut lines().enumerate().map(|(i, l)| doc_of(&l, i as u64)));
+    let built: Vec<TantivyDocument> = lines().enumerate().map(|(i, l)| doc_of(&l, i as u64)).collect();
+    let (_, index_only) = index_into(&mut built.into_iter());
+    println!(
+        "{}",
+        serde_json::json!({"rows": rows, "seconds": total, "index_only_seconds": index_only, "threads": threads})
+    );
+}
+
 /// Runs one tool command (see the module documentation) and prints its JSON result.
 fn tool(args: &[String]) {
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| panic!("missing argument {i}"));
@@ -620,13 +713,19 @@ fn tool(args: &[String]) {
         }
         "inflate" => timed(&|| inflate(Path::new(arg(1)))),
         "reader" => timed(&|| reader(Fmt::parse(arg(1)), Path::new(arg(2)))),
+        "index-peer" => {
+            index_peer(Path::new(arg(1)), Path::new(arg(2)), args.get(3).map_or(2, |t| t.parse().expect("threads")))
+        }
         other => panic!("unknown command {other:?}"),
     }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().is_some_and(|a| ["generate", "schema", "floor", "inflate", "reader"].contains(&a.as_str())) {
+    if args
+        .first()
+        .is_some_and(|a| ["generate", "schema", "floor", "inflate", "reader", "index-peer"].contains(&a.as_str()))
+    {
         tool(&args);
         return;
     }

@@ -45,7 +45,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = os.path.join(ROOT, ".venv", "bin", "python")
-M1 = os.path.join(ROOT, "target", "release", "m1")
+M1 = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "m1")
 GEN_VERSION = 1  # as GEN_VERSION in benches/ingest.rs
 ALL = ["m1", "duckdb", "polars", "floor", "floor_value", "inflate", "zcat", "reader"]
 
@@ -60,9 +60,9 @@ con.execute(f"COPY (SELECT * FROM {fn}('{src}')) TO '{out}' (FORMAT parquet)")
 POLARS = """
 import polars as pl, sys
 if sys.argv[1] == "jsonl":
-    lf = pl.scan_ndjson(sys.argv[2])
+    lf = pl.scan_ndjson(sys.argv[2], infer_schema_length=100000)
 else:
-    lf = pl.scan_csv(sys.argv[2], try_parse_dates=True)
+    lf = pl.scan_csv(sys.argv[2], try_parse_dates=True, infer_schema_length=100000)
 lf.sink_parquet(sys.argv[3])
 """
 

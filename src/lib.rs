@@ -27,7 +27,9 @@ pub use m1_engine::{
     AppendReport, Appender, Catalog, CatalogEntry, EngineError, EnvConfig, KEY, Property, PropertyType, RAND, Schema,
     VacuumReport,
 };
-pub use m1_ingest::{IngestError, InputFormat, Progress, PublishReport, PublishRequest, WriteOptions, WriteReport};
+pub use m1_ingest::{
+    IngestError, InputFormat, Phase, Progress, PublishReport, PublishRequest, WriteOptions, WriteReport,
+};
 pub use m1_query::store::{StoreDef, StoreKind, StoreStatus};
 pub use m1_query::{QueryAnswer, QueryError, QueryRequest, Range, Stores};
 
@@ -135,15 +137,27 @@ impl Environment {
             request.outbound = entry.outbound;
             request.object_store_options = entry.options_for(&request.file);
         }
+        let started = std::time::Instant::now();
         let mut report = m1_ingest::publish(&self.inner, &request, progress)?;
         // Invariant: a publish returns with the data stores in sync, so what it committed is
         // searchable at once. If they cannot follow (say the disk is full), the commit still
         // stands: the report says so rather than calling a committed publish a failure.
-        if report.rows_published > 0
-            && let Err(e) = self.stores().sync(&self.inner)
-        {
-            report.index_error = Some(e.to_string());
+        if report.rows_published > 0 {
+            progress(&Progress {
+                phase: m1_ingest::Phase::Index,
+                bytes_read: report.bytes,
+                bytes_total: Some(report.bytes),
+                rows: report.rows_published,
+                elapsed: started.elapsed(),
+            });
+            let indexing = std::time::Instant::now();
+            if let Err(e) = self.stores().sync(&self.inner) {
+                report.index_error = Some(e.to_string());
+            }
+            report.index_seconds = indexing.elapsed().as_secs_f64();
         }
+        report.seconds = report.lake_seconds + report.index_seconds;
+        report.rows_per_second = if report.seconds > 0.0 { report.rows_published as f64 / report.seconds } else { 0.0 };
         Ok(report)
     }
 

@@ -1738,3 +1738,187 @@ fn invalid_utf8_fails_strict_publishes_and_is_replaced_in_permissive_ones() {
         assert_eq!((report.rows_published, report.invalid_utf8_lines), (3, 2), "{}", path.display());
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// Queryable on return, and the stores' index options
+// ------------------------------------------------------------------------------------------------
+
+/// Every store holds every published record when `publish` returns, in every format and
+/// compression: its document count (read without a query, which would index by itself) and a
+/// query's count both equal the rows published, and the lake and index times add up.
+#[test]
+fn every_published_record_is_queryable_when_publish_returns() {
+    use m1::{StoreDef, StoreKind};
+    let props = [
+        prop("id", PropertyType::Integer),
+        prop("city", PropertyType::String),
+        prop("note", PropertyType::Text),
+        prop("at", PropertyType::Date),
+    ];
+    let rows: Vec<Value> = (0..2500)
+        .map(|i| {
+            let city = ["Oslo", "Lisbon", "Osaka"][i % 3];
+            json!({"id": i, "city": city, "note": format!("note {i}"), "at": format!("2024-01-{:02}T00:00:00Z", i % 28 + 1)})
+        })
+        .collect();
+    let jsonl: String = rows.iter().map(|r| format!("{r}\n")).collect();
+    let json_array = Value::Array(rows.clone()).to_string();
+    let table = |d: char| -> String {
+        let mut s = format!("id{d}city{d}note{d}at\n");
+        for r in &rows {
+            s.push_str(&format!(
+                "{}{d}{}{d}{}{d}{}\n",
+                r["id"],
+                r["city"].as_str().unwrap(),
+                r["note"].as_str().unwrap(),
+                r["at"].as_str().unwrap()
+            ));
+        }
+        s
+    };
+    let (csv, tsv) = (table(','), table('\t'));
+    let inputs: Vec<(&str, Vec<u8>)> = vec![
+        ("a.jsonl", jsonl.clone().into_bytes()),
+        ("a.jsonl.gz", gz(jsonl.as_bytes())),
+        ("a.json", json_array.clone().into_bytes()),
+        ("a.json.zst", zst(json_array.as_bytes())),
+        ("a.csv", csv.clone().into_bytes()),
+        ("a.csv.gz", gz(csv.as_bytes())),
+        ("a.zip", zip(&[("a.csv", csv.as_bytes())])),
+        ("a.tsv", tsv.clone().into_bytes()),
+        ("a.txt.zst", zst(tsv.as_bytes())),
+    ];
+    for (name, bytes) in inputs {
+        let lake = Lake::with_segments(&props, 700);
+        let e = lake.env.engine();
+        lake.env.stores().create(e, StoreDef::new("sharded", StoreKind::Standard, 3, 1)).unwrap();
+        lake.env.stores().create(e, StoreDef::new("ram", StoreKind::Boost, 2, 1)).unwrap();
+        let mut req = PublishRequest::new(lake.file(name, &bytes));
+        if name.starts_with("a.txt") {
+            req.format = Some(InputFormat::Txt);
+        }
+        let report = lake.publish(&req);
+        assert_eq!(report.rows_published, 2500, "{name}");
+        assert_eq!(report.index_error, None, "{name}");
+        assert!(report.lake_seconds > 0.0 && report.index_seconds > 0.0, "{name}: {report:?}");
+        assert!((report.seconds - report.lake_seconds - report.index_seconds).abs() < 1e-9, "{name}: {report:?}");
+        let list = lake.env.stores().list(e).unwrap();
+        assert_eq!(list.len(), 3, "{name}");
+        for s in &list {
+            assert_eq!(s.documents, 2500, "{name}: store {} right after publish", s.def.name);
+            let q = |text: &str| lake.env.query(&m1::QueryRequest::new(&s.def.name, text)).unwrap().count;
+            assert_eq!(q("*:*"), 2500, "{name}: store {}", s.def.name);
+            assert_eq!(q("city:Lisbon"), 833, "{name}: store {}", s.def.name);
+            assert_eq!(q("id:1234"), 1, "{name}: store {}", s.def.name);
+        }
+    }
+}
+
+/// `indexed` and `fast` choose what a data store keeps of a property; every query that can be
+/// answered without what was left out still is (terms of a number from its column, presence
+/// without a column), and the rest is a clear error naming the property and the option.
+#[test]
+fn index_options_choose_what_a_store_keeps() {
+    let opts = |name: &str, ty, indexed: Option<bool>, fast: Option<bool>| Property { indexed, fast, ..prop(name, ty) };
+    let lake = Lake::new(&[
+        opts("n", PropertyType::Integer, None, None),
+        opts("looked_up", PropertyType::Integer, Some(true), None),
+        opts("label", PropertyType::String, None, Some(false)),
+        opts("code", PropertyType::String, Some(false), None),
+        opts("price", PropertyType::Double, Some(true), Some(false)),
+        opts("tags", PropertyType::String, None, Some(false)).multi(),
+    ]);
+    let schema = lake.env.schema().unwrap();
+    let get = |n: &str| schema.get(n).unwrap();
+    assert_eq!((get("n").is_indexed(), get("n").is_fast()), (false, true), "numbers: a column by default");
+    assert_eq!((get("label").is_indexed(), get("label").is_fast()), (true, false));
+    assert_eq!((get("_m1key").is_indexed(), get("_m1key").is_fast()), (false, true));
+    let body: String = (0..100)
+        .map(|i| {
+            let mut r = json!({"n": i, "looked_up": i * 10, "code": format!("c{}", i % 4), "tags": ["t", format!("u{}", i % 2)]});
+            if i % 3 != 0 {
+                r["label"] = json!(format!("l{}", i % 5));
+                r["price"] = json!(i as f64 / 2.0);
+            }
+            format!("{r}\n")
+        })
+        .collect();
+    lake.publish(&PublishRequest::new(lake.file("a.jsonl", body.as_bytes())));
+    let count =
+        |q: &str| lake.env.query(&m1::QueryRequest::new("index", q)).map(|a| a.count).map_err(|e| e.to_string());
+    // Answered from what is kept, exactly as the lake holds it.
+    assert_eq!(count("n:42"), Ok(1));
+    assert_eq!(count("n:[10 TO 19]"), Ok(10));
+    assert_eq!(count("looked_up:420"), Ok(1));
+    assert_eq!(count("code:c1"), Ok(25));
+    assert_eq!(count("code:[c1 TO c2]"), Ok(50));
+    assert_eq!(count("label:l2"), Ok((0..100).filter(|i| i % 3 != 0 && i % 5 == 2).count() as u64));
+    assert_eq!(count("label:*"), Ok(66));
+    assert_eq!(count("price:*"), Ok(66));
+    assert_eq!(count("-price:*"), Ok(34));
+    assert_eq!(count("price:[10 TO 20]"), Ok((0..100).filter(|i| i % 3 != 0 && (20..=40).contains(i)).count() as u64));
+    assert_eq!(count("tags:u1"), Ok(50));
+    assert_eq!(count("tags:*"), Ok(100));
+    assert_eq!(count("n:* AND code:*"), Ok(100));
+    assert_eq!(count("l*"), Ok(66), "a bare wildcard searches the properties that have terms");
+    let mut sorted = m1::QueryRequest::new("index", "n:[0 TO 4]");
+    sorted.sort = Some("n desc".into());
+    sorted.rows = 5;
+    sorted.fl = Some(vec!["n".into()]);
+    let mut out = Vec::new();
+    lake.env.query(&sorted).unwrap().write_json(lake.env.engine(), &mut out).unwrap();
+    let answer: Value = serde_json::from_slice(&out).unwrap();
+    let ns: Vec<i64> = answer["items"].as_array().unwrap().iter().map(|i| i["n"].as_i64().unwrap()).collect();
+    assert_eq!(ns, [4, 3, 2, 1, 0]);
+
+    // What was left out is a clear error.
+    let err = count("code:c*").unwrap_err();
+    assert!(err.contains("'code'") && err.contains("indexed false"), "{err}");
+    for (sort, name) in [("label asc", "label"), ("price desc", "price")] {
+        let mut req = m1::QueryRequest::new("index", "*:*");
+        req.sort = Some(sort.into());
+        let err = lake.env.query(&req).expect_err("sort on a property without a column").to_string();
+        assert!(err.contains(&format!("'{name}'")) && err.contains("fast false"), "{err}");
+    }
+    let mut req = m1::QueryRequest::new("index", "*:*");
+    req.facets = Some(json!({"by": {"type": "terms", "field": "label"}}));
+    let err = lake.env.query(&req).expect_err("facet on a property without a column").to_string();
+    assert!(err.contains("'label'") && err.contains("fast false"), "{err}");
+
+    // The options are checked when the property is added, and fixed once it exists.
+    let bad = |p: Property| lake.env.add_properties(&[p]).unwrap_err().to_string();
+    let err = bad(opts("body", PropertyType::Text, None, Some(true)));
+    assert!(err.contains("'body'") && err.contains("text property cannot be fast"), "{err}");
+    let err = bad(opts("nothing", PropertyType::Integer, Some(false), Some(false)));
+    assert!(err.contains("'nothing'") && err.contains("indexed false and fast false"), "{err}");
+    let err = bad(opts("n", PropertyType::Integer, Some(true), None));
+    assert!(err.contains("'n'") && err.contains("fixed once a property exists"), "{err}");
+    lake.env.add_properties(&[opts("n", PropertyType::Integer, Some(false), Some(true))]).unwrap();
+    lake.env.add_properties(&[prop("n", PropertyType::Integer)]).unwrap();
+}
+
+/// A store generation built with other index options than the schema has now (as every store
+/// made before numbers defaulted to a column only, when they were indexed too) keeps answering:
+/// new segments go to a new generation, and a query asks both, each in its own way.
+#[test]
+fn generations_with_other_index_options_answer_together() {
+    let indexed = Property { indexed: Some(true), ..prop("n", PropertyType::Integer) };
+    let lake = Lake::new(&[indexed, prop("s", PropertyType::String)]);
+    let body =
+        |from: i64| -> String { (from..from + 50).map(|i| format!("{}\n", json!({"n": i % 10, "s": "x"}))).collect() };
+    lake.publish(&PublishRequest::new(lake.file("a.jsonl", body(0).as_bytes())));
+    lake.env.wipe_schema().unwrap();
+    lake.env.add_properties(&[prop("n", PropertyType::Integer), prop("s", PropertyType::String)]).unwrap();
+    assert!(!lake.env.schema().unwrap().get("n").unwrap().is_indexed());
+    lake.publish(&PublishRequest::new(lake.file("b.jsonl", body(50).as_bytes())));
+    let count = |q: &str| lake.env.query(&m1::QueryRequest::new("index", q)).unwrap().count;
+    assert_eq!(count("n:3"), 10);
+    assert_eq!(count("n:[2 TO 3]"), 20);
+    assert_eq!(count("n:*"), 100);
+    let mut req = m1::QueryRequest::new("index", "s:x");
+    req.facets = Some(json!({"n": {"type": "terms", "field": "n"}}));
+    let facets = lake.env.query(&req).unwrap().facets.unwrap();
+    let buckets = facets["n"]["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 10);
+    assert!(buckets.iter().all(|b| b["count"] == 10), "{buckets:?}");
+}

@@ -103,7 +103,7 @@ fn publish_crash_child() {
     let begun = Instant::now();
     let report = env.publish(&req).unwrap();
     let mut out = std::io::stdout().lock();
-    // The lake commit ends `report.seconds` after the publish began; the data-store sync that
+    // The lake commit ends `report.lake_seconds` after the publish began; the data-store sync that
     // follows takes longer, and a kill during it finds the publish complete. The parent aims
     // its kills at the commit, so it needs both times.
     out.write_all(
@@ -112,7 +112,7 @@ fn publish_crash_child() {
             report.first_key.unwrap(),
             report.last_key.unwrap(),
             report.rows_published,
-            (report.seconds * 1000.0) as u64,
+            (report.lake_seconds * 1000.0) as u64,
             begun.elapsed().as_millis()
         )
         .as_bytes(),

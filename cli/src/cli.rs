@@ -321,8 +321,16 @@ impl Progress {
             bar.set_length(total);
         }
         bar.set_position(p.bytes_read);
-        let rate = p.rows as f64 / p.elapsed.as_secs_f64().max(1e-3);
-        bar.set_message(format!("{} rows, {:.0} rows/s", p.rows, rate));
+        let seconds = p.elapsed.as_secs_f64();
+        match p.phase {
+            m1::Phase::Lake => {
+                bar.set_message(format!("{} rows, {:.0} rows/s", p.rows, p.rows as f64 / seconds.max(1e-3)))
+            }
+            // The lake part is done: what remains is the data stores indexing the commit.
+            m1::Phase::Index => {
+                bar.set_message(format!("{} rows committed in {seconds:.1} s (lake); indexing the data stores", p.rows))
+            }
+        }
     }
 
     fn finish(&self) {

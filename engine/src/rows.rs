@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::error::{EngineError, Result};
 pub use crate::record::flatten;
 use crate::schema::{Property, PropertyType};
-use crate::values::{Scalar, coerce};
+use crate::values::{Scalar, coerce, coerce_str};
 
 /// Property name to column, hashed with FxHash: looked up for every value parsed.
 type FastMap = std::collections::HashMap<String, usize, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>;
@@ -25,6 +25,8 @@ pub struct RowsBuilder {
     builders: Vec<Box<dyn ArrayBuilder>>,
     unmapped: BTreeSet<String>,
     rows: usize,
+    /// The row being typed by [`RowsBuilder::push_fields`] (kept to reuse its allocation).
+    cells: Vec<Cell>,
 }
 
 impl RowsBuilder {
@@ -39,6 +41,7 @@ impl RowsBuilder {
             builders,
             unmapped: BTreeSet::new(),
             rows: 0,
+            cells: Vec::new(),
         }
     }
 
@@ -87,6 +90,48 @@ impl RowsBuilder {
         }
         self.commit_row(record, values);
         errors
+    }
+
+    /// Appends one row of text fields, a csv record: `columns[i]` is the field holding
+    /// property `i` (none: null), typed as [`RowsBuilder::push`] types a JSON string. Strict, a
+    /// value that does not fit fails with the index of its field, and nothing of the row is
+    /// appended; `lenient` stores null instead and returns each such field with its error.
+    /// Names outside the schema are the caller's to report (they are the same for every row).
+    pub fn push_fields<'f>(
+        &mut self,
+        columns: &[Option<usize>],
+        field: impl Fn(usize) -> std::borrow::Cow<'f, str>,
+        lenient: bool,
+    ) -> std::result::Result<Vec<(usize, EngineError)>, (usize, EngineError)> {
+        let mut nulled = Vec::new();
+        self.cells.clear();
+        for (p, column) in self.properties.iter().zip(columns) {
+            let Some(at) = *column else {
+                self.cells.push(Cell::Null);
+                continue;
+            };
+            match text_cell(p, &field(at)) {
+                Ok(c) => self.cells.push(c),
+                Err(e) if lenient => {
+                    nulled.push((at, e));
+                    self.cells.push(Cell::Null);
+                }
+                Err(e) => {
+                    self.cells.clear();
+                    return Err((at, e));
+                }
+            }
+        }
+        for ((p, b), v) in self.properties.iter().zip(&mut self.builders).zip(self.cells.drain(..)) {
+            append(p, b.as_mut(), v);
+        }
+        self.rows += 1;
+        Ok(nulled)
+    }
+
+    /// For each property, the position of its name in `names` (a csv header), if there.
+    pub fn columns_of(&self, names: &[String]) -> Vec<Option<usize>> {
+        self.properties.iter().map(|p| names.iter().position(|n| *n == p.name)).collect()
     }
 
     fn commit_row(&mut self, record: &Map<String, Value>, values: Vec<Cell>) {
@@ -139,6 +184,20 @@ fn cell(p: &Property, v: &Value) -> Result<Cell> {
             None => Cell::Null,
         }),
     }
+}
+
+/// [`cell`] of a JSON string, without making one.
+fn text_cell(p: &Property, s: &str) -> Result<Cell> {
+    let bad = || EngineError::BadValue {
+        property: p.name.clone(),
+        value: truncate(&Value::String(s.to_string()).to_string()),
+        expected: if p.multi { format!("list of {}", p.ty.name()) } else { p.ty.name().to_string() },
+    };
+    Ok(match coerce_str(s, p.ty).map_err(|_| bad())? {
+        Some(v) if p.multi => Cell::Many(vec![Some(v)]),
+        Some(v) => Cell::One(v),
+        None => Cell::Null,
+    })
 }
 
 fn truncate(s: &str) -> String {

@@ -72,17 +72,33 @@ pub fn format_date_ms(ms: i64) -> String {
     }
 }
 
+/// Coerces a JSON string (or a csv field) to `ty`; `Ok(None)` means null.
+pub fn coerce_str(s: &str, ty: PropertyType) -> Result<Option<Scalar>, CoerceError> {
+    use PropertyType as T;
+    Ok(Some(match ty {
+        T::String | T::Text => Scalar::Str(s.to_string()),
+        // Empty strings in typed columns are missing values (common in CSV exports).
+        _ if s.trim().is_empty() => return Ok(None),
+        T::Integer => Scalar::Int(s.trim().parse().map_err(|_| CoerceError)?),
+        T::Double => Scalar::Double(s.trim().parse().map_err(|_| CoerceError)?),
+        T::Date => Scalar::DateMs(parse_date(s).ok_or(CoerceError)?),
+        T::Boolean => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "t" | "yes" | "1" => Scalar::Bool(true),
+            "false" | "f" | "no" | "0" => Scalar::Bool(false),
+            _ => return Err(CoerceError),
+        },
+    }))
+}
+
 /// Coerces one JSON value (not an array) to `ty`; `Ok(None)` means null.
 pub fn coerce(value: &Value, ty: PropertyType) -> Result<Option<Scalar>, CoerceError> {
     use PropertyType as T;
     Ok(Some(match (ty, value) {
         (_, Value::Null) => return Ok(None),
-        (T::String | T::Text, Value::String(s)) => Scalar::Str(s.clone()),
+        (_, Value::String(s)) => return coerce_str(s, ty),
         (T::String | T::Text, Value::Number(n)) => Scalar::Str(n.to_string()),
         (T::String | T::Text, Value::Bool(b)) => Scalar::Str(b.to_string()),
         (T::String | T::Text, v) => Scalar::Str(v.to_string()),
-        // Empty strings in typed columns are missing values (common in CSV exports).
-        (_, Value::String(s)) if s.trim().is_empty() => return Ok(None),
         (T::Integer, Value::Number(n)) => match n.as_i64() {
             Some(i) => Scalar::Int(i),
             None => match n.as_f64() {
@@ -90,17 +106,9 @@ pub fn coerce(value: &Value, ty: PropertyType) -> Result<Option<Scalar>, CoerceE
                 _ => return Err(CoerceError),
             },
         },
-        (T::Integer, Value::String(s)) => Scalar::Int(s.trim().parse().map_err(|_| CoerceError)?),
         (T::Double, Value::Number(n)) => Scalar::Double(n.as_f64().ok_or(CoerceError)?),
-        (T::Double, Value::String(s)) => Scalar::Double(s.trim().parse().map_err(|_| CoerceError)?),
         (T::Date, Value::Number(n)) => Scalar::DateMs(n.as_f64().and_then(epoch_to_ms).ok_or(CoerceError)?),
-        (T::Date, Value::String(s)) => Scalar::DateMs(parse_date(s).ok_or(CoerceError)?),
         (T::Boolean, Value::Bool(b)) => Scalar::Bool(*b),
-        (T::Boolean, Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "t" | "yes" | "1" => Scalar::Bool(true),
-            "false" | "f" | "no" | "0" => Scalar::Bool(false),
-            _ => return Err(CoerceError),
-        },
         (T::Boolean, Value::Number(n)) => match n.as_i64() {
             Some(0) => Scalar::Bool(false),
             Some(1) => Scalar::Bool(true),

@@ -23,5 +23,5 @@ pub use compression::{Compression, decompress};
 pub use error::{IngestError, Result};
 pub use format::{FormatOptions, InputFormat, RecordError, SourceOptions, SourceRecord, open_records, read_source};
 #[cfg(feature = "publish")]
-pub use publish::{Progress, PublishReport, PublishRequest, Rejection, publish, publish_records};
+pub use publish::{Phase, Progress, PublishReport, PublishRequest, Rejection, publish, publish_records};
 pub use rules::{RuleError, RuleSet};

@@ -115,9 +115,20 @@ pub struct Rejection {
     pub action: &'static str,
 }
 
+/// What a publish is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading, typing and writing the records into the lake, up to the commit.
+    Lake,
+    /// The commit stands; the data stores are indexing it.
+    Index,
+}
+
 /// Live progress of a publish.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
+    /// What the publish is doing.
+    pub phase: Phase,
     /// Bytes read from the sources (compressed size).
     pub bytes_read: u64,
     /// Total size of the sources, when known.
@@ -163,9 +174,13 @@ pub struct PublishReport {
     pub key_ranges: Vec<(u64, u64)>,
     /// Bytes read (compressed size).
     pub bytes: u64,
-    /// Wall time.
+    /// Wall time until the records were queryable: `lake_seconds + index_seconds`.
     pub seconds: f64,
-    /// Records published per second.
+    /// Wall time until the lake commit stood (reading, typing, writing, committing).
+    pub lake_seconds: f64,
+    /// Wall time the data stores took to index the commit, after it.
+    pub index_seconds: f64,
+    /// Records published per second, until queryable.
     pub rows_per_second: f64,
     /// Set when the records were committed but the data stores could not index them yet (say
     /// the disk is full): they are safe in the lake, and each store indexes them on its next
@@ -240,13 +255,31 @@ struct RawChunk {
 /// step for JSON, runs on every core).
 enum Items {
     Parsed(Vec<std::result::Result<SourceRecord, RecordError>>),
-    JsonLines { text: Vec<u8>, first_line: u64 },
+    JsonLines {
+        text: Vec<u8>,
+        first_line: u64,
+    },
+    /// Whole records of a csv/txt file (cut at record boundaries), after its header.
+    Delimited {
+        text: Vec<u8>,
+        first_line: u64,
+        header: Arc<Header>,
+    },
+}
+
+/// The columns of a delimited file, read once by the reader for all its chunks.
+struct Header {
+    names: Vec<String>,
+    delimiter: u8,
 }
 
 impl Items {
     fn into_records(self, file: &str) -> Vec<std::result::Result<SourceRecord, RecordError>> {
         match self {
             Items::Parsed(items) => items,
+            Items::Delimited { text, first_line, header } => {
+                crate::format::csv::chunk_rows(text, first_line, header.delimiter, &header.names, file).collect()
+            }
             Items::JsonLines { text, first_line } => text
                 .split(|b| *b == b'\n')
                 .enumerate()
@@ -256,8 +289,8 @@ impl Items {
     }
 }
 
-/// Bytes of jsonl text per chunk.
-const JSONL_CHUNK_BYTES: usize = 1 << 20;
+/// Bytes of jsonl or csv/txt text per chunk.
+const TEXT_CHUNK_BYTES: usize = 1 << 20;
 
 /// One chunk typed into columns.
 struct TypedChunk {
@@ -270,6 +303,15 @@ struct TypedChunk {
     nulled: u64,
     rejections: Vec<Rejection>,
     unmapped: BTreeSet<String>,
+}
+
+impl TypedChunk {
+    /// Lists a skipped record or a nulled value, while fewer than [`MAX_LISTED`] are.
+    fn reject(&mut self, file: &str, line: u64, column: Option<u64>, reason: String, action: &'static str) {
+        if self.rejections.len() < MAX_LISTED {
+            self.rejections.push(Rejection { file: file.to_string(), line, column, reason, action });
+        }
+    }
 }
 
 /// Counts over every chunk of a publish, in input order.
@@ -331,6 +373,8 @@ impl Totals {
             key_ranges: report.key_ranges,
             bytes,
             seconds,
+            lake_seconds: seconds,
+            index_seconds: 0.0,
             rows_per_second: if seconds > 0.0 { report.rows as f64 / seconds } else { 0.0 },
             index_error: None,
         })
@@ -425,7 +469,13 @@ pub fn publish(
             if last_progress.elapsed() >= Duration::from_millis(100) {
                 last_progress = Instant::now();
                 let bytes_read = bytes.load(Ordering::Relaxed);
-                progress(&Progress { bytes_read, bytes_total, rows: totals.published, elapsed: started.elapsed() });
+                progress(&Progress {
+                    phase: Phase::Lake,
+                    bytes_read,
+                    bytes_total,
+                    rows: totals.published,
+                    elapsed: started.elapsed(),
+                });
             }
         }
         let read_result = reader.join().unwrap_or_else(|p| {
@@ -440,7 +490,7 @@ pub fn publish(
     let rows = totals.published;
     let mut report = totals.finish(appender, &req.file, files.len(), bytes, inferred, started)?;
     report.invalid_utf8_lines = invalid_utf8.get();
-    progress(&Progress { bytes_read: bytes, bytes_total, rows, elapsed: started.elapsed() });
+    progress(&Progress { phase: Phase::Lake, bytes_read: bytes, bytes_total, rows, elapsed: started.elapsed() });
     Ok(report)
 }
 
@@ -479,7 +529,7 @@ fn read_all(
             loop {
                 let mut buf = std::mem::take(&mut carry);
                 let start = buf.len();
-                buf.resize(start + JSONL_CHUNK_BYTES, 0);
+                buf.resize(start + TEXT_CHUNK_BYTES, 0);
                 let n = read_full(&mut text, &mut buf[start..])
                     .map_err(|e| IngestError::Record(RecordError::new(&file.name, line, None, e.to_string(), true)))?;
                 buf.truncate(start + n);
@@ -514,6 +564,19 @@ fn read_all(
             }
             continue;
         }
+        if delimited && compression != Compression::Zip && req.rows.is_none() {
+            if !read_delimited(
+                input,
+                options,
+                compression,
+                &file.name,
+                TEXT_CHUNK_BYTES,
+                &mut |text, first_line, header| send(Items::Delimited { text, first_line, header }, &mut seq),
+            )? {
+                return Ok(());
+            }
+            continue;
+        }
         let records = read_source(input, options, &file.name)?;
         let mut items = Vec::with_capacity(CHUNK_RECORDS);
         for item in records {
@@ -536,6 +599,86 @@ fn read_all(
         }
     }
     Ok(())
+}
+
+/// The reader stage of a csv/txt file: decompresses and decodes it, reads its header, and cuts
+/// the rest into chunks of whole records (a line break inside quotes ends nothing) that the
+/// workers parse, so that parsing runs on every core. `send` returns false to stop; so does
+/// this function then.
+fn read_delimited(
+    input: Box<dyn Read + Send>,
+    options: &SourceOptions,
+    compression: Compression,
+    file: &str,
+    chunk_bytes: usize,
+    send: &mut dyn FnMut(Vec<u8>, u64, Arc<Header>) -> bool,
+) -> Result<bool> {
+    use crate::format::csv::{RecordCutter, check_options, open};
+    if let Some(label) = &options.encoding {
+        crate::charset::encoding_for_label(label)?;
+    }
+    check_options(&options.format)?;
+    let format = options.format.format.unwrap_or(InputFormat::Csv);
+    let delimiter = options.format.delimiter.unwrap_or(format.default_delimiter());
+    let text = crate::compression::decompress(input, compression, None)?;
+    let mut text = crate::charset::decode_charset_checked(text, options.encoding.as_deref(), &options.utf8)?;
+    let failed =
+        |line: u64, e: std::io::Error| IngestError::Record(RecordError::new(file, line, None, e.to_string(), true));
+    let mut buf: Vec<u8> = Vec::new();
+    // Reads up to a chunk more into `buf`; returns the bytes read (0 at the end).
+    let mut more = |buf: &mut Vec<u8>, line: u64| -> Result<usize> {
+        let start = buf.len();
+        buf.resize(start + chunk_bytes, 0);
+        let n = read_full(&mut text, &mut buf[start..]).map_err(|e| failed(line, e))?;
+        buf.truncate(start + n);
+        Ok(n)
+    };
+    // The header is the first record, read whole however long (up to the record limit).
+    let (mut at, mut line, mut eof) = (0, 1, false);
+    if options.format.headers {
+        loop {
+            if let Some(end) = RecordCutter::first_record_end(&buf, delimiter) {
+                (at, line) = end;
+                break;
+            }
+            if eof {
+                at = buf.len();
+                break;
+            }
+            if buf.len() > crate::format::MAX_RECORD_BYTES {
+                return Err(failed(1, crate::format::too_long()));
+            }
+            eof = more(&mut buf, 1)? == 0;
+        }
+    }
+    let head = open(Box::new(std::io::Cursor::new(buf[..at].to_vec())), format, &options.format, file)?;
+    let header = Arc::new(Header { names: head.names().to_vec(), delimiter });
+    let mut carry = buf.split_off(at);
+    let mut cutter = RecordCutter::at_line(delimiter, line);
+    let mut scanned = 0;
+    loop {
+        let cut = cutter.scan(&carry[scanned..]).map(|(offset, next)| (scanned + offset, next));
+        scanned = carry.len();
+        if eof {
+            return Ok(carry.is_empty() || send(carry, line, header));
+        }
+        match cut {
+            Some((offset, next)) => {
+                let rest = carry.split_off(offset);
+                if !send(std::mem::replace(&mut carry, rest), line, header.clone()) {
+                    return Ok(false);
+                }
+                line = next;
+                scanned = carry.len();
+            }
+            // A record longer than a chunk: read on until it ends, up to the limit.
+            None if carry.len() > crate::format::MAX_RECORD_BYTES => {
+                return Err(failed(line, crate::format::too_long()));
+            }
+            None => {}
+        }
+        eof = more(&mut carry, line)? == 0;
+    }
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
@@ -613,8 +756,17 @@ fn type_chunk(chunk: RawChunk, builder: &mut RowsBuilder, rules: &RuleSet, permi
         out.columns = builder.finish();
         return Ok(out);
     }
+    let items = match chunk.items {
+        Items::Delimited { text, first_line, header } if rules.is_empty() => {
+            type_delimited(text, first_line, &header, file, builder, permissive, &mut out)?;
+            out.rows = builder.len();
+            out.columns = builder.finish();
+            return Ok(out);
+        }
+        items => items,
+    };
     let mut casts = Vec::new();
-    for item in chunk.items.into_records(file) {
+    for item in items.into_records(file) {
         let source = match item {
             Ok(r) => r,
             Err(e) if permissive && !e.fatal => {
@@ -704,6 +856,53 @@ fn type_chunk(chunk: RawChunk, builder: &mut RowsBuilder, rules: &RuleSet, permi
     Ok(out)
 }
 
+/// The fast path for csv/txt without rules: each record's fields are typed straight into the
+/// columns, by the position of their property in the header.
+fn type_delimited(
+    text: Vec<u8>,
+    first_line: u64,
+    header: &Header,
+    file: &str,
+    builder: &mut RowsBuilder,
+    permissive: bool,
+    out: &mut TypedChunk,
+) -> Result<()> {
+    let reject = |out: &mut TypedChunk, line, column, reason, action| out.reject(file, line, column, reason, action);
+    let columns = builder.columns_of(&header.names);
+    let mut rows = crate::format::csv::chunk_rows(text, first_line, header.delimiter, &header.names, file);
+    while let Some(row) = rows.next_row() {
+        let line = match row {
+            Ok(line) => line,
+            Err(e) if permissive && !e.fatal => {
+                out.rejected += 1;
+                reject(out, e.line, e.column, e.message, "skipped");
+                continue;
+            }
+            Err(e) => return Err(IngestError::Record(e)),
+        };
+        out.read += 1;
+        let fields = rows.fields();
+        match builder.push_fields(&columns, |i| String::from_utf8_lossy(&fields[i]), permissive) {
+            Ok(nulled) => {
+                for (at, e) in nulled {
+                    out.nulled += 1;
+                    reject(out, line, Some(at as u64 + 1), e.to_string(), "nulled");
+                }
+            }
+            Err((at, e)) => {
+                let column = Some(at as u64 + 1);
+                return Err(IngestError::Row { file: file.to_string(), line, column, message: e.to_string() });
+            }
+        }
+    }
+    if !builder.is_empty() {
+        let mapped: BTreeSet<usize> = columns.iter().flatten().copied().collect();
+        let unmapped = header.names.iter().enumerate().filter(|(i, _)| !mapped.contains(i));
+        out.unmapped.extend(unmapped.map(|(_, n)| n.clone()));
+    }
+    Ok(())
+}
+
 /// The fast path for jsonl without rules: each line is parsed straight into the columns.
 fn type_json_lines(
     text: &[u8],
@@ -713,11 +912,7 @@ fn type_json_lines(
     permissive: bool,
     out: &mut TypedChunk,
 ) -> Result<()> {
-    let reject = |out: &mut TypedChunk, line: u64, column: Option<u64>, reason: String, action| {
-        if out.rejections.len() < MAX_LISTED {
-            out.rejections.push(Rejection { file: file.to_string(), line, column, reason, action });
-        }
-    };
+    let reject = |out: &mut TypedChunk, line, column, reason, action| out.reject(file, line, column, reason, action);
     for (i, bytes) in text.split(|b| *b == b'\n').enumerate() {
         let Some(first) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else { continue };
         let line = first_line + i as u64;
@@ -783,7 +978,7 @@ fn infer(env: &Environment, files: &[SourceFile], options: &[SourceOptions], rul
             if m1_engine::schema::validate_name(&name).is_err() {
                 return None;
             }
-            Some((order, Property { name, ty, multi, description: None }))
+            Some((order, Property { multi, ..Property::new(&name, ty) }))
         })
         .collect();
     found.sort_by_key(|(order, _)| *order);
@@ -920,7 +1115,7 @@ mod tests {
         let env = env(&dir);
         let path = dir.path().join("big.jsonl");
         let mut f = std::fs::File::create(&path).unwrap();
-        let long = "x".repeat(3 * JSONL_CHUNK_BYTES / 2);
+        let long = "x".repeat(3 * TEXT_CHUNK_BYTES / 2);
         for i in 0..60_000u64 {
             match i {
                 10 => writeln!(f, "{{\"n\": {i}, \"s\": \"{long}\"}}").unwrap(),
@@ -944,5 +1139,82 @@ mod tests {
         assert_eq!(recs[0]["s"].as_str().map(str::len), Some(long.len()));
         assert_eq!(recs[1]["n"], 21, "the blank line 21 is skipped, not counted");
         assert_eq!(recs[2]["n"], 59_990);
+    }
+}
+
+/// csv/txt cut into chunks of whole records reads exactly as the whole file does: the same
+/// records, fields, line numbers and errors, wherever the chunks end (quoted line breaks,
+/// CRLF, blank lines, a quote left open at the end).
+#[cfg(test)]
+mod delimited_chunks {
+    use super::*;
+    use crate::format::{FormatOptions, open_records};
+    use proptest::prelude::*;
+
+    fn render(item: std::result::Result<SourceRecord, RecordError>) -> String {
+        match item {
+            Ok(r) => format!("L{} {}", r.line, Value::Object(r.record)),
+            Err(e) => format!("E {e}{}", if e.fatal { " (fatal)" } else { "" }),
+        }
+    }
+
+    fn whole(text: &[u8], format: InputFormat) -> Vec<String> {
+        let records = open_records(Box::new(std::io::Cursor::new(text.to_vec())), &FormatOptions::new(format), "d");
+        match records {
+            Ok(records) => records.map(render).collect(),
+            Err(e) => vec![format!("open: {e}")],
+        }
+    }
+
+    fn chunked(text: &[u8], format: InputFormat, chunk_bytes: usize) -> Vec<String> {
+        let options = SourceOptions { format: FormatOptions::new(format), ..SourceOptions::default() };
+        let mut out = Vec::new();
+        let input = Box::new(std::io::Cursor::new(text.to_vec()));
+        let read = read_delimited(input, &options, Compression::None, "d", chunk_bytes, &mut |text, line, header| {
+            let rows = crate::format::csv::chunk_rows(text, line, header.delimiter, &header.names, "d");
+            out.extend(rows.map(render));
+            true
+        });
+        if let Err(e) = read {
+            out.push(format!("open: {e}"));
+        }
+        // The whole-file reader stops at a fatal error.
+        if let Some(i) = out.iter().position(|l| l.ends_with("(fatal)")) {
+            out.truncate(i + 1);
+        }
+        out
+    }
+
+    fn text() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            4 => Just(&b"a"[..]), 2 => Just(&b"bc"[..]), 3 => Just(&b","[..]), 1 => Just(&b"\t"[..]),
+            2 => Just(&b"\""[..]), 1 => Just(&b"\"\""[..]), 2 => Just(&b"\n"[..]), 1 => Just(&b"\r\n"[..]),
+            1 => Just(&b"\r"[..]), 1 => Just(&b" "[..]), 1 => Just("é".as_bytes()),
+        ];
+        prop::collection::vec(piece, 0..120).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+        #[test]
+        fn chunks_read_like_the_whole_file(
+            header in prop_oneof![Just(&b"a,b,c\n"[..]), Just(&b"a,\"b\nx\",c\r\n"[..]), Just(&b"\n\na\tb\n"[..]), Just(&b""[..])],
+            body in text(),
+            chunk in 1usize..40,
+            txt in any::<bool>(),
+        ) {
+            let input = [header, &body[..]].concat();
+            let format = if txt { InputFormat::Txt } else { InputFormat::Csv };
+            prop_assert_eq!(chunked(&input, format, chunk), whole(&input, format));
+        }
+    }
+
+    #[test]
+    fn a_bom_a_long_header_and_records_longer_than_a_chunk() {
+        let input = "\u{FEFF}id,\"long\nheader\"\n1,\"x\ny\"\n\n2,z\r\n3,\"unterminated\n".as_bytes();
+        for chunk in [1, 2, 3, 7, 1 << 20] {
+            assert_eq!(chunked(input, InputFormat::Csv, chunk), whole(input, InputFormat::Csv), "chunks of {chunk}");
+        }
+        assert_eq!(whole(input, InputFormat::Csv).len(), 3);
     }
 }

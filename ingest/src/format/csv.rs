@@ -77,13 +77,7 @@ pub(crate) fn open(
     let options = FormatOptions { format: Some(format), ..options.clone() };
     check_options(&options)?;
     let delimiter = options.delimiter.unwrap_or(format.default_delimiter());
-    let scanner = QuoteScanner::new(reader, delimiter);
-    let reader = ::csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .buffer_capacity(BUF_SIZE)
-        .from_reader(scanner);
+    let reader = csv_reader(QuoteScanner::new(reader, delimiter), delimiter);
     let mut records = DelimitedRecords {
         reader,
         names: Vec::new(),
@@ -116,6 +110,20 @@ pub(crate) fn open(
         records.names = columns.clone();
     }
     Ok(records)
+}
+
+/// The `csv` crate's reader as m1 uses it: every row as it is (headers are m1's business),
+/// rows of any length (checked against the columns by m1, to say where they differ).
+fn csv_reader(
+    scanner: QuoteScanner<Box<dyn Read + Send>>,
+    delimiter: u8,
+) -> ::csv::Reader<QuoteScanner<Box<dyn Read + Send>>> {
+    ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .buffer_capacity(BUF_SIZE)
+        .from_reader(scanner)
 }
 
 /// Decodes a field; input that bypassed charset decoding may hold invalid UTF-8, which is
@@ -167,10 +175,20 @@ impl DelimitedRecords {
     }
 }
 
-impl Iterator for DelimitedRecords {
-    type Item = Result<SourceRecord, RecordError>;
+impl DelimitedRecords {
+    /// The column names.
+    pub(crate) fn names(&self) -> &[String] {
+        &self.names
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
+    /// The fields of the row [`DelimitedRecords::next_row`] just read.
+    pub(crate) fn fields(&self) -> &::csv::ByteRecord {
+        &self.row
+    }
+
+    /// Reads the next row into [`DelimitedRecords::fields`], returning its line; a row with
+    /// the wrong number of fields is a (non-fatal) error.
+    pub(crate) fn next_row(&mut self) -> Option<Result<u64, RecordError>> {
         if self.done {
             return None;
         }
@@ -205,11 +223,7 @@ impl Iterator for DelimitedRecords {
                     let column = Some(self.row.len() as u64 + 1);
                     return Some(Err(RecordError::new(&self.source, line, column, msg, false)));
                 }
-                let mut record = Record::with_capacity(self.row.len());
-                for (name, field) in self.names.iter().zip(self.row.iter()) {
-                    record.insert(name.clone(), Value::String(utf8(field)));
-                }
-                Some(Ok(SourceRecord { line, record }))
+                Some(Ok(line))
             }
             Ok(false) => {
                 self.done = true;
@@ -217,6 +231,77 @@ impl Iterator for DelimitedRecords {
             }
             Err(e) => Some(Err(self.error(&e))),
         }
+    }
+}
+
+impl Iterator for DelimitedRecords {
+    type Item = Result<SourceRecord, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let line = match self.next_row()? {
+            Ok(line) => line,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut record = Record::with_capacity(self.row.len());
+        for (name, field) in self.names.iter().zip(self.row.iter()) {
+            record.insert(name.clone(), Value::String(utf8(field)));
+        }
+        Some(Ok(SourceRecord { line, record }))
+    }
+}
+
+/// The data rows of one chunk of a delimited text, cut at a record boundary by a
+/// [`RecordCutter`]: lines count from `first_line`, and `names` are the file's columns (its
+/// header was read before the first chunk). Parsed exactly as [`open`] parses a whole file.
+pub(crate) fn chunk_rows(
+    text: Vec<u8>,
+    first_line: u64,
+    delimiter: u8,
+    names: &[String],
+    source: &str,
+) -> DelimitedRecords {
+    let mut scanner = QuoteScanner::new(Box::new(io::Cursor::new(text)) as Box<dyn Read + Send>, delimiter);
+    scanner.line = first_line;
+    scanner.first = false;
+    let reader = csv_reader(scanner, delimiter);
+    DelimitedRecords {
+        reader,
+        names: names.to_vec(),
+        row: ::csv::ByteRecord::new(),
+        source: source.to_string(),
+        done: false,
+    }
+}
+
+/// Finds where records end in a delimited text read piece by piece, following the quoting as
+/// the `csv` crate does (a line break inside a quoted field ends nothing), so that the text can
+/// be cut into chunks of whole records that workers parse in parallel.
+pub(crate) struct RecordCutter(QuoteScanner<()>);
+
+impl RecordCutter {
+    /// A cutter between records, at the 1-based `line` of a text.
+    pub(crate) fn at_line(delimiter: u8, line: u64) -> RecordCutter {
+        let mut scanner = QuoteScanner::new((), delimiter);
+        scanner.line = line;
+        RecordCutter(scanner)
+    }
+
+    /// Scans the next piece of the text. Returns the offset in `piece` just past the last place
+    /// between records, with the 1-based line that starts there, if the piece has one.
+    pub(crate) fn scan(&mut self, piece: &[u8]) -> Option<(usize, u64)> {
+        self.0.cut = None;
+        self.0.scan(piece);
+        self.0.starts.clear();
+        self.0.cut
+    }
+
+    /// The offset just past the end of the first record of `text` (the header) with the line
+    /// that follows, if the record ends in `text`.
+    pub(crate) fn first_record_end(text: &[u8], delimiter: u8) -> Option<(usize, u64)> {
+        let mut scanner = QuoteScanner::new((), delimiter);
+        scanner.stop_after_first = true;
+        scanner.scan(text);
+        scanner.first_end
     }
 }
 
@@ -253,6 +338,12 @@ struct QuoteScanner<R> {
     /// Nothing has been read yet.
     first: bool,
     eof: bool,
+    /// Offset in the buffer being scanned just past the last byte that left the scanner
+    /// between records, with the line there (for [`RecordCutter`]).
+    cut: Option<(usize, u64)>,
+    /// Where the first record ended, and whether to stop scanning there.
+    first_end: Option<(usize, u64)>,
+    stop_after_first: bool,
 }
 
 impl<R> QuoteScanner<R> {
@@ -267,6 +358,9 @@ impl<R> QuoteScanner<R> {
             starts: VecDeque::new(),
             first: true,
             eof: false,
+            cut: None,
+            first_end: None,
+            stop_after_first: false,
         }
     }
 
@@ -278,6 +372,19 @@ impl<R> QuoteScanner<R> {
             self.state = Scan::Record;
             self.line += u64::from(b == b'\n');
         }
+    }
+
+    /// After a field ended at offset `i`: if it ended its record, notes the cut there. Returns
+    /// whether to stop scanning (the first record was all that was asked for).
+    fn ended_record(&mut self, i: usize) -> bool {
+        if self.state != Scan::Record {
+            return false;
+        }
+        self.cut = Some((i, self.line));
+        if self.first_end.is_none() {
+            self.first_end = Some((i, self.line));
+        }
+        self.stop_after_first
     }
 
     fn scan(&mut self, buf: &[u8]) {
@@ -296,6 +403,7 @@ impl<R> QuoteScanner<R> {
                         continue;
                     }
                     i += 1;
+                    self.cut = Some((i, self.line));
                 }
                 Scan::Start => {
                     let b = buf[i];
@@ -305,6 +413,9 @@ impl<R> QuoteScanner<R> {
                         self.opened = (self.line, self.field);
                     } else if b == d || b == b'\n' || b == b'\r' {
                         self.end_field(b);
+                        if self.ended_record(i) {
+                            return;
+                        }
                     } else {
                         self.state = Scan::Field;
                     }
@@ -315,6 +426,9 @@ impl<R> QuoteScanner<R> {
                         let b = buf[i + k];
                         i += k + 1;
                         self.end_field(b);
+                        if self.ended_record(i) {
+                            return;
+                        }
                     }
                 },
                 Scan::Quoted => match memchr::memchr2(b'"', b'\n', &buf[i..]) {
@@ -336,6 +450,9 @@ impl<R> QuoteScanner<R> {
                         self.state = Scan::Quoted;
                     } else if b == d || b == b'\n' || b == b'\r' {
                         self.end_field(b);
+                        if self.ended_record(i) {
+                            return;
+                        }
                     } else {
                         self.state = Scan::Field;
                     }
