@@ -134,14 +134,47 @@ def parquet_rows(path):
     return duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
 
 
-def run_m1(scratch, fmt, path, schema):
+ANON = [0.0]
+
+
+def sampled(cmd, env=None):
+    """Runs cmd sampling /proc/PID/status every 50 ms: (wall seconds, peak RSS MiB, stdout); the
+    peak anonymous RSS (heap and stacks, not the file pages m1 maps to read segments, which the
+    kernel can drop at will) of the last call is left in ANON[0], and its CPU time in CPU[0]."""
+    import resource
+    children = lambda: sum(getattr(resource.getrusage(resource.RUSAGE_CHILDREN), k) for k in ("ru_utime", "ru_stime"))
+    cpu0 = children()
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = anon = 0
+    while True:
+        try:
+            out, err = p.communicate(timeout=0.05)
+            break
+        except subprocess.TimeoutExpired:
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+                peak = max(peak, int(fields.get("VmHWM", "0 kB").split()[0]))
+                anon = max(anon, int(fields.get("RssAnon", "0 kB").split()[0]))
+            except (OSError, ValueError):
+                pass
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{err[-3000:]}")
+    CPU[0] = children() - cpu0
+    ANON[0] = anon / 1024
+    return wall, peak / 1024, out
+
+
+def run_m1(scratch, fmt, path, schema, runner=None):
     home = os.path.join(scratch, "m1home")
     shutil.rmtree(home, ignore_errors=True)
     env = dict(os.environ, M1_HOME=home)
     subprocess.run([M1, "ops", "env/create", "-env", "bench"], env=env, check=True, capture_output=True)
     subprocess.run([M1, "bench", "schema/add", "-properties", "@" + schema], env=env, check=True,
                    capture_output=True)
-    wall, rss, out = timed([M1, "bench", "publish", "-file", path], env=env)
+    wall, rss, out = (runner or timed)([M1, "bench", "publish", "-file", path], env=env)
     report = json.loads(out)
     size = du(home)
     shutil.rmtree(home)
@@ -281,11 +314,12 @@ def memory(args, tool):
         f.write(subprocess.run([tool, "schema", "jsonl"], check=True, capture_output=True, text=True).stdout)
     out = []
     for rep in range(args.reps):
-        wall, rss, got, lake = run_m1(scratch, "jsonl", path, schema)
+        wall, rss, got, lake = run_m1(scratch, "jsonl", path, schema, runner=sampled)
         if got != rows:
             sys.exit(f"m1 published {got} rows, expected {rows}")
-        out.append({"seconds": wall, "cpu": CPU[0], "rss_mib": rss, "lake_bytes": lake})
-        log(f"memory rep {rep + 1}: {wall:.1f} s, {size / 1e6 / wall:.1f} MB/s, peak RSS {rss:.0f} MiB")
+        out.append({"seconds": wall, "cpu": CPU[0], "rss_mib": rss, "anon_mib": ANON[0], "lake_bytes": lake})
+        log(f"memory rep {rep + 1}: {wall:.1f} s, {size / 1e6 / wall:.1f} MB/s, peak RSS {rss:.0f} MiB "
+            f"(anonymous {ANON[0]:.0f} MiB)")
     res = {"machine": machine(), "file": os.path.relpath(path, ROOT), "rows": rows, "bytes": size,
            "gz_bytes": os.path.getsize(path), "runs": out}
     with open(os.path.join(ROOT, "target", "bench-results", "ingest-memory.json"), "w") as f:
@@ -293,7 +327,8 @@ def memory(args, tool):
     print(f"\nm1 publish of {size / 1e9:.2f} GB jsonl ({os.path.getsize(path) / 1e9:.2f} GB gzip -1, {rows:,} rows):")
     for r in out:
         print(f"- {r['seconds']:.1f} s ({size / 1e6 / r['seconds']:.1f} MB/s, {rows / r['seconds'] / 1e3:,.0f} k rows/s), "
-              f"CPU {r['cpu']:.0f} s, peak RSS {r['rss_mib']:.0f} MiB, lake {r['lake_bytes'] / 1e9:.2f} GB")
+              f"CPU {r['cpu']:.0f} s, peak RSS {r['rss_mib']:.0f} MiB (anonymous {r['anon_mib']:.0f} MiB), "
+              f"lake {r['lake_bytes'] / 1e9:.2f} GB")
     if not args.keep:
         os.remove(path)
         os.remove(path + ".meta")

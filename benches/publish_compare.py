@@ -242,7 +242,9 @@ def run_m1(fmt, path, schema):
                        capture_output=True, text=True).stdout
     shutil.rmtree(home)
     return {"seconds": wall, "rss_mib": rss, "cpu": CPU[0], "rows": report["rowsPublished"],
-            "lake": report["lakeSeconds"], "index": report["indexSeconds"], "count": q}
+            # Builds before the report split the times had `seconds` = the lake part only.
+            "lake": report.get("lakeSeconds", report["seconds"]),
+            "index": report.get("indexSeconds", wall - report["seconds"]), "count": q}
 
 
 def run_other(name, fmt, path):
@@ -259,6 +261,7 @@ def med(xs):
 
 
 def main():
+    global M1
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--data", default="flights,debian,events")
@@ -267,7 +270,9 @@ def main():
     ap.add_argument("--flights-times", type=int, default=12)
     ap.add_argument("--debian-times", type=int, default=10)
     ap.add_argument("--events-bytes", default="5e8")
+    ap.add_argument("--m1", default=M1, help="the m1 binary (e.g. an older build, to compare commits)")
     args = ap.parse_args()
+    M1 = args.m1
     os.makedirs(os.path.join(DATA, "scratch"), exist_ok=True)
     if not os.path.exists(M1):
         sys.exit(f"{M1} is missing: run `cargo build --release --workspace` first")
