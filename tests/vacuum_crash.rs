@@ -86,22 +86,39 @@ fn vacuum_is_safe_under_sigkill() {
             .env(CHILD_ENV, &root)
             .env(START, next.to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
         let reader = std::thread::spawn(move || {
             BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
                 // The test harness may start the first line with "test NAME ... ".
                 .filter_map(|l| l.split_once("ACK ").and_then(|(_, n)| n.trim().parse::<u64>().ok()))
-                .last()
+                .for_each(|n| {
+                    let _ = tx.send(n);
+                });
         });
-        std::thread::sleep(Duration::from_millis(rng.random_range(100..800)));
+        // The kill comes at a random moment after the child's first append of the round (its
+        // vacuum follows at once), however long a cold start of the child takes on a busy
+        // machine: a kill before the child got going would test nothing.
+        let first = rx.recv_timeout(Duration::from_secs(120)).ok();
+        if first.is_none() {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "round {round}: the child acknowledged no append ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..700)));
         child.kill().unwrap();
         child.wait().unwrap();
-        let acked = reader.join().unwrap().map_or(next, |n| n + 1);
+        reader.join().unwrap();
+        let acked = rx.try_iter().last().or(first).map_or(next, |n| n + 1);
         removed += before - orphans_left(&root);
 
         // Every committed append reads back whole: each referenced file is still there.
