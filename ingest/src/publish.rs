@@ -867,7 +867,6 @@ fn type_delimited(
     permissive: bool,
     out: &mut TypedChunk,
 ) -> Result<()> {
-    let reject = |out: &mut TypedChunk, line, column, reason, action| out.reject(file, line, column, reason, action);
     let columns = builder.columns_of(&header.names);
     let mut rows = crate::format::csv::chunk_rows(text, first_line, header.delimiter, &header.names, file);
     while let Some(row) = rows.next_row() {
@@ -875,7 +874,7 @@ fn type_delimited(
             Ok(line) => line,
             Err(e) if permissive && !e.fatal => {
                 out.rejected += 1;
-                reject(out, e.line, e.column, e.message, "skipped");
+                out.reject(file, e.line, e.column, e.message, "skipped");
                 continue;
             }
             Err(e) => return Err(IngestError::Record(e)),
@@ -886,7 +885,7 @@ fn type_delimited(
             Ok(nulled) => {
                 for (at, e) in nulled {
                     out.nulled += 1;
-                    reject(out, line, Some(at as u64 + 1), e.to_string(), "nulled");
+                    out.reject(file, line, Some(at as u64 + 1), e.to_string(), "nulled");
                 }
             }
             Err((at, e)) => {
@@ -912,7 +911,6 @@ fn type_json_lines(
     permissive: bool,
     out: &mut TypedChunk,
 ) -> Result<()> {
-    let reject = |out: &mut TypedChunk, line, column, reason, action| out.reject(file, line, column, reason, action);
     for (i, bytes) in text.split(|b| *b == b'\n').enumerate() {
         let Some(first) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else { continue };
         let line = first_line + i as u64;
@@ -922,7 +920,7 @@ fn type_json_lines(
                 out.read += 1;
                 for e in nulled {
                     out.nulled += 1;
-                    reject(out, line, None, e.to_string(), "nulled");
+                    out.reject(file, line, None, e.to_string(), "nulled");
                 }
                 continue;
             }
@@ -940,7 +938,7 @@ fn type_json_lines(
             return Err(IngestError::Record(error));
         }
         out.rejected += 1;
-        reject(out, line, error.column, error.message, "skipped");
+        out.reject(file, line, error.column, error.message, "skipped");
     }
     Ok(())
 }

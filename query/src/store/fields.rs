@@ -137,9 +137,8 @@ fn mark_present(doc: &mut TantivyDocument, present: Option<Field>, name: &str) {
 fn add_column(docs: &mut [TantivyDocument], field: Field, p: &Property, col: &dyn Array, present: Option<Field>) {
     if !p.is_fast() {
         // No column to answer `p:*` from: record the presence (a NaN is no value).
-        let nan = |row| {
-            p.ty == PropertyType::Double && col.as_primitive_opt::<Float64Type>().is_some_and(|a| a.value(row).is_nan())
-        };
+        let doubles = (p.ty == PropertyType::Double).then(|| col.as_primitive_opt::<Float64Type>()).flatten();
+        let nan = |row| doubles.is_some_and(|a| a.value(row).is_nan());
         for (row, doc) in docs.iter_mut().enumerate() {
             if col.is_valid(row) && !nan(row) {
                 mark_present(doc, present, &p.name);

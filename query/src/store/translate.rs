@@ -79,7 +79,7 @@ impl Translator<'_> {
             }
             Query::Exists { field } => match self.prop(field) {
                 // Without a column, presence is a term of the presence field (see `fields`).
-                Some((p, f)) if !self.index.schema().get_field_entry(f).is_fast() => {
+                Some((p, f)) if !self.has_column(f) => {
                     let present = self.index.schema().get_field(PRESENT)?;
                     Box::new(TermQuery::new(Term::from_field_text(present, &p.name), IndexRecordOption::Basic))
                 }
@@ -100,7 +100,7 @@ impl Translator<'_> {
                         let Ok(f) = self.index.schema().get_field(&p.name) else { continue };
                         // A bare wildcard searches the terms there are: not those of a property
                         // declared `indexed: false`.
-                        if matches!(q, Query::Wildcard { .. }) && !self.index.schema().get_field_entry(f).is_indexed() {
+                        if matches!(q, Query::Wildcard { .. }) && !self.has_terms(f) {
                             continue;
                         }
                         any.push((Occur::Should, self.leaf(q, p, f)?));
@@ -109,6 +109,16 @@ impl Translator<'_> {
                 }
             },
         })
+    }
+
+    /// Whether this index keeps the terms of field `f` (it was built `indexed`).
+    fn has_terms(&self, f: Field) -> bool {
+        self.index.schema().get_field_entry(f).is_indexed()
+    }
+
+    /// Whether this index keeps a column of field `f` (it was built `fast`).
+    fn has_column(&self, f: Field) -> bool {
+        self.index.schema().get_field_entry(f).is_fast()
     }
 
     /// The property and its field in this index; `None` if the index predates the property.
@@ -120,7 +130,7 @@ impl Translator<'_> {
     fn leaf(&self, q: &Query, p: &Property, f: Field) -> Result<Q> {
         Ok(match q {
             Query::Term { text, .. } | Query::Phrase { text, .. } => self.equals(p, f, text)?,
-            Query::Wildcard { pattern, .. } if !self.index.schema().get_field_entry(f).is_indexed() => {
+            Query::Wildcard { pattern, .. } if !self.has_terms(f) => {
                 return Err(QueryError::BadRequest(format!(
                     "cannot match the wildcard '{pattern}' on '{}': the property is declared with indexed \
                      false, so the data stores keep no terms of it (ask for a whole value or a range)",
@@ -139,7 +149,7 @@ impl Translator<'_> {
 
     fn equals(&self, p: &Property, f: Field, text: &str) -> Result<Q> {
         // A field without an inverted index (`indexed: false`) answers a term from its column.
-        let indexed = self.index.schema().get_field_entry(f).is_indexed();
+        let indexed = self.has_terms(f);
         let exact = |t: Term| -> Q {
             if indexed {
                 Box::new(TermQuery::new(t, IndexRecordOption::Basic))
