@@ -33,6 +33,9 @@ pub enum Error {
     /// The endpoint exists, but only `m1 serve` can answer it (users, tokens, accounts).
     #[error("{0} is answered by `m1 serve` only (users and tokens exist on a server): call it with -remote URL")]
     ServedOnly(String),
+    /// The caller may not name this location (the server's confinement of copies).
+    #[error("{0}")]
+    Forbidden(String),
     /// Writing an answer failed (e.g. the reader went away).
     #[error("writing the answer: {0}")]
     Output(#[from] std::io::Error),
@@ -62,6 +65,7 @@ impl Error {
                 ErrorKind::BadInput
             }
             Error::ServedOnly(_) => ErrorKind::BadInput,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::Output(_) => ErrorKind::Internal,
         }
     }

@@ -17,10 +17,14 @@
 use arrow::array::RecordBatch;
 use serde_json::json;
 
+pub mod backup;
 pub mod endpoint;
 pub mod error;
 
+pub use backup::RestorePoint;
 pub use error::{Error, ErrorKind, Result};
+pub use m1_engine::backup::{Backup, BackupSource, BackupStatus};
+pub use m1_engine::history::VersionInfo;
 
 pub use m1_engine::storage::register_object_store;
 pub use m1_engine::{

@@ -187,6 +187,19 @@ impl Catalog {
         options: BTreeMap<String, String>,
         config: EnvConfig,
     ) -> Result<CatalogEntry> {
+        self.create_by(name, url, options, |url, options| Environment::create_with(url, options, config))
+    }
+
+    /// Adds an environment named `name` at `url` (default `$M1_HOME/envs/NAME`) that `make`
+    /// creates there (a new one, or one restored from a backup), after checking the name and
+    /// the location.
+    pub fn create_by(
+        &self,
+        name: &str,
+        url: Option<&str>,
+        options: BTreeMap<String, String>,
+        make: impl FnOnce(&str, &ObjectStoreOptions) -> Result<Environment>,
+    ) -> Result<CatalogEntry> {
         check_env_name(name)?;
         let mut file = self.load()?;
         if file.environments.iter().any(|e| e.name == name) {
@@ -198,7 +211,7 @@ impl Catalog {
         };
         check_location(&url, &file.environments)?;
         let object_store_options: ObjectStoreOptions = options.clone().into_iter().collect();
-        let env = Environment::create_with(&url, &object_store_options, config)?;
+        let env = make(&url, &object_store_options)?;
         let entry = CatalogEntry {
             name: name.to_string(),
             id: env.config().id.clone(),

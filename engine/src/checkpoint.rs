@@ -23,7 +23,8 @@ use crate::storage::Storage;
 /// A checkpoint is written after every this many commits.
 pub const CHECKPOINT_INTERVAL: u64 = 100;
 
-const LAST_CHECKPOINT: &str = "_delta_log/_last_checkpoint";
+/// The file naming the newest checkpoint.
+pub(crate) const LAST_CHECKPOINT: &str = "_delta_log/_last_checkpoint";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct LastCheckpoint {
@@ -31,7 +32,7 @@ struct LastCheckpoint {
     size: u64,
 }
 
-fn checkpoint_path(version: u64) -> String {
+pub(crate) fn checkpoint_path(version: u64) -> String {
     format!("{LOG_DIR}/{version:020}.checkpoint.parquet")
 }
 
@@ -113,7 +114,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 /// The actions that recreate `state`.
-fn state_actions(state: &TableState) -> Vec<Action> {
+pub(crate) fn state_actions(state: &TableState) -> Vec<Action> {
     let now = crate::environment::now_ms();
     let mut actions = vec![
         Action::Protocol(Protocol { min_reader_version: 1, min_writer_version: 2 }),
@@ -155,7 +156,7 @@ pub fn load(storage: &Storage) -> Option<TableState> {
     read(storage, last.version).ok()
 }
 
-fn read(storage: &Storage, version: u64) -> Result<TableState> {
+pub(crate) fn read(storage: &Storage, version: u64) -> Result<TableState> {
     let corrupt = |reason: String| EngineError::CorruptLog { version, reason };
     let bytes = storage.get(&checkpoint_path(version))?.ok_or_else(|| corrupt("checkpoint file is missing".into()))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;

@@ -23,12 +23,13 @@ use crate::storage::{ObjectStoreOptions, Storage};
 /// File holding the environment's configuration, relative to its root.
 pub const CONFIG_FILE: &str = "env.json";
 /// Where version 0's `commitInfo` carries the environment settings.
-const CONFIG_PARAM: &str = "m1.config";
+pub(crate) const CONFIG_PARAM: &str = "m1.config";
 /// Directory of the lake's segments.
 pub const LAKE_DIR: &str = "lake";
 /// The directories m1 writes at the top of an environment's root: the table log, the lake, the
 /// `/write` archive, data stores, session stores and the publish stage.
-pub const OWNED_DIRS: &[&str] = &[crate::log::LOG_DIR, LAKE_DIR, "archive", "stores", "sessions", "stage"];
+pub const OWNED_DIRS: &[&str] =
+    &[crate::log::LOG_DIR, LAKE_DIR, "archive", "stores", "sessions", "stage", crate::backup::BACKUPS_DIR];
 /// The files m1 writes at the top of an environment's root: settings, system parameters, the
 /// data-store registry and the server's users and tokens.
 pub const OWNED_FILES: &[&str] =
@@ -37,7 +38,7 @@ pub const OWNED_FILES: &[&str] =
 const MAX_COMMIT_ATTEMPTS: usize = 10_000;
 
 /// Settings fixed when an environment is created (stored in `env.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvConfig {
     /// Environment id.
@@ -104,6 +105,8 @@ pub struct Environment {
     cache: SegmentCache,
     /// When this handle last looked for other writers' commits (for [`Environment::fresh_snapshot`]).
     checked: parking_lot::Mutex<std::time::Instant>,
+    /// Parsed versions and rebuilt old states (time travel).
+    history: crate::history::History,
 }
 
 /// How stale a read may be about other processes' commits; this process's own commits are
@@ -142,12 +145,16 @@ pub struct AppendReport {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VacuumReport {
-    /// Unreferenced files deleted.
+    /// Lake files deleted: no version inside the retention window and no kept backup needs them.
     pub files_deleted: usize,
     /// Their total size.
     pub bytes_deleted: u64,
-    /// Unreferenced files kept because they are younger than the safety window.
+    /// Unneeded files kept because they are younger than the safety window.
     pub files_kept: usize,
+    /// Table log commits and checkpoints deleted (older than the retention window).
+    pub log_files_deleted: usize,
+    /// The oldest version a read or restore can ask for, after this vacuum.
+    pub oldest_version: u64,
 }
 
 impl Environment {
@@ -159,7 +166,8 @@ impl Environment {
     /// [`Environment::create`] with object-store options (endpoint, credentials).
     pub fn create_with(location: &str, options: &ObjectStoreOptions, config: EnvConfig) -> Result<Environment> {
         let storage = Storage::open(location, options)?;
-        if storage.head(&log::version_path(0))?.is_some() {
+        // Retention may have removed version 0 of an old environment; its checkpoint remains.
+        if storage.head(&log::version_path(0))?.is_some() || storage.head(checkpoint::LAST_CHECKPOINT)?.is_some() {
             return Err(EngineError::EnvironmentExists(storage.url().to_string()));
         }
         let now = now_ms();
@@ -200,6 +208,7 @@ impl Environment {
             state: RwLock::new(Arc::new(state)),
             cache: SegmentCache::default(),
             checked: parking_lot::Mutex::new(std::time::Instant::now()),
+            history: Default::default(),
         })
     }
 
@@ -229,6 +238,10 @@ impl Environment {
         changes: &std::collections::BTreeMap<String, Value>,
     ) -> Result<std::collections::BTreeMap<String, Value>> {
         crate::system::set(&self.storage, changes)
+    }
+
+    pub(crate) fn history(&self) -> &crate::history::History {
+        &self.history
     }
 
     /// The environment's storage.
@@ -289,7 +302,7 @@ impl Environment {
 
     /// Commits the actions `build` derives from the latest state, retrying when another writer
     /// commits first. `build` returning `None` means there is nothing to commit.
-    fn commit<F>(&self, mut build: F) -> Result<Arc<TableState>>
+    pub(crate) fn commit<F>(&self, mut build: F) -> Result<Arc<TableState>>
     where
         F: FnMut(&TableState) -> Result<Option<Vec<Action>>>,
     {
@@ -396,16 +409,68 @@ impl Environment {
         a.commit()
     }
 
-    /// Deletes lake files no commit references, if older than `min_age` (a safety window for
-    /// appends still in flight).
+    /// The retention window (system parameter `retention-ms`): how long replaced versions stay
+    /// readable.
+    pub fn retention(&self) -> Result<Duration> {
+        let ms = self.system()?.get(crate::system::RETENTION).and_then(Value::as_i64).unwrap_or(0);
+        Ok(Duration::from_millis(ms.max(0) as u64))
+    }
+
+    /// Deletes what no reader can need any more:
+    /// - lake files that no version inside the retention window (`retention-ms`) and no kept
+    ///   backup refers to, once older than `min_age` (a safety window for appends in flight);
+    /// - log commits and checkpoints older than the window, after checkpointing the first
+    ///   version it keeps, so the log does not grow without bound.
+    ///
+    /// Invariant: every version from [`VacuumReport::oldest_version`] on stays readable with all
+    /// its files, and so does every complete or in-progress backup.
     pub fn vacuum(&self, min_age: Duration) -> Result<VacuumReport> {
         let state = self.refresh()?;
-        let live: std::collections::HashSet<&str> = state.segments.iter().map(|s| s.path.as_str()).collect();
-        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
         let mut report = VacuumReport::default();
+        let listing = crate::history::listing(&self.storage)?;
+        let oldest = listing.oldest_restorable(state.version);
+        let boundary = now_ms().saturating_sub(self.retention()?.as_millis().min(i64::MAX as u128) as i64);
+        // The first kept version is the one that was current when the window opened.
+        let keep_from = match self.version_as_of(boundary) {
+            Ok(v) => v.max(oldest),
+            Err(_) => oldest,
+        };
+        let base = self.state_at(keep_from)?;
+        let mut needed: std::collections::HashSet<String> = base.segments.iter().map(|s| s.path.clone()).collect();
+        for v in keep_from + 1..=state.version {
+            let body =
+                self.storage.get(&log::version_path(v))?.ok_or(EngineError::VersionGone { version: v, oldest })?;
+            for line in body.split(|b| *b == b'\n') {
+                if let Ok(Action::Add(add)) = serde_json::from_slice::<Action>(line) {
+                    needed.insert(add.path);
+                }
+            }
+        }
+        for backup in self.backups()? {
+            if !backup.deep && backup.status != crate::backup::BackupStatus::Failed {
+                needed.extend(backup.files.into_iter().map(|f| f.path));
+            }
+        }
+        if keep_from > oldest {
+            if !listing.checkpoints.contains(&keep_from) {
+                checkpoint::write(&self.storage, &base)?;
+            }
+            // Ascending, so an interrupted cleanup leaves a contiguous log (see `history`).
+            for v in listing.commits.range(..keep_from) {
+                self.storage.delete(&log::version_path(*v))?;
+                report.log_files_deleted += 1;
+            }
+            for v in listing.checkpoints.range(..keep_from) {
+                self.storage.delete(&checkpoint::checkpoint_path(*v))?;
+                report.log_files_deleted += 1;
+            }
+        }
+        report.oldest_version = keep_from;
+        self.history.forget_before(keep_from);
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
         for meta in self.storage.list(LAKE_DIR)? {
             let rel = self.storage.relative(&meta.location);
-            if live.contains(rel.as_str()) {
+            if needed.contains(rel.as_str()) {
                 continue;
             }
             if meta.last_modified > cutoff {

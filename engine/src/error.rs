@@ -47,6 +47,27 @@ pub enum EngineError {
     /// A bucket named in a request is not registered with the environment.
     #[error("bucket '{bucket}' is not registered with '{env}'")]
     UnknownBucket { env: String, bucket: String },
+    /// A read or restore named a table version the log has not reached.
+    #[error("version {version} does not exist: the newest is {newest} (see `m1 <env> versions`)")]
+    UnknownVersion { version: u64, newest: u64 },
+    /// A read or restore named a version retention has removed from the log.
+    #[error(
+        "version {version} is no longer restorable: retention removed it; the oldest restorable version is {oldest} \
+         (backups keep older states: see `m1 <env> backup/list`)"
+    )]
+    VersionGone { version: u64, oldest: u64 },
+    /// An `asOf` time before the first version still in the log.
+    #[error("no version as of {time}: the oldest restorable version was committed at {oldest}")]
+    BeforeHistory { time: String, oldest: String },
+    /// No backup has this id or name.
+    #[error("no backup '{0}' (see `m1 <env> backup/list`)")]
+    UnknownBackup(String),
+    /// A backup or copy was to be written where one exists already.
+    #[error("a backup exists already at '{0}'; choose an empty location")]
+    BackupExists(String),
+    /// The environment is fenced: another location became its writable primary.
+    #[error("this location is fenced: {0}")]
+    Fenced(String),
     /// A worker thread panicked; the operation was abandoned and nothing was committed.
     #[error("internal error: {0}")]
     WorkerPanicked(String),
@@ -96,8 +117,15 @@ impl EngineError {
             | BadData(_)
             | BadValue { .. }
             | BadParameter { .. } => ErrorKind::BadInput,
-            NoEnvironment(_) | UnknownEnvironment(_) | UnknownBucket { .. } => ErrorKind::NotFound,
-            EnvironmentExists(_) | EnvironmentNameTaken(_) => ErrorKind::Exists,
+            NoEnvironment(_)
+            | UnknownEnvironment(_)
+            | UnknownBucket { .. }
+            | UnknownVersion { .. }
+            | VersionGone { .. }
+            | BeforeHistory { .. }
+            | UnknownBackup(_) => ErrorKind::NotFound,
+            EnvironmentExists(_) | EnvironmentNameTaken(_) | BackupExists(_) => ErrorKind::Exists,
+            Fenced(_) => ErrorKind::Conflict,
             TooManyConflicts(_) => ErrorKind::Busy,
             CorruptLog { .. } | CatalogDamaged { .. } | WorkerPanicked(_) | Json(_) | Io { .. } | Arrow(_) => {
                 ErrorKind::Internal

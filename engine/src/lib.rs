@@ -6,12 +6,16 @@
 //! from the key ranges in the log and its row by offset.
 
 #[cfg(feature = "storage")]
+pub mod backup;
+#[cfg(feature = "storage")]
 pub mod catalog;
 #[cfg(feature = "storage")]
 pub mod checkpoint;
 #[cfg(feature = "storage")]
 pub mod environment;
 pub mod error;
+#[cfg(feature = "storage")]
+pub mod history;
 #[cfg(feature = "storage")]
 pub mod log;
 pub mod record;
@@ -27,10 +31,14 @@ pub mod system;
 pub mod values;
 
 #[cfg(feature = "storage")]
+pub use backup::{Backup, BackupSource, BackupStatus};
+#[cfg(feature = "storage")]
 pub use catalog::{Bucket, Catalog, CatalogEntry};
 #[cfg(feature = "storage")]
 pub use environment::{AppendReport, Appender, EnvConfig, Environment, VacuumReport};
 pub use error::{EngineError, ErrorKind, Result, panic_message};
+#[cfg(feature = "storage")]
+pub use history::VersionInfo;
 #[cfg(feature = "storage")]
 pub use log::{SegmentInfo, TableState};
 pub use schema::{KEY, Property, PropertyType, RAND, Schema};

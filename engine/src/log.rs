@@ -181,7 +181,7 @@ impl SegmentInfo {
         }
     }
 
-    fn from_add(add: &Add, version: u64) -> Result<SegmentInfo> {
+    pub(crate) fn from_add(add: &Add, version: u64) -> Result<SegmentInfo> {
         let tag = |name: &str| -> Result<u64> {
             add.tags.get(name).and_then(|v| v.parse().ok()).ok_or_else(|| EngineError::CorruptLog {
                 version,

@@ -210,6 +210,20 @@ impl Storage {
         })
     }
 
+    /// The storage rooted at directory `rel` inside this one.
+    pub fn sub(&self, rel: &str) -> Result<Storage> {
+        let rel = rel.trim_matches('/');
+        if let Some(root) = &self.local_root {
+            return Self::local(&root.join(rel));
+        }
+        Ok(Storage {
+            store: self.store.clone(),
+            root: self.path(rel),
+            url: format!("{}/{rel}", self.url),
+            local_root: None,
+        })
+    }
+
     /// The location this storage was opened on.
     pub fn url(&self) -> &str {
         &self.url

@@ -12,6 +12,15 @@ use crate::storage::Storage;
 /// File holding the parameters, relative to the environment root.
 pub const SYSTEM_FILE: &str = "system.json";
 
+/// How long replaced versions stay readable, in ms (Delta's default: 7 days).
+pub const RETENTION: &str = "retention-ms";
+/// Scheduled backups: how often (0: never), how many to keep, and for how long.
+pub const BACKUP_INTERVAL: &str = "backup-interval-ms";
+/// Scheduled backups kept at most (0: no limit).
+pub const BACKUP_KEEP_COUNT: &str = "backup-keep-count";
+/// Scheduled backups older than this are deleted (0: kept however old).
+pub const BACKUP_KEEP_AGE: &str = "backup-keep-age-ms";
+
 /// The built-in parameters and their defaults.
 pub fn defaults() -> BTreeMap<String, Value> {
     BTreeMap::from([
@@ -23,6 +32,10 @@ pub fn defaults() -> BTreeMap<String, Value> {
         ("publish-permissive".to_string(), json!(false)),
         ("geo".to_string(), json!(false)),
         ("cors".to_string(), json!("")),
+        (RETENTION.to_string(), json!(7 * 86_400_000_i64)),
+        (BACKUP_INTERVAL.to_string(), json!(0)),
+        (BACKUP_KEEP_COUNT.to_string(), json!(7)),
+        (BACKUP_KEEP_AGE.to_string(), json!(0)),
     ])
 }
 
@@ -66,6 +79,8 @@ fn check_range(name: &str, value: &Value) -> Result<()> {
     let (min, max) = match name {
         "token-expire-ms" => (1_000, 366 * 86_400_000),
         "password-min-length" => (1, 1_024),
+        RETENTION | BACKUP_INTERVAL | BACKUP_KEEP_AGE => (0, i64::MAX),
+        BACKUP_KEEP_COUNT => (0, 1_000_000),
         _ => return Ok(()),
     };
     match value.as_i64() {

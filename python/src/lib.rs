@@ -269,8 +269,7 @@ impl NativeEnv {
     fn call(&self, py: Python<'_>, path: &str, params: Vec<(String, String)>) -> PyResult<Py<PyTuple>> {
         let env = self.get_env()?;
         let out = py.detach(|| {
-            let call =
-                EnvCall { env: &env, ip: None, read_only: false, progress: None, read_roots: None, cancel: None };
+            let call = EnvCall::local(&env);
             m1::endpoint::call_env(&call, path, params).and_then(owned)
         });
         answer(py, out.map_err(raise)?)
@@ -309,6 +308,7 @@ impl NativeEnv {
                 progress: Some(&report),
                 read_roots: None,
                 cancel: Some(worker_cancel),
+                locations: None,
             };
             let _ = tx.send(m1::endpoint::call_env(&call, &path, params).and_then(owned));
         });

@@ -39,7 +39,25 @@ pub fn output_schema(schema: &Schema, properties: Option<&[String]>) -> Result<S
 
 /// Reads the records with keys `ids`, in the order asked; keys that do not exist are absent.
 pub fn get(env: &Environment, ids: &[u64], properties: Option<&[String]>) -> Result<RecordBatch> {
-    let state = env.fresh_snapshot()?;
+    get_at(env, None, ids, properties)
+}
+
+/// The table state a read asks for: `version`, or the current one.
+pub fn state_for(env: &Environment, version: Option<u64>) -> Result<Arc<TableState>> {
+    Ok(match version {
+        Some(v) => env.state_at(v)?,
+        None => env.fresh_snapshot()?,
+    })
+}
+
+/// [`get`] as the lake was at `version` (the current version when `None`).
+pub fn get_at(
+    env: &Environment,
+    version: Option<u64>,
+    ids: &[u64],
+    properties: Option<&[String]>,
+) -> Result<RecordBatch> {
+    let state = state_for(env, version)?;
     let schema = output_schema(&state.schema, properties)?;
     get_in(env, &state, &schema, ids)
 }
@@ -81,7 +99,18 @@ pub fn get_in(env: &Environment, state: &TableState, schema: &SchemaRef, ids: &[
 
 /// Streams the records with keys in `start..end`, in key order, batch by batch.
 pub fn range<'e>(env: &'e Environment, start: u64, end: u64, properties: Option<&[String]>) -> Result<Range<'e>> {
-    let state = env.fresh_snapshot()?;
+    range_at(env, None, start, end, properties)
+}
+
+/// [`range`] as the lake was at `version` (the current version when `None`).
+pub fn range_at<'e>(
+    env: &'e Environment,
+    version: Option<u64>,
+    start: u64,
+    end: u64,
+    properties: Option<&[String]>,
+) -> Result<Range<'e>> {
+    let state = state_for(env, version)?;
     let schema = output_schema(&state.schema, properties)?;
     let segments = state.segments_in(start, end);
     Ok(Range { env, state, schema, start, end, segments, current: None })

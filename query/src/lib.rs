@@ -24,7 +24,7 @@ pub mod syntax;
 
 pub use error::{QueryError, Result};
 #[cfg(feature = "lake")]
-pub use lake::{Range, get, range};
+pub use lake::{Range, get, get_at, range, range_at, state_for};
 pub use matcher::Matcher;
 #[cfg(feature = "sessions")]
 pub use session::{SessionQuery, SessionResult, SessionStore, Sessions, StoreInfo, UpdateReport};

@@ -124,6 +124,36 @@ fn environments(
             created["account"] = json!(account.id);
             Ok(Reply::Json(created))
         }
+        "env/restore" => {
+            check_location(app, a)?;
+            if let Some(location) = a.text("location") {
+                m1::endpoint::check_copy_location(Some(&app.copy_locations()), "location", location)?;
+            }
+            if let Some(from) = a.text("from") {
+                let entry = app.catalog.get(from)?;
+                let account = entry.as_ref().and_then(|e| env_account(app, &e.id));
+                let Some(account) = account else {
+                    return Err(ServerError::Forbidden(format!("no environment '{from}' you can access")));
+                };
+                require(app, caller, &account.id, needed)?;
+            }
+            let account = match a.text("account") {
+                Some(acc) => require(app, caller, acc, needed)?,
+                None => app
+                    .ops
+                    .read(|d| d.accounts.iter().find(|acc| has_right(acc, me, "admin")).cloned())
+                    .ok_or_else(|| ServerError::Forbidden("you hold the 'admin' right in no account".into()))?,
+            };
+            let mut created = run(app, f, a)?.unwrap_or_default();
+            let id = created["id"].as_str().unwrap_or_default().to_string();
+            app.ops.update(|d| {
+                d.env_accounts.insert(id.clone(), account.id.clone());
+                d.open_init.insert(id.clone());
+                Ok(())
+            })?;
+            created["account"] = json!(account.id);
+            Ok(Reply::Json(created))
+        }
         _ => {
             // Unknown environments answer 403 like environments of other accounts, so names
             // cannot be probed by users without access.

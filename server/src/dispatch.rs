@@ -116,6 +116,36 @@ impl App {
         })
     }
 
+    /// Where backups may be copied to or restored from: the `-allowLocation` list, else
+    /// `$M1_HOME/backups`.
+    pub fn copy_locations(&self) -> Vec<String> {
+        if self.options.locations.is_empty() {
+            vec![self.catalog.home().join("backups").display().to_string()]
+        } else {
+            self.options.locations.clone()
+        }
+    }
+
+    /// Runs the environments' backup schedules (`backup-interval-ms`) on a thread that ends with
+    /// the server.
+    pub fn start_schedules(app: &Arc<App>) {
+        let weak = Arc::downgrade(app);
+        let _ = std::thread::Builder::new().name("m1-backup-schedule".into()).spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let Some(app) = weak.upgrade() else { return };
+                let open: Vec<Arc<EnvHandle>> =
+                    app.root.iter().cloned().chain(app.envs.lock().values().cloned()).collect();
+                drop(app);
+                for h in open {
+                    if let Err(e) = h.env.backup_tick() {
+                        eprintln!("m1 serve: scheduled backup of '{}' failed: {e}", h.name);
+                    }
+                }
+            }
+        });
+    }
+
     /// The environment named (or with id) `name`, opened once and cached.
     pub fn env(&self, name: &str) -> Result<Arc<EnvHandle>> {
         if let Some(h) = self.envs.lock().get(name) {
@@ -361,6 +391,7 @@ async fn env_call(app: Arc<App>, h: Arc<EnvHandle>, path: String, caller: Caller
             let app = app.clone();
             respond(move |deliver| {
                 let _slot = slot;
+                let copy_locations = app.copy_locations();
                 let call = EnvCall {
                     env: &h.env,
                     ip: Some(&caller.ip),
@@ -368,6 +399,7 @@ async fn env_call(app: Arc<App>, h: Arc<EnvHandle>, path: String, caller: Caller
                     progress: None,
                     read_roots: Some(&app.options.allow_read),
                     cancel: Some(flag),
+                    locations: Some(&copy_locations),
                 };
                 let mut output = f(&call, &args)?;
                 if ep.path.starts_with("system") {

@@ -112,7 +112,9 @@ pub async fn start(options: ServeOptions) -> Result<Running> {
         .map_err(|e| ServerError::Internal(format!("cannot listen on {}:{}: {e}", options.bind, options.port)))?;
     let addr = listener.local_addr().map_err(|e| ServerError::Internal(e.to_string()))?;
     let (stop, stopped) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(dispatch::accept_loop(listener, Arc::new(app), options.read_timeout, stopped));
+    let app = Arc::new(app);
+    dispatch::App::start_schedules(&app);
+    let task = tokio::spawn(dispatch::accept_loop(listener, app, options.read_timeout, stopped));
     Ok(Running { addr, stop: Some(stop), task: Some(task) })
 }
 

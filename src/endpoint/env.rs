@@ -30,8 +30,34 @@ pub(super) fn health<'a>(c: &EnvCall<'a>, _: &Args) -> Out<'a> {
     Ok(Output::Json(c.env.health()))
 }
 
-pub(super) fn schema<'a>(c: &EnvCall<'a>, _: &Args) -> Out<'a> {
-    json(&c.env.schema()?.all())
+/// The table version a read asks for with `version` or `asOf` (`None`: the current one).
+pub(crate) fn point_in_time(c: &EnvCall<'_>, a: &Args) -> Result<Option<u64>> {
+    match (a.count("version", 0)?, a.text("asOf")) {
+        (Some(_), Some(_)) => {
+            Err(a.bad("asOf", "either version or asOf, not both", a.text("asOf").unwrap_or_default()))
+        }
+        (Some(v), None) => Ok(Some(v)),
+        (None, Some(t)) => Ok(Some(c.env.engine().version_as_of(as_of_ms(a, t)?)?)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `asOf`: epoch milliseconds, or an ISO-8601 / RFC 3339 date.
+fn as_of_ms(a: &Args, t: &str) -> Result<i64> {
+    let t = t.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().map_err(|_| a.bad("asOf", "epoch milliseconds or an ISO-8601 date", t));
+    }
+    m1_engine::values::parse_date(t).ok_or_else(|| a.bad("asOf", "epoch milliseconds or an ISO-8601 date", t))
+}
+
+pub(super) fn schema<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
+    let state = m1_query::state_for(c.env.engine(), point_in_time(c, a)?)?;
+    json(&state.schema.all())
+}
+
+pub(super) fn versions<'a>(c: &EnvCall<'a>, _: &Args) -> Out<'a> {
+    json(&c.env.engine().versions()?)
 }
 
 pub(super) fn schema_add<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
@@ -93,20 +119,24 @@ pub(super) fn publish<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
     json(&report)
 }
 
-pub(super) fn next<'a>(c: &EnvCall<'a>, _: &Args) -> Out<'a> {
-    Ok(Output::Json(json!(c.env.next_key()?)))
+pub(super) fn next<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
+    match point_in_time(c, a)? {
+        Some(v) => Ok(Output::Json(json!(c.env.engine().state_at(v)?.next_key))),
+        None => Ok(Output::Json(json!(c.env.next_key()?))),
+    }
 }
 
 pub(super) fn get<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
     let ids = a.keys("ids").unwrap_or_default();
-    let records = c.env.get_json(ids, a.list("properties"))?;
+    let batch = m1_query::get_at(c.env.engine(), point_in_time(c, a)?, ids, a.list("properties"))?;
+    let records = m1_query::encode::records(&batch);
     Ok(Output::Json(Value::Array(records.into_iter().map(Value::Object).collect())))
 }
 
 pub(super) fn range<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
     let start = a.count_req("start", 0)?;
     let end = a.count_req("end", 0)?;
-    let range = c.env.range(start, end, a.list("properties"))?;
+    let range = m1_query::range_at(c.env.engine(), point_in_time(c, a)?, start, end, a.list("properties"))?;
     Ok(Output::Stream {
         content_type: "application/json",
         write: Box::new(move |mut out| {
@@ -180,6 +210,7 @@ pub(super) fn query<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
     req.rows = a.count("rows", 0)?.unwrap_or(0) as usize;
     req.sort = a.text("sort").map(str::to_string);
     req.facets = a.json_value("facets").cloned();
+    req.version = point_in_time(c, a)?;
     let format = match a.text("format").unwrap_or("json") {
         "json" => ResultFormat::Json,
         "csv" if req.facets.is_some() => return Err(a.bad("format", "json when facets are asked for", "csv")),
@@ -310,4 +341,76 @@ pub(super) fn session_rename<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
 pub(super) fn session_drop<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
     c.env.sessions().drop_store(a.req("store")?)?;
     Ok(Output::Empty)
+}
+
+/// Refuses a location outside `locations` (`None`: anywhere), naming the parameter.
+pub fn check_copy_location(locations: Option<&[String]>, param: &str, location: &str) -> Result<()> {
+    match locations {
+        Some(allowed) if !allowed.iter().any(|root| m1_engine::catalog::location_within(location, root)) => {
+            Err(Error::Forbidden(format!(
+                "{param}: '{location}' is not a location this server keeps copies in ({}); the operator allows more with `m1 serve -allowLocation DIR_OR_URL`",
+                allowed.join(", ")
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A backup as the API answers it: the manifest without the file list, plus what can be
+/// restored.
+pub(crate) fn backup_json(env: &crate::Environment, b: &m1_engine::Backup) -> Result<Value> {
+    let mut v = to_json(b);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("files".into(), json!(b.files.len()));
+        o.insert("oldestRestorableVersion".into(), json!(env.engine().oldest_restorable()?));
+    }
+    Ok(v)
+}
+
+pub(super) fn backup_create<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
+    let b = c.env.backup_create(a.text("name"))?;
+    Ok(Output::Json(backup_json(c.env, &b)?))
+}
+
+pub(super) fn backup_list<'a>(c: &EnvCall<'a>, _: &Args) -> Out<'a> {
+    let list = c.env.backup_list()?.iter().map(|b| backup_json(c.env, b)).collect::<Result<Vec<_>>>()?;
+    Ok(Output::Json(Value::Array(list)))
+}
+
+pub(super) fn backup_get<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
+    Ok(Output::Json(backup_json(c.env, &c.env.backup_get(a.req("id")?)?)?))
+}
+
+pub(super) fn backup_delete<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
+    c.env.backup_delete(a.req("id")?)?;
+    Ok(Output::Empty)
+}
+
+/// Object-store settings from an `options` JSON object.
+pub(crate) fn store_options(a: &Args) -> Result<m1_engine::storage::ObjectStoreOptions> {
+    let map: BTreeMap<String, String> = a.json("options")?.unwrap_or_default();
+    Ok(map.into_iter().collect())
+}
+
+pub(super) fn backup_copy<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
+    let to = a.req("to")?;
+    check_copy_location(c.locations, "to", to)?;
+    let b = c.env.backup_copy(a.req("id")?, to, &store_options(a)?)?;
+    Ok(Output::Json(backup_json(c.env, &b)?))
+}
+
+pub(super) fn restore<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
+    let point = match (a.text("backup"), a.has("version") || a.has("asOf")) {
+        (Some(_), true) => return Err(a.bad("backup", "a backup, or a version or asOf, not both", a.req("backup")?)),
+        (Some(id), false) => crate::RestorePoint::Backup(id.to_string()),
+        (None, true) => crate::RestorePoint::Version(point_in_time(c, a)?.unwrap_or_default()),
+        (None, false) => {
+            return Err(Error::MissingParameter {
+                endpoint: "restore".into(),
+                name: "backup, version or asOf".into(),
+                expected: "the backup (id or name), the version, or the time to restore",
+            });
+        }
+    };
+    Ok(Output::Json(c.env.restore(&point)?))
 }

@@ -16,6 +16,7 @@ mod env;
 mod ops;
 
 pub use args::{Args, Kind, Param, parse_bool};
+pub use env::check_copy_location;
 pub use ops::{EnvOpener, FreshOpener, OpsCall, entry_json};
 
 use crate::error::{Error, Result};
@@ -122,12 +123,15 @@ pub struct EnvCall<'a> {
     /// Becomes true when the caller has gone away: long work (a publish) stops, committing
     /// nothing.
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Where copies (a backup's deep copy) may be written or read; `None` for anywhere (local
+    /// calls).
+    pub locations: Option<&'a [String]>,
 }
 
 impl<'a> EnvCall<'a> {
     /// A local call on `env` (no address, may change things, no progress).
     pub fn local(env: &'a Environment) -> EnvCall<'a> {
-        EnvCall { env, ip: None, read_only: false, progress: None, read_roots: None, cancel: None }
+        EnvCall { env, ip: None, read_only: false, progress: None, read_roots: None, cancel: None, locations: None }
     }
 }
 
@@ -347,6 +351,10 @@ const NEW_NAME: Param = req("name", Text, "the new name");
 const ENV: Param = req("env", Text, "the environment's name or id");
 const ACCOUNT: Param = opt("account", Text, "the account (id or name); default: your first account with the right");
 
+const VERSION: Param = opt("version", Int, "answer as at this table version (see versions)");
+const AS_OF: Param = opt("asOf", Text, "answer as at this time: epoch ms or an ISO-8601 date");
+const BACKUP_ID: Param = req("id", Text, "the backup's id or name");
+
 const PUBLISH_PARAMS: &[Param] = &[
     req("file", Text, "path, directory, glob or URL (s3://, gs://, az://, http(s)://) of the files"),
     opt("rules", Json, "TransformRuleSet: a JSON array of rules"),
@@ -417,7 +425,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     ep(E, "token/delete", Post, ADMIN, &[], N, "revokes every token", SERVED),
     // --- Environment: schema and data ---
     ep(E, "schema", Get, AnyOf(&["schema", "get", "publish"]),
-       &[],
+       &[VERSION, AS_OF],
        J, "the schema's properties", Handler::Env(env::schema)),
     ep(E, "schema/add", Post, AnyOf(&["schema"]),
        &[req("properties", Json, "a JSON array of {name, type, multi?, description?, indexed?, fast?}")],
@@ -435,14 +443,15 @@ pub static ENDPOINTS: &[Endpoint] = &[
        PUBLISH_PARAMS,
        J, "publishes files into the lake, atomically", Handler::Env(env::publish)),
     ep(E, "next", Get, AnyOf(&["admin", "publish"]),
-       &[],
+       &[VERSION, AS_OF],
        J, "the key the next record will get", Handler::Env(env::next)),
     ep(E, "get", Both, AnyOf(&["get"]),
-       &[req("ids", Keys, "the keys"), opt("properties", List, "the properties to return (default all)")],
+       &[req("ids", Keys, "the keys"), opt("properties", List, "the properties to return (default all)"),
+         VERSION, AS_OF],
        J, "the records with these keys, in the order asked", Handler::Env(env::get)),
     ep(E, "range", Both, AnyOf(&["get"]),
        &[req("start", Int, "first key"), req("end", Int, "key after the last"),
-         opt("properties", List, "the properties to return (default all)")],
+         opt("properties", List, "the properties to return (default all)"), VERSION, AS_OF],
        Answer::Stream, "the records with keys in start..end, streamed in key order", Handler::Env(env::range)),
     Endpoint {
         open_params: true,
@@ -455,14 +464,33 @@ pub static ENDPOINTS: &[Endpoint] = &[
        J, "one system parameter; POST value= to change it", Handler::Env(env::system_one)),
     ep(E, "vacuum", Post, ADMIN,
        &[def("olderThanMs", Int, "3600000", "only files unreferenced for this long")],
-       J, "deletes lake files no commit references", Handler::Env(env::vacuum)),
+       J, "deletes lake files and log entries no version in the retention window and no backup needs",
+       Handler::Env(env::vacuum)),
+    // --- Environment: time travel, backups, restore ---
+    ep(E, "versions", Get, AnyOf(&["get", "admin"]),
+       &[],
+       J, "the table versions still restorable: time, operation, rows and keys added", Handler::Env(env::versions)),
+    ep(E, "backup/create", Post, ADMIN,
+       &[opt("name", Text, "a name for it (default: its id)")],
+       J, "takes a backup: the lake's current version, the data stores and the session stores",
+       Handler::Env(env::backup_create)),
+    ep(E, "backup/list", Get, ADMIN, &[], J, "the backups", Handler::Env(env::backup_list)),
+    ep(E, "backup/get", Get, ADMIN, &[BACKUP_ID], J, "one backup", Handler::Env(env::backup_get)),
+    ep(E, "backup/delete", Post, ADMIN, &[BACKUP_ID], N, "deletes a backup", Handler::Env(env::backup_delete)),
+    ep(E, "backup/copy", Post, ADMIN,
+       &[BACKUP_ID, req("to", Text, "an empty directory or object-store URL"),
+         opt("options", Json, "object-store settings for it: {\"aws_endpoint\": ...}")],
+       J, "copies a backup elsewhere as a self-contained deep copy", Handler::Env(env::backup_copy)),
+    ep(E, "restore", Post, ADMIN,
+       &[opt("backup", Text, "a backup of this environment (id or name)"), VERSION, AS_OF],
+       J, "brings a version or backup back as a new commit (history is kept)", Handler::Env(env::restore)),
     // --- Environment: data stores ---
     ep(E, "query", Both, AnyOf(&["get"]),
        &[def("store", Text, "index", "the data store(s), comma separated"),
          req("q", Text, "the query (Lucene-style)"), opt("fl", List, "the properties of each item"),
          def("start", Int, "0", "items to skip"), def("rows", Int, "0", "items to return"),
          opt("sort", Text, "'prop desc, other asc'"), opt("facets", Json, "JSON object of named facets"),
-         def("format", Text, "json", "json or csv")],
+         def("format", Text, "json", "json or csv"), VERSION, AS_OF],
        Answer::Stream, "searches a data store: count, items, facets", Handler::Env(env::query)),
     ep(E, "store/list", Get, AnyOf(&["get", "admin"]),
        &[],
@@ -578,6 +606,18 @@ pub static ENDPOINTS: &[Endpoint] = &[
     ep(O, "env/bucket/revoke", Post, MANAGE,
        &[ENV, req("arn", Text, "the role")],
        N, "forgets a read role", Handler::Ops(ops::env_bucket_revoke)),
+    ep(O, "env/restore", Post, ACCOUNT_ADMIN,
+       &[opt("env", Text, "the new environment's name"),
+         opt("from", Text, "the environment whose backup to restore"),
+         opt("backup", Text, "that environment's backup (id or name)"),
+         opt("location", Text, "or: where a deep copy of a backup is (directory or URL)"),
+         opt("options", Json, "object-store settings for the deep copy's location"),
+         opt("url", Text, "where the new environment lives (default $M1_HOME/envs/NAME)"), ACCOUNT],
+       J, "creates a new environment from a backup", Handler::Ops(ops::env_restore)),
+    ep(O, "env/backup/create", Post, MANAGE,
+       &[ENV, opt("name", Text, "a name for it (default: its id)")],
+       J, "takes a backup of an environment", Handler::Ops(ops::env_backup_create)),
+    ep(O, "env/backup/list", Get, VIEW, &[ENV], J, "an environment's backups", Handler::Ops(ops::env_backup_list)),
     ep(O, "env/outbound", Post, MANAGE,
        &[ENV, req("enable", Bool, "whether publish may read http(s) URLs")],
        N, "turns internet reads on or off", Handler::Ops(ops::env_outbound)),

@@ -100,6 +100,60 @@ pub(super) fn env_create(c: &OpsCall<'_>, a: &Args) -> Out {
     Ok(Output::Json(entry_json(&entry)))
 }
 
+pub(super) fn env_restore(c: &OpsCall<'_>, a: &Args) -> Out {
+    let name = a.text("env").ok_or_else(|| Error::MissingParameter {
+        endpoint: "env/restore".into(),
+        name: "env".into(),
+        expected: "the new environment's name",
+    })?;
+    let options: BTreeMap<String, String> = a.json("options")?.unwrap_or_default();
+    let store_options: m1_engine::storage::ObjectStoreOptions = options.clone().into_iter().collect();
+    // Keys of the new environment continue above everything the source has issued, when the
+    // source can still be read.
+    let (src, floor) = match (a.text("from"), a.text("location")) {
+        (Some(from), None) => {
+            let env = c.envs.open(from)?;
+            let src = env.engine().backup_source(a.req("backup")?)?;
+            (src, env.engine().next_key()?)
+        }
+        (None, Some(location)) => {
+            let src = m1_engine::BackupSource::open(location, &store_options)?;
+            let floor = m1_engine::Environment::open_with(&src.manifest.source, &store_options)
+                .and_then(|e| e.next_key())
+                .unwrap_or(0);
+            (src, floor)
+        }
+        _ => {
+            return Err(Error::MissingParameter {
+                endpoint: "env/restore".into(),
+                name: "from and backup, or location".into(),
+                expected: "an environment and its backup, or where a deep copy of a backup is",
+            });
+        }
+    };
+    let entry = c.catalog.create_by(name, a.text("url"), options, |url, opts| {
+        m1_engine::Environment::restore_new(&src, url, opts, floor)
+    })?;
+    let env = c.envs.open(&entry.id)?;
+    env.install_parts(&src)?;
+    let mut out = entry_json(&entry);
+    out["restoredFrom"] = serde_json::json!({"backup": src.manifest.id, "version": src.manifest.version,
+                                            "source": src.manifest.source});
+    Ok(Output::Json(out))
+}
+
+pub(super) fn env_backup_create(c: &OpsCall<'_>, a: &Args) -> Out {
+    let env = c.envs.open(a.req("env")?)?;
+    let b = env.backup_create(a.text("name"))?;
+    Ok(Output::Json(super::env::backup_json(&env, &b)?))
+}
+
+pub(super) fn env_backup_list(c: &OpsCall<'_>, a: &Args) -> Out {
+    let env = c.envs.open(a.req("env")?)?;
+    let list = env.backup_list()?.iter().map(|b| super::env::backup_json(&env, b)).collect::<Result<Vec<_>>>()?;
+    Ok(Output::Json(Value::Array(list)))
+}
+
 pub(super) fn env_rename(c: &OpsCall<'_>, a: &Args) -> Out {
     let (e, _) = entry(c, a)?;
     c.catalog.rename(&e.id, a.req("name")?)?;

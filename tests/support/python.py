@@ -178,6 +178,17 @@ def delta(table_uri, keys, storage_options=None):
     return summarize("deltalake", table, keys, extra)
 
 
+def delta_versions(table_uri, versions, keys):
+    """delta-rs's reading of the table at each version: rows and the records of `keys`."""
+    deltalake = need("deltalake")
+    need("pyarrow")
+    out = {}
+    for v in versions:
+        dt = deltalake.DeltaTable(table_uri, version=v)
+        out[str(v)] = summarize("deltalake", dt.to_pyarrow_table(), keys, {"version": dt.version()})
+    return out
+
+
 def s3_list(endpoint, bucket, prefix):
     boto3 = need("boto3")
     s3 = boto3.client(
@@ -258,6 +269,8 @@ def main(argv):
         out = s3_list(argv[2], argv[3], argv[4])
     elif mode == "azure-create-container":
         out = azure_create_container(argv[2], argv[3], argv[4], argv[5])
+    elif mode == "delta-versions":
+        out = delta_versions(argv[2], json.loads(argv[3]), json.loads(argv[4]))
     elif mode == "duckdb-sql":
         out = duckdb_sql(argv[2], argv[3], argv[4])
     else:

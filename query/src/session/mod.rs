@@ -266,6 +266,46 @@ impl Sessions {
         std::fs::remove_dir_all(&gone).map_err(|e| QueryError::session_io(&gone, e))
     }
 
+    /// Writes store `name`'s documents as they are now into `dest`, for a backup; returns how
+    /// many.
+    pub fn export(&self, name: &str, dest: &Path) -> Result<u64> {
+        self.store(name)?.export(dest)
+    }
+
+    /// Makes store `name` hold exactly the copy in `src` (written by [`Sessions::export`]),
+    /// replacing the store of that name if there is one.
+    ///
+    /// The copy is put beside the store first and swapped in by renames, so a crash leaves
+    /// either the old store or the restored one under the name (a restored copy left aside is
+    /// moved in by the next [`Sessions::import`]).
+    pub fn import(&self, name: &str, src: &Path) -> Result<()> {
+        let dir = self.dir(name)?;
+        std::fs::create_dir_all(&self.root).map_err(|e| QueryError::session_io(&self.root, e))?;
+        let staged = self.root.join(format!(".{name}.restore"));
+        let _ = std::fs::remove_dir_all(&staged);
+        std::fs::create_dir_all(&staged).map_err(|e| QueryError::session_io(&staged, e))?;
+        for e in std::fs::read_dir(src).map_err(|e| QueryError::session_io(src, e))?.flatten() {
+            let to = staged.join(e.file_name());
+            std::fs::copy(e.path(), &to).map_err(|err| QueryError::session_io(&to, err))?;
+        }
+        StoreConfig::read(&staged)?;
+        sync_dir(&staged)?;
+        if dir.exists() {
+            // Opening takes the file lock, so a store in use by another process is not replaced.
+            drop(self.store(name)?);
+            Self::close_dir(&dir);
+            let old = self.root.join(format!(".{name}.{}.replaced", std::process::id()));
+            std::fs::rename(&dir, &old).map_err(|e| QueryError::session_io(&dir, e))?;
+            std::fs::rename(&staged, &dir).map_err(|e| QueryError::session_io(&staged, e))?;
+            sync_dir(&self.root)?;
+            std::fs::remove_dir_all(&old).map_err(|e| QueryError::session_io(&old, e))?;
+        } else {
+            std::fs::rename(&staged, &dir).map_err(|e| QueryError::session_io(&staged, e))?;
+            sync_dir(&self.root)?;
+        }
+        Ok(())
+    }
+
     /// Applies `ops` to store `name` (`session/update`).
     pub fn update(&self, name: &str, ops: &str) -> Result<UpdateReport> {
         self.store(name)?.update(ops)

@@ -511,6 +511,27 @@ impl SessionStore {
         self.config().write(&self.dir)
     }
 
+    /// Writes every document as it is now, with the store's settings, into `dest` (a checkpoint
+    /// a store opens from, for backups); returns the documents written. Updates wait meanwhile
+    /// only while the documents are gathered, not while they are written.
+    pub fn export(&self, dest: &Path) -> Result<u64> {
+        self.check_open()?;
+        let (key_path, docs) = {
+            let _w = self.writer.lock();
+            let mut docs = Vec::new();
+            for s in &self.shards {
+                docs.extend(s.read().docs().map(|(k, d)| (Arc::clone(k), Arc::clone(d))));
+            }
+            (self.key_path(), docs)
+        };
+        std::fs::create_dir_all(dest).map_err(|e| QueryError::session_io(dest, e))?;
+        let mut config = self.config();
+        config.key.clone_from(&key_path);
+        config.write(dest)?;
+        snapshot::write(dest, 1, &key_path, self.config.shards, &docs)?;
+        Ok(docs.len() as u64)
+    }
+
     /// Writes a checkpoint now and deletes the log generations and checkpoints it replaces.
     pub fn checkpoint(&self) -> Result<()> {
         let _c = self.checkpointing.lock();

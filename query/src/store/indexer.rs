@@ -62,6 +62,16 @@ impl KeyRanges {
         self.0 = merged;
     }
 
+    /// Whether every range of `other` lies inside one of these.
+    pub fn contains_all(&self, other: &KeyRanges) -> bool {
+        other.0.iter().all(|&(s, e)| self.covers(s, e))
+    }
+
+    /// The ranges, sorted.
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        &self.0
+    }
+
     /// Adds every range of `other`.
     pub fn extend(&mut self, other: &KeyRanges) {
         for &(s, e) in &other.0 {

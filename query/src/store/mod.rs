@@ -62,6 +62,8 @@ pub struct DataStore {
     pub shards: Vec<IndexShard>,
     /// Lake version this process last synced to, and when readers were last reloaded.
     synced: Mutex<(Option<u64>, Instant)>,
+    /// The key ranges indexed, as of the last sync or reload (`None`: to be read).
+    indexed: Mutex<Option<indexer::KeyRanges>>,
 }
 
 impl DataStore {
@@ -70,21 +72,44 @@ impl DataStore {
         let shards = (0..def.shards)
             .map(|n| IndexShard::open(n, def.shards, dir.as_ref().map(|d| d.join(n.to_string()))))
             .collect::<Result<Vec<_>>>()?;
-        Ok(DataStore { def, shards, synced: Mutex::new((None, Instant::now())) })
+        Ok(DataStore { def, shards, synced: Mutex::new((None, Instant::now())), indexed: Mutex::new(None) })
     }
 
     /// Indexes every committed segment the store lacks, shards in parallel; returns documents added.
     pub fn sync(&self, env: &Environment) -> Result<u64> {
         let state = env.fresh_snapshot()?;
+        let added = self.index_state(env, &state)?;
+        *self.synced.lock() = (Some(state.version), Instant::now());
+        Ok(added)
+    }
+
+    /// Indexes the segments of `state` (the current or an older version) the store lacks.
+    pub fn index_state(&self, env: &Environment, state: &m1_engine::TableState) -> Result<u64> {
         let workers = env.config().workers.max(1) as usize;
         let per_shard = (workers / self.shards.len().max(1)).max(1);
         let added = std::thread::scope(|scope| {
             let jobs: Vec<_> =
-                self.shards.iter().map(|s| scope.spawn(|| sync_shard(env, &state, s, per_shard))).collect();
+                self.shards.iter().map(|s| scope.spawn(|| sync_shard(env, state, s, per_shard))).collect();
             jobs.into_iter().map(|j| crate::error::joined("a shard sync", j.join())).sum::<Result<u64>>()
         })?;
-        *self.synced.lock() = (Some(state.version), Instant::now());
+        *self.indexed.lock() = None;
         Ok(added)
+    }
+
+    /// The key ranges of the lake segments the store has indexed (every shard, every generation).
+    pub fn indexed(&self) -> Result<indexer::KeyRanges> {
+        let mut cached = self.indexed.lock();
+        if let Some(r) = &*cached {
+            return Ok(r.clone());
+        }
+        let mut all = indexer::KeyRanges::default();
+        for s in &self.shards {
+            for g in s.generations() {
+                all.extend(&g.payload()?.indexed);
+            }
+        }
+        *cached = Some(all.clone());
+        Ok(all)
     }
 
     /// Before a search: follows the lake if autocommitting, and picks up other processes' commits.
@@ -103,6 +128,7 @@ impl DataStore {
                 s.reload()?;
             }
             synced.1 = Instant::now();
+            *self.indexed.lock() = None;
         }
         Ok(())
     }
@@ -137,6 +163,38 @@ impl Stores {
 
     fn dir(&self, name: &str) -> PathBuf {
         self.base.join(name)
+    }
+
+    /// Runs `copy` on the index directory of store `name` while no sync of this process changes
+    /// it (tantivy files are immutable once committed, so what `copy` sees is one commit of
+    /// each shard); `copy` gets `None` for a boost store, which has no files.
+    pub fn with_files<R, E: From<QueryError>>(
+        &self,
+        env: &Environment,
+        name: &str,
+        copy: impl FnOnce(Option<&std::path::Path>) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
+        let (defs, i) = Self::find(env, name)?;
+        let store = self.handle(env, &defs[i])?;
+        let _quiet: Vec<_> = store.shards.iter().map(|s| s.sync_lock.lock()).collect();
+        let dir = self.dir(name);
+        copy((defs[i].kind == StoreKind::Standard && dir.exists()).then_some(dir.as_path()))
+    }
+
+    /// Puts a copy of store `def`'s index files (from [`Stores::with_files`]) in place and
+    /// registers the store, replacing one of that name; an empty `src` means it is rebuilt from
+    /// the lake on first use.
+    pub fn install(&self, env: &Environment, def: StoreDef, src: Option<&std::path::Path>) -> Result<()> {
+        let mut defs = registry::load(env.storage())?;
+        self.open.lock().remove(&def.name);
+        let dir = self.dir(&def.name);
+        remove_dir(&dir)?;
+        if let Some(src) = src {
+            copy_tree(src, &dir)?;
+        }
+        defs.retain(|d| d.name != def.name);
+        defs.push(def);
+        registry::save(env.storage(), &defs)
     }
 
     fn find(env: &Environment, name: &str) -> Result<(Vec<StoreDef>, usize)> {
@@ -269,6 +327,22 @@ impl Stores {
         open.insert(def.name.clone(), store.clone());
         Ok(store)
     }
+}
+
+/// Copies a directory tree, linking files where the file system allows (index files never change
+/// once written) and leaving out tantivy's lock files.
+pub fn copy_tree(src: &std::path::Path, dst: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src)?.flatten() {
+        let name = e.file_name();
+        let (from, to) = (e.path(), dst.join(&name));
+        if e.file_type()?.is_dir() {
+            copy_tree(&from, &to)?;
+        } else if !name.to_string_lossy().ends_with(".lock") && std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
 }
 
 fn remove_dir(dir: &std::path::Path) -> Result<()> {

@@ -24,10 +24,11 @@ use std::ops::Bound;
 use tantivy::Term;
 use tantivy::query::{BooleanQuery, Occur, RangeQuery};
 
-use super::Stores;
 use super::collect::{FacetSpec, FacetValue, Gather, Gathered, SortBy, SortKey, range_buckets};
+use super::indexer::KeyRanges;
 use super::shard::Generation;
 use super::translate::{check_properties, translate};
+use super::{DataStore, Stores};
 use crate::encode::{value_at, write_json_array};
 use crate::error::{QueryError, Result};
 use crate::lake::{get_in, output_schema};
@@ -67,6 +68,8 @@ pub struct QueryRequest {
     pub sort: Option<String>,
     /// Facet requests, a JSON object of `{"name": {"type": "terms"|"range", ...}}`.
     pub facets: Option<Value>,
+    /// Answer as the environment was at this table version (time travel); `None`: now.
+    pub version: Option<u64>,
 }
 
 impl QueryRequest {
@@ -222,10 +225,64 @@ impl tantivy::collector::Collector for KeyCollector {
     }
 }
 
+/// Restricts `query` to the records of `state` when the store holds others (segments a restore
+/// removed, or committed after an old version asked for); refuses an old version whose records
+/// the store has not all indexed.
+fn confine_to_state(
+    env: &Environment,
+    query: Query,
+    store: &DataStore,
+    state: &TableState,
+    old: bool,
+) -> Result<Query> {
+    let mut live = KeyRanges::default();
+    for s in &state.segments {
+        live.insert(s.start, s.end);
+    }
+    let mut indexed = store.indexed()?;
+    if old && !indexed.contains_all(&live) && store.def.autocommit {
+        // Segments a restore has since removed were never indexed: they are still in the lake.
+        store.index_state(env, state)?;
+        for s in &store.shards {
+            s.reload()?;
+        }
+        indexed = store.indexed()?;
+    }
+    if old && !indexed.contains_all(&live) {
+        return Err(QueryError::BadRequest(format!(
+            "store '{}' cannot answer version {}: it lacks records of that version and does not follow \
+             the lake by itself (autocommit is off); query the lake with get/range, or turn autocommit on",
+            store.def.name, state.version
+        )));
+    }
+    if live.contains_all(&indexed) {
+        return Ok(query);
+    }
+    let ranges = live
+        .ranges()
+        .iter()
+        .map(|&(s, e)| Query::Range {
+            field: Some(KEY.to_string()),
+            lower: Bound::Included(s.to_string()),
+            upper: Bound::Excluded(e.to_string()),
+        })
+        .collect();
+    let within = if live.ranges().is_empty() {
+        // No record at all: nothing matches.
+        Query::Bool { must: vec![], should: vec![], must_not: vec![Query::All] }
+    } else {
+        Query::Bool { must: vec![], should: ranges, must_not: vec![] }
+    };
+    Ok(Query::Bool { must: vec![query, within], should: vec![], must_not: vec![] })
+}
+
 /// Runs a query.
 pub fn run(env: &Environment, stores: &Stores, req: &QueryRequest) -> Result<QueryAnswer> {
-    let query = syntax::parse(&req.q)?;
-    let state = env.fresh_snapshot()?;
+    let mut query = syntax::parse(&req.q)?;
+    let state = match req.version {
+        Some(v) => env.state_at(v)?,
+        None => env.fresh_snapshot()?,
+    };
     check_properties(&query, &state.schema)?;
     let keys = parse_sort(req.sort.as_deref(), &state.schema)?;
     let facets = match &req.facets {
@@ -242,6 +299,7 @@ pub fn run(env: &Environment, stores: &Stores, req: &QueryRequest) -> Result<Que
     }
     let store = &opened[0];
     store.freshen(env)?;
+    query = confine_to_state(env, query, store, &state, req.version.is_some())?;
     let limit = req.start.saturating_add(req.rows);
     let by_key = matches!(keys.as_slice(), [SortKey { by: SortBy::Property { name, .. }, .. }] if name == KEY);
     let streamed = by_key && req.rows > 0 && limit > STREAM_ABOVE;
