@@ -54,6 +54,10 @@ const VARYING: &[&str] = &[
     "expires",
     "issued",
     "file",
+    "completed",
+    "location",
+    "source",
+    "timestamp",
 ];
 
 fn normalize(v: &mut Value) {
@@ -146,7 +150,11 @@ impl Parity {
 fn every_endpoint_answers_the_same_locally_and_remotely() {
     let dir = tempfile::tempdir().unwrap();
     let (local, served, client) = (dir.path().join("local"), dir.path().join("served"), dir.path().join("client"));
-    let server = common::start_server_with(&served, &["-allowRead", &dir.path().display().to_string()]);
+    let copies = dir.path().join("copies");
+    let server = common::start_server_with(
+        &served,
+        &["-allowRead", &dir.path().display().to_string(), "-allowLocation", &copies.display().to_string()],
+    );
     let base = server.base.clone();
     // The remote side's logins: the operator's owner of the account `default`, then (once ops
     // has made it over HTTP) the environment's admin.
@@ -267,6 +275,46 @@ fn every_endpoint_answers_the_same_locally_and_remotely() {
     assert_eq!(p.ok(&["ops", "env/get", "-env", ENV])["outbound"], true);
     p.ok(&["ops", "env/rename", "-env", ENV, "-name", "q"]);
     p.ok(&["ops", "env/rename", "-env", "q", "-name", ENV]);
+    // --- time travel, backups, restore ---
+    let versions = p.ok(&[ENV, "versions"]);
+    let published =
+        versions.as_array().unwrap().iter().find(|v| v["operation"] == "WRITE").unwrap()["version"].to_string();
+    assert_eq!(p.ok(&[ENV, "next", "-version", &published]), Value::from(50));
+    assert_eq!(p.ok(&[ENV, "schema", "-version", "0"]).as_array().unwrap().len(), 2);
+    p.ok(&[ENV, "get", "-ids", "3", "-properties", "name", "-version", &published]);
+    let old = p.ok(&[ENV, "query", "-q", "*", "-version", &published]);
+    assert_eq!(old["count"], 50);
+    p.fails(&[ENV, "get", "-ids", "3", "-version", "100000"], "version 100000 does not exist");
+    let b = p.ok(&[ENV, "backup/create", "-name", "b1"]);
+    assert_eq!((b["name"].as_str(), b["status"].as_str()), (Some("b1"), Some("complete")));
+    p.fails(&[ENV, "backup/create", "-name", "b1"], "exists already");
+    assert_eq!(p.ok(&[ENV, "backup/list"]).as_array().unwrap().len(), 1);
+    p.ok(&[ENV, "backup/get", "-id", "b1"]);
+    p.fails(&[ENV, "backup/get", "-id", "nope"], "no backup 'nope'");
+    std::fs::create_dir_all(copies.join("taken")).unwrap();
+    std::fs::write(copies.join("taken/backup.json"), "{}").unwrap();
+    p.fails(
+        &[ENV, "backup/copy", "-id", "b1", "-to", copies.join("taken").to_str().unwrap()],
+        "a backup exists already",
+    );
+    p.ok(&["ops", "env/backup/create", "-env", ENV, "-name", "b2"]);
+    assert_eq!(p.ok(&["ops", "env/backup/list", "-env", ENV]).as_array().unwrap().len(), 2);
+    p.ok(&[ENV, "backup/delete", "-id", "b2"]);
+    let restored = p.ok(&["ops", "env/restore", "-env", "r", "-from", ENV, "-backup", "b1"]);
+    assert_eq!(restored["restoredFrom"]["name"], "b1");
+    // A restored environment is a new one: its first admin is made with init, as for env/create.
+    let base = p.server.base.clone();
+    must(&client, &["r", "init", "-remote", &base, "-username", "admin", "-password", "passphrase"]);
+    must(&client, &["auth", "r", "-remote", &base, "-username", "admin", "-password", "passphrase"]);
+    assert_eq!(p.ok(&["r", "query", "-q", "*"])["count"], 51);
+    p.fails(&["ops", "env/restore", "-env", "r", "-from", ENV, "-backup", "b1"], "already exists");
+    p.ok(&["ops", "env/destroy", "-env", "r"]);
+    let answer = p.ok(&[ENV, "restore", "-version", &published]);
+    assert_eq!(answer["restoredVersion"].to_string(), published);
+    assert_eq!(p.ok(&[ENV, "query", "-q", "*"])["count"], 50);
+    p.ok(&[ENV, "restore", "-backup", "b1"]);
+    assert_eq!(p.ok(&[ENV, "query", "-q", "*"])["count"], 51);
+
     p.ok(&[ENV, "schema/wipe"]);
     assert_eq!(p.ok(&[ENV, "schema"]).as_array().unwrap().len(), 2);
     p.ok(&["ops", "env/destroy", "-env", ENV]);

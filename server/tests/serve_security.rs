@@ -295,3 +295,44 @@ async fn guessing_passwords_backs_off() {
     let r = h.ops("POST", "auth", None, &[("username", "owner-user"), ("password", PASSWORD)]).await;
     assert_error(&r, 429);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_are_copied_and_restored_only_within_allowed_locations() {
+    let h = Harness::start().await;
+    let admin = h.init_admin().await;
+    let b = h.env("POST", "backup/create", Some(&admin), &[("name", "b1")]).await;
+    assert_eq!(b.status, 200, "{b:?}");
+    assert_eq!(b.json["status"], "complete");
+    let outside = h.home.path().parent().unwrap().join(format!("loot-{}", std::process::id()));
+    for to in [outside.display().to_string(), format!("{}/backups/../envs/test-m1/lake", h.home.path().display())] {
+        let r = h.env("POST", "backup/copy", Some(&admin), &[("id", "b1"), ("to", &to)]).await;
+        assert_error(&r, 403);
+        assert!(r.json["message"].as_str().unwrap().contains("-allowLocation"), "{r:?}");
+    }
+    assert!(!outside.exists(), "nothing was written outside");
+    // Inside $M1_HOME/backups: a deep copy.
+    let inside = h.home.path().join("backups/b1").display().to_string();
+    let r = h.env("POST", "backup/copy", Some(&admin), &[("id", "b1"), ("to", &inside)]).await;
+    assert_eq!((r.status, r.json["deep"].as_bool()), (200, Some(true)), "{r:?}");
+    // A user without admin may not back up, copy or restore.
+    h.add_user(&admin, "reader", &["get"]).await;
+    let reader = h.login("reader", PASSWORD).await;
+    for (path, params) in [
+        ("backup/create", vec![]),
+        ("backup/copy", vec![("id", "b1"), ("to", inside.as_str())]),
+        ("restore", vec![("backup", "b1")]),
+    ] {
+        assert_error(&h.env("POST", path, Some(&reader), &params).await, 403);
+    }
+    // Ops: a restore reads deep copies only from allowed locations, and needs admin on the source.
+    let owner = h.ops_owner("owner-user").await;
+    let foreign = outside.display().to_string();
+    let r = h.ops("POST", "env/restore", Some(&owner), &[("env", "r1"), ("location", &foreign)]).await;
+    assert_error(&r, 403);
+    let mallory = h.ops_signup("mallory").await;
+    let r = h.ops("POST", "env/restore", Some(&mallory), &[("env", "r2"), ("from", "test-m1"), ("backup", "b1")]).await;
+    assert_error(&r, 403);
+    let r = h.ops("POST", "env/restore", Some(&owner), &[("env", "r3"), ("location", &inside)]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json["restoredFrom"]["name"], "b1");
+}

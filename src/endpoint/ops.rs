@@ -137,8 +137,8 @@ pub(super) fn env_restore(c: &OpsCall<'_>, a: &Args) -> Out {
     let env = c.envs.open(&entry.id)?;
     env.install_parts(&src)?;
     let mut out = entry_json(&entry);
-    out["restoredFrom"] = serde_json::json!({"backup": src.manifest.id, "version": src.manifest.version,
-                                            "source": src.manifest.source});
+    out["restoredFrom"] = serde_json::json!({"id": src.manifest.id, "name": src.manifest.name,
+                                            "version": src.manifest.version, "source": src.manifest.source});
     Ok(Output::Json(out))
 }
 
