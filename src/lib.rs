@@ -18,6 +18,7 @@ use arrow::array::RecordBatch;
 use serde_json::json;
 
 pub mod backup;
+pub mod dr;
 pub mod endpoint;
 pub mod error;
 
@@ -48,6 +49,8 @@ pub struct Environment {
     /// Its catalog entry, when opened from the catalog: where publish may read from (outbound,
     /// registered buckets and their settings).
     entry: Option<CatalogEntry>,
+    /// Storage DR shipping in this process.
+    replication: dr::Replication,
 }
 
 impl Environment {
@@ -69,14 +72,19 @@ impl Environment {
     /// Opens the catalog environment with this name or id, with its recorded settings.
     pub fn open_in(catalog: &Catalog, name: &str) -> Result<Environment> {
         let entry = catalog.get(name)?.ok_or_else(|| EngineError::UnknownEnvironment(name.to_string()))?;
-        let mut env = Self::from_engine(catalog.open_env(&entry.id)?);
+        let mut engine = catalog.open_env(&entry.id)?;
+        // After a storage DR failover the name follows the new primary.
+        if let Some(cfg) = Self::failed_over_to(&engine) {
+            engine = m1_engine::Environment::open_with(&cfg.primary, &cfg.primary_options)?;
+        }
+        let mut env = Self::from_engine(engine);
         env.entry = Some(entry);
         Ok(env)
     }
 
     /// Wraps an engine environment.
     pub fn from_engine(inner: m1_engine::Environment) -> Environment {
-        Environment { inner, stores: std::sync::OnceLock::new(), entry: None }
+        Environment { inner, stores: std::sync::OnceLock::new(), entry: None, replication: Default::default() }
     }
 
     /// The directory a server's callers may publish local files from (`<root>/stage`), for an
@@ -88,6 +96,10 @@ impl Environment {
     /// Its catalog entry, if it was opened from the catalog.
     pub fn entry(&self) -> Option<&CatalogEntry> {
         self.entry.as_ref()
+    }
+
+    pub(crate) fn replication(&self) -> &dr::Replication {
+        &self.replication
     }
 
     /// The storage core's handle, for everything not wrapped here.
@@ -159,6 +171,9 @@ impl Environment {
                 report.index_error = Some(e.to_string());
             }
             report.index_seconds = indexing.elapsed().as_secs_f64();
+            // Storage DR: what was committed reaches the replica before the publish returns
+            // (a failure is reported in dr/status and retried by the next shipment).
+            let _ = self.ship_now(false);
         }
         report.seconds = report.lake_seconds + report.index_seconds;
         report.rows_per_second = if report.seconds > 0.0 { report.rows_published as f64 / report.seconds } else { 0.0 };
@@ -253,6 +268,7 @@ impl Environment {
 
     /// Applies `session/update` ops (JSON text) to store `store`, atomically and durably.
     pub fn session_update(&self, store: &str, ops: &str) -> Result<session::UpdateReport> {
+        self.inner.writable()?;
         Ok(self.sessions().update(store, ops)?)
     }
 

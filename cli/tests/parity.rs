@@ -315,6 +315,19 @@ fn every_endpoint_answers_the_same_locally_and_remotely() {
     p.ok(&[ENV, "restore", "-backup", "b1"]);
     assert_eq!(p.ok(&[ENV, "query", "-q", "*"])["count"], 51);
 
+    // --- storage DR (the flows themselves: tests/dr.rs, server/tests/serve.rs) ---
+    std::fs::write(copies.join("a-file"), "x").unwrap();
+    p.fails(&[ENV, "dr/setup", "-replica", copies.join("a-file").to_str().unwrap()], "a-file");
+    p.fails(&[ENV, "dr/status"], "DR is not set up");
+    p.fails(&[ENV, "dr/failover"], "DR is not set up");
+    p.fails(&[ENV, "dr/failback"], "not a failed-over primary");
+    assert_eq!(p.ok(&[ENV, "dr/regions"])[0]["role"], "primary");
+    p.fails(&[ENV, "dr/startPreProvision"], "DR is not set up");
+    p.ok(&[ENV, "dr/stopPreProvision"]);
+    p.fails(&["ops", "env/dr/status", "-env", ENV], "DR is not set up");
+    p.fails(&["ops", "env/dr/failover", "-env", ENV], "DR is not set up");
+    p.fails(&["ops", "env/dr/failback", "-env", ENV], "not a failed-over primary");
+
     p.ok(&[ENV, "schema/wipe"]);
     assert_eq!(p.ok(&[ENV, "schema"]).as_array().unwrap().len(), 2);
     p.ok(&["ops", "env/destroy", "-env", ENV]);

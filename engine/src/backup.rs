@@ -183,7 +183,8 @@ pub fn copy_file(from: &Storage, from_path: &str, to: &Storage, to_path: &str) -
         let size = std::fs::metadata(&src).map_err(|e| EngineError::io(&src, e))?.len();
         // Lake files are never changed once written, so a link is as good as a copy.
         if std::fs::hard_link(&src, &dst).is_err() {
-            let tmp = dst.with_extension("m1-copy");
+            // A name of its own, so two copies of one file at once do not mix.
+            let tmp = dst.with_extension(format!("m1-copy-{}-{:08x}", std::process::id(), rand::random::<u32>()));
             std::fs::copy(&src, &tmp).map_err(|e| EngineError::io(&src, e))?;
             std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| EngineError::io(&tmp, e))?;
             std::fs::rename(&tmp, &dst).map_err(|e| EngineError::io(&dst, e))?;
@@ -383,7 +384,7 @@ impl Environment {
                 }),
             ),
             Action::Protocol(Protocol { min_reader_version: 1, min_writer_version: 2 }),
-            log::metadata_action(&config.id, &state.schema, &state.columns, now),
+            log::metadata_action(&config.id, &state.schema, &state.columns, None, now),
             log::next_key_action(next_key, now),
         ];
         actions.extend(state.segments.iter().map(|s| Action::Add(s.to_add(now))));

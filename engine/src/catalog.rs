@@ -292,6 +292,15 @@ impl Catalog {
         })
     }
 
+    /// Points an environment's name at another location (storage DR failover and failback).
+    pub fn relocate(&self, env: &str, url: &str, options: &ObjectStoreOptions) -> Result<CatalogEntry> {
+        self.update(env, |e| {
+            e.url = url.to_string();
+            e.options = options.iter().cloned().collect();
+            Ok(())
+        })
+    }
+
     /// Turns reads from the internet on or off for an environment (`env/outbound`).
     pub fn set_outbound(&self, env: &str, enable: bool) -> Result<CatalogEntry> {
         self.update(env, |e| {

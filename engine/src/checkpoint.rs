@@ -118,7 +118,7 @@ pub(crate) fn state_actions(state: &TableState) -> Vec<Action> {
     let now = crate::environment::now_ms();
     let mut actions = vec![
         Action::Protocol(Protocol { min_reader_version: 1, min_writer_version: 2 }),
-        log::metadata_action(&state.table_id, &state.schema, &state.columns, now),
+        log::metadata_action(&state.table_id, &state.schema, &state.columns, state.primary.as_deref(), now),
         log::next_key_action(state.next_key, now),
     ];
     actions.extend(state.segments.iter().map(|s| Action::Add(s.to_add(now))));
@@ -143,6 +143,18 @@ pub fn write(storage: &Storage, state: &TableState) -> Result<()> {
         storage.put(LAST_CHECKPOINT, Bytes::from(serde_json::to_vec(&last)?))?;
     }
     Ok(())
+}
+
+/// The version `_last_checkpoint` names, if any.
+pub(crate) fn pointer(storage: &Storage) -> Option<u64> {
+    read_last(storage).map(|l| l.version)
+}
+
+/// Points `_last_checkpoint` at the checkpoint of `state` (which must exist), even if older than
+/// the one named now (storage DR cutting a log back).
+pub(crate) fn write_pointer(storage: &Storage, state: &TableState) -> Result<()> {
+    let last = LastCheckpoint { version: state.version, size: state_actions(state).len() as u64 };
+    storage.put(LAST_CHECKPOINT, Bytes::from(serde_json::to_vec(&last)?))
 }
 
 fn read_last(storage: &Storage) -> Option<LastCheckpoint> {
@@ -202,6 +214,7 @@ mod tests {
             columns: props.to_vec(),
             next_key: 45,
             segments,
+            primary: Some("s3://b/p".into()),
         };
         write(&storage, &state).unwrap();
         let back = load(&storage).expect("checkpoint loads");
@@ -209,6 +222,7 @@ mod tests {
         assert_eq!(back.schema, schema);
         assert_eq!(back.columns, state.columns);
         assert_eq!(back.segments, state.segments);
+        assert_eq!(back.primary, state.primary);
         // An older checkpoint never replaces a newer one in _last_checkpoint.
         write(&storage, &TableState { version: 100, ..state.clone() }).unwrap();
         assert_eq!(load(&storage).unwrap().version, 200);

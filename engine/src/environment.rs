@@ -176,7 +176,7 @@ impl Environment {
         let v0 = log::encode(&[
             log::commit_info("CREATE TABLE", now, serde_json::json!({ CONFIG_PARAM: config })),
             Action::Protocol(Protocol { min_reader_version: 1, min_writer_version: 2 }),
-            log::metadata_action(&config.id, &Schema::default(), &[], now),
+            log::metadata_action(&config.id, &Schema::default(), &[], None, now),
             log::next_key_action(0, now),
         ]);
         if !storage.put_if_absent(&log::version_path(0), v0)? {
@@ -302,12 +302,24 @@ impl Environment {
 
     /// Commits the actions `build` derives from the latest state, retrying when another writer
     /// commits first. `build` returning `None` means there is nothing to commit.
-    pub(crate) fn commit<F>(&self, mut build: F) -> Result<Arc<TableState>>
+    pub(crate) fn commit<F>(&self, build: F) -> Result<Arc<TableState>>
+    where
+        F: FnMut(&TableState) -> Result<Option<Vec<Action>>>,
+    {
+        self.commit_as(true, build)
+    }
+
+    /// [`Environment::commit`]; `checked: false` commits at a location that is not the primary
+    /// (only storage DR does, to promote a replica).
+    pub(crate) fn commit_as<F>(&self, checked: bool, mut build: F) -> Result<Arc<TableState>>
     where
         F: FnMut(&TableState) -> Result<Option<Vec<Action>>>,
     {
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let state = self.refresh()?;
+            if checked {
+                self.check_writable(&state)?;
+            }
             let Some(actions) = build(&state)? else {
                 return Ok(state);
             };
@@ -333,6 +345,26 @@ impl Environment {
         Err(EngineError::TooManyConflicts(MAX_COMMIT_ATTEMPTS))
     }
 
+    /// Refuses writes at a location storage DR does not name as the primary (a replica, or a
+    /// primary that was failed over): its log would fork from the primary's.
+    pub(crate) fn check_writable(&self, state: &TableState) -> Result<()> {
+        match &state.primary {
+            Some(p) if p != self.storage.url() => Err(EngineError::Fenced(format!(
+                "'{}' is read-only: storage DR made '{p}' the writable primary (this location is its \
+                 replica, or was failed over); write there, or bring this location back with dr/failback",
+                self.storage.url()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether this location may take writes now (reads the log's newest commits first). Writers
+    /// outside the table log, like session stores, ask before every change.
+    pub fn writable(&self) -> Result<()> {
+        let state = self.fresh_snapshot()?;
+        self.check_writable(&state)
+    }
+
     /// Adds properties to the schema (`/schema/add`). Identical re-adds are no-ops.
     pub fn add_properties(&self, properties: &[Property]) -> Result<()> {
         self.commit(|state| {
@@ -350,7 +382,7 @@ impl Environment {
             let names: Vec<_> = properties.iter().map(|p| p.name.as_str()).collect();
             Ok(Some(vec![
                 log::commit_info("ADD COLUMNS", now, serde_json::json!({"properties": names})),
-                log::metadata_action(&state.table_id, &schema, &columns, now),
+                log::metadata_action(&state.table_id, &schema, &columns, state.primary.as_deref(), now),
             ]))
         })?;
         Ok(())
@@ -365,7 +397,13 @@ impl Environment {
             let now = now_ms();
             Ok(Some(vec![
                 log::commit_info("WIPE SCHEMA", now, serde_json::json!({})),
-                log::metadata_action(&state.table_id, &Schema::default(), &state.columns, now),
+                log::metadata_action(
+                    &state.table_id,
+                    &Schema::default(),
+                    &state.columns,
+                    state.primary.as_deref(),
+                    now,
+                ),
             ]))
         })?;
         Ok(())
@@ -434,6 +472,16 @@ impl Environment {
         let keep_from = match self.version_as_of(boundary) {
             Ok(v) => v.max(oldest),
             Err(_) => oldest,
+        };
+        // Storage DR: the replica still needs every commit it has not received.
+        let keep_from = match self.dr_config()? {
+            Some(cfg) if cfg.primary == self.storage.url() && cfg.state == crate::replica::DrState::Replicating => {
+                match cfg.open().and_then(|(_, r)| crate::replica::version_at(&r)) {
+                    Ok(Some(shipped)) => keep_from.min(shipped + 1).min(state.version).max(oldest),
+                    _ => oldest,
+                }
+            }
+            _ => keep_from,
         };
         let base = self.state_at(keep_from)?;
         let mut needed: std::collections::HashSet<String> = base.segments.iter().map(|s| s.path.clone()).collect();

@@ -100,6 +100,11 @@ pub(crate) fn listing(storage: &Storage) -> Result<Listing> {
     Ok(out)
 }
 
+/// The time a commit records, epoch ms.
+pub(crate) fn commit_time(body: &[u8]) -> Option<i64> {
+    Some(describe(0, body).timestamp).filter(|&t| t > 0)
+}
+
 /// Parses what one commit did.
 fn describe(version: u64, body: &[u8]) -> VersionInfo {
     let mut info = VersionInfo {
@@ -233,7 +238,13 @@ impl Environment {
             let now = now_ms();
             let params = serde_json::json!({"version": target.version, "from": from});
             let mut actions = vec![log::commit_info("RESTORE", now, params)];
-            actions.push(log::metadata_action(&state.table_id, &target.schema, &state.columns, now));
+            actions.push(log::metadata_action(
+                &state.table_id,
+                &target.schema,
+                &state.columns,
+                state.primary.as_deref(),
+                now,
+            ));
             let keep: BTreeSet<&str> = target.segments.iter().map(|s| s.path.as_str()).collect();
             let live: BTreeSet<&str> = state.segments.iter().map(|s| s.path.as_str()).collect();
             for s in state.segments.iter().filter(|s| !keep.contains(s.path.as_str())) {

@@ -20,6 +20,8 @@ pub mod history;
 pub mod log;
 pub mod record;
 #[cfg(feature = "storage")]
+pub mod replica;
+#[cfg(feature = "storage")]
 pub mod rows;
 pub mod schema;
 #[cfg(feature = "storage")]

@@ -28,6 +28,9 @@ pub const NEXT_KEY_APP: &str = "m1.next";
 const SCHEMA_CONF: &str = "m1.schema";
 /// Configuration key of the columns ever written (m1's view of the Delta schema).
 const COLUMNS_CONF: &str = "m1.columns";
+/// Configuration key of the location that may commit (storage DR): every other location holding
+/// this log is a replica or a fenced former primary, and refuses commits.
+const PRIMARY_CONF: &str = "m1.primary";
 
 /// One line of a log version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,6 +216,8 @@ pub struct TableState {
     pub next_key: u64,
     /// Live segments, sorted by first key.
     pub segments: Vec<SegmentInfo>,
+    /// The only location that may commit, once storage DR has named one.
+    pub primary: Option<String>,
 }
 
 /// Path of a log version file.
@@ -221,13 +226,22 @@ pub fn version_path(version: u64) -> String {
 }
 
 /// Builds the `metaData` action for a schema.
-pub fn metadata_action(table_id: &str, schema: &Schema, columns: &[Property], created_ms: i64) -> Action {
+pub fn metadata_action(
+    table_id: &str,
+    schema: &Schema,
+    columns: &[Property],
+    primary: Option<&str>,
+    created_ms: i64,
+) -> Action {
     let mut all = Schema::builtins().to_vec();
     all.extend(columns.iter().cloned());
-    let configuration = HashMap::from([
+    let mut configuration = HashMap::from([
         (SCHEMA_CONF.to_string(), serde_json::to_string(schema.properties()).expect("schema serializes")),
         (COLUMNS_CONF.to_string(), serde_json::to_string(columns).expect("columns serialize")),
     ]);
+    if let Some(p) = primary {
+        configuration.insert(PRIMARY_CONF.to_string(), p.to_string());
+    }
     Action::MetaData(Metadata {
         id: table_id.to_string(),
         format: FileFormat { provider: "parquet".into(), options: HashMap::new() },
@@ -288,6 +302,7 @@ impl TableState {
                     self.columns = conf(COLUMNS_CONF)?;
                     schema.add(&props, &self.columns).map_err(|e| corrupt(e.to_string()))?;
                     self.schema = schema;
+                    self.primary = m.configuration.get(PRIMARY_CONF).cloned();
                 }
                 Action::Txn(t) if t.app_id == NEXT_KEY_APP => {
                     self.next_key = self.next_key.max(t.version.max(0) as u64);
@@ -376,7 +391,7 @@ mod tests {
         let mut st = TableState::default();
         let v0 = encode(&[
             Action::Protocol(Protocol { min_reader_version: 1, min_writer_version: 2 }),
-            metadata_action("t", &Schema::default(), &[], 0),
+            metadata_action("t", &Schema::default(), &[], None, 0),
             next_key_action(0, 0),
         ]);
         st.apply(0, &v0).unwrap();

@@ -157,6 +157,8 @@ pub struct Storage {
     root: Path,
     url: String,
     local_root: Option<PathBuf>,
+    /// The settings it was opened with, to open it again (storage DR reopens both locations).
+    options: ObjectStoreOptions,
 }
 
 impl std::fmt::Debug for Storage {
@@ -171,10 +173,16 @@ impl Storage {
     /// Remote stores read credentials and endpoints from the usual environment variables
     /// (`AWS_*`, `GOOGLE_*`, `AZURE_*`); `options` override them.
     pub fn open(location: &str, options: &ObjectStoreOptions) -> Result<Storage> {
-        let bad = |reason: String| EngineError::BadLocation { url: location.to_string(), reason };
         if !location.contains("://") {
             return Self::local(FsPath::new(location));
         }
+        let mut opened = Self::open_remote(location, options)?;
+        opened.options = options.clone();
+        Ok(opened)
+    }
+
+    fn open_remote(location: &str, options: &ObjectStoreOptions) -> Result<Storage> {
+        let bad = |reason: String| EngineError::BadLocation { url: location.to_string(), reason };
         let url = Url::parse(location).map_err(|e| bad(e.to_string()))?;
         let root = Path::from_url_path(url.path()).map_err(|e| bad(e.to_string()))?;
         let scheme_host = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()).to_ascii_lowercase();
@@ -195,7 +203,13 @@ impl Storage {
             other => return Err(bad(format!("unsupported scheme '{other}'"))),
         };
         // Cloud URLs carry the bucket in the host; the URL path is the prefix inside it.
-        Ok(Storage { store, root, url: location.trim_end_matches('/').to_string(), local_root: None })
+        Ok(Storage {
+            store,
+            root,
+            url: location.trim_end_matches('/').to_string(),
+            local_root: None,
+            options: ObjectStoreOptions::new(),
+        })
     }
 
     fn local(path: &FsPath) -> Result<Storage> {
@@ -207,6 +221,7 @@ impl Storage {
             root: Path::default(),
             url: abs.display().to_string(),
             local_root: Some(abs),
+            options: ObjectStoreOptions::new(),
         })
     }
 
@@ -221,7 +236,13 @@ impl Storage {
             root: self.path(rel),
             url: format!("{}/{rel}", self.url),
             local_root: None,
+            options: self.options.clone(),
         })
+    }
+
+    /// The object-store settings it was opened with.
+    pub fn options(&self) -> &ObjectStoreOptions {
+        &self.options
     }
 
     /// The location this storage was opened on.

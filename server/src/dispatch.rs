@@ -43,6 +43,8 @@ pub struct EnvHandle {
 impl EnvHandle {
     fn open(name: String, env: Environment) -> Result<EnvHandle> {
         let env = Arc::new(env);
+        // Storage DR: a primary this server opens ships its commits while it is open.
+        Environment::replicate_in_background(&env);
         let system = RwLock::new((env.engine().system()?, system_stamp(&env)));
         let auth = AuthStore::open(Backing::Env(env.clone()))?;
         Ok(EnvHandle { name, env, auth, system })
@@ -404,6 +406,11 @@ async fn env_call(app: Arc<App>, h: Arc<EnvHandle>, path: String, caller: Caller
                 let mut output = f(&call, &args)?;
                 if ep.path.starts_with("system") {
                     h.reload_system()?;
+                }
+                if matches!(ep.path, "dr/failover" | "dr/failback") {
+                    // The open handle is of the location that stopped (or started) being the
+                    // primary: the next request opens the name afresh, following it.
+                    app.evict(&h.env.engine().config().id);
                 }
                 if let (Output::Json(health), "health") = (&mut output, ep.path) {
                     users::add_health(&h, &caller, health);

@@ -545,3 +545,58 @@ async fn session_stores_over_http() {
     assert_eq!(q.json["count"], 1, "{q:?}");
     assert_eq!(h.env("GET", "session/list", t, &[]).await.json[0]["name"], "stash");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_dr_over_http_replicates_fails_over_and_back() {
+    let h = Harness::start_with(|o| {
+        o.locations = vec![o.home.as_ref().unwrap().join("dr").display().to_string()];
+    })
+    .await;
+    let admin = h.init_admin().await;
+    let replica = h.home.path().join("dr/replica").display().to_string();
+    let outside = h.home.path().join("elsewhere").display().to_string();
+    assert_error(&h.env("POST", "dr/setup", Some(&admin), &[("replica", &outside)]).await, 403);
+    let r = h.env("POST", "dr/setup", Some(&admin), &[("replica", &replica)]).await;
+    assert_eq!((r.status, r.json["state"].as_str()), (200, Some("replicating")), "{r:?}");
+    let items = json!([{"name": "late", "n": 1000}]).to_string();
+    let w = h.env("POST", "write", Some(&admin), &[("items", &items), ("publish", "true"), ("async", "false")]).await;
+    assert_eq!(w.status, 200, "{w:?}");
+    // The server's replicator ships the commit on its own.
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = h.env("GET", "dr/status", Some(&admin), &[]).await.json;
+        if status["lagCommits"] == json!(0) && status["replicaVersion"] == status["primaryVersion"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["lagCommits"], json!(0), "{status}");
+    let regions = h.env("GET", "dr/regions", Some(&admin), &[]).await;
+    assert_eq!(regions.json[1]["location"], json!(replica), "{regions:?}");
+    let pre = h.env("POST", "dr/startPreProvision", Some(&admin), &[]).await;
+    assert_eq!(pre.json["segments"].as_u64().map(|s| s > 0), Some(true), "{pre:?}");
+
+    // Failover through ops: the name now answers from the replica, with its users, and writes.
+    let owner = h.ops_owner("owner-user").await;
+    let f = h.ops("POST", "env/dr/failover", Some(&owner), &[("env", "test-m1")]).await;
+    assert_eq!((f.status, f.json["state"].as_str()), (200, Some("failed-over")), "{f:?}");
+    let entry = h.ops("GET", "env/get", Some(&owner), &[("env", "test-m1")]).await;
+    assert!(entry.json["url"].as_str().unwrap().ends_with("dr/replica"), "{entry:?}");
+    let q = h.env("GET", "query", Some(&admin), &[("q", "*")]).await;
+    assert_eq!((q.status, &q.json["count"]), (200, &json!(101)), "{q:?}");
+    let items = json!([{"name": "on-replica", "n": 2000}]).to_string();
+    let w = h.env("POST", "write", Some(&admin), &[("items", &items), ("publish", "true"), ("async", "false")]).await;
+    assert_eq!(w.status, 200, "{w:?}");
+    let reader = h.env("GET", "dr/status", Some(&admin), &[]).await;
+    assert_eq!(reader.json["state"], "failed-over", "{reader:?}");
+
+    // Failback: the original location is primary again and holds everything.
+    let b = h.ops("POST", "env/dr/failback", Some(&owner), &[("env", "test-m1")]).await;
+    assert_eq!((b.status, b.json["state"].as_str()), (200, Some("replicating")), "{b:?}");
+    let entry = h.ops("GET", "env/get", Some(&owner), &[("env", "test-m1")]).await;
+    assert!(entry.json["url"].as_str().unwrap().ends_with("envs/test-m1"), "{entry:?}");
+    let q = h.env("GET", "query", Some(&admin), &[("q", "n:[1000 TO 2000]")]).await;
+    assert_eq!(q.json["count"], json!(2), "{q:?}");
+    let w = h.env("POST", "write", Some(&admin), &[("items", &items), ("publish", "true"), ("async", "false")]).await;
+    assert_eq!(w.status, 200, "{w:?}");
+}

@@ -282,7 +282,7 @@ pub(super) fn store_commit<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
 
 pub(super) fn session_update<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
     let ops = a.json_value("ops").map(Value::to_string).unwrap_or_default();
-    c.env.sessions().update(a.req("store")?, &ops)?;
+    c.env.session_update(a.req("store")?, &ops)?;
     Ok(Output::Empty)
 }
 
@@ -413,4 +413,34 @@ pub(super) fn restore<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
         }
     };
     Ok(Output::Json(c.env.restore(&point)?))
+}
+
+pub(super) fn dr_setup<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
+    let replica = a.req("replica")?;
+    check_copy_location(c.locations, "replica", replica)?;
+    Ok(Output::Json(c.env.dr_setup(replica, &store_options(a)?)?))
+}
+
+pub(super) fn dr_status<'a>(c: &EnvCall<'a>, _: &Args) -> Out<'a> {
+    Ok(Output::Json(c.env.dr_status()?))
+}
+
+pub(super) fn dr_failover<'a>(c: &EnvCall<'a>, _: &Args) -> Out<'a> {
+    Ok(Output::Json(c.env.dr_failover()?))
+}
+
+pub(super) fn dr_failback<'a>(c: &EnvCall<'a>, _: &Args) -> Out<'a> {
+    Ok(Output::Json(c.env.dr_failback()?))
+}
+
+pub(super) fn dr_regions<'a>(c: &EnvCall<'a>, _: &Args) -> Out<'a> {
+    Ok(Output::Json(c.env.dr_regions()?))
+}
+
+pub(super) fn dr_start_preprovision<'a>(c: &EnvCall<'a>, _: &Args) -> Out<'a> {
+    Ok(Output::Json(c.env.dr_preprovision(true)?))
+}
+
+pub(super) fn dr_stop_preprovision<'a>(c: &EnvCall<'a>, _: &Args) -> Out<'a> {
+    Ok(Output::Json(c.env.dr_preprovision(false)?))
 }

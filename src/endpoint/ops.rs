@@ -154,6 +154,43 @@ pub(super) fn env_backup_list(c: &OpsCall<'_>, a: &Args) -> Out {
     Ok(Output::Json(Value::Array(list)))
 }
 
+pub(super) fn env_dr_failover(c: &OpsCall<'_>, a: &Args) -> Out {
+    let (e, _) = entry(c, a)?;
+    // The replica's own settings say everything; the primary may be unreachable.
+    let (replica, options) = match a.text("replica") {
+        Some(r) => (r.to_string(), super::env::store_options(a)?),
+        None => {
+            let cfg = c.envs.open(&e.id)?.engine().dr_config()?.ok_or_else(|| {
+                m1_engine::EngineError::bad_parameter(
+                    "dr",
+                    "DR is not set up for this environment: nothing to fail over to",
+                )
+            })?;
+            (cfg.replica, cfg.replica_options)
+        }
+    };
+    c.envs.forget(&e.id);
+    let cfg = m1_engine::Environment::dr_failover(&replica, &options)?;
+    c.catalog.relocate(&e.id, &cfg.primary, &cfg.primary_options)?;
+    c.envs.forget(&e.id);
+    Ok(Output::Json(serde_json::json!({"state": cfg.state, "primary": cfg.primary, "replica": cfg.replica,
+                                       "failoverVersion": cfg.failover_version, "lastError": cfg.last_error})))
+}
+
+pub(super) fn env_dr_failback(c: &OpsCall<'_>, a: &Args) -> Out {
+    let (e, _) = entry(c, a)?;
+    let answer = c.envs.open(&e.id)?.dr_failback()?;
+    let cfg = c.envs.open(&e.id)?.engine().dr_config()?.expect("failback leaves DR set up");
+    c.catalog.relocate(&e.id, &cfg.primary, &cfg.primary_options)?;
+    c.envs.forget(&e.id);
+    Ok(Output::Json(answer))
+}
+
+pub(super) fn env_dr_status(c: &OpsCall<'_>, a: &Args) -> Out {
+    let (e, _) = entry(c, a)?;
+    Ok(Output::Json(c.envs.open(&e.id)?.dr_status()?))
+}
+
 pub(super) fn env_rename(c: &OpsCall<'_>, a: &Args) -> Out {
     let (e, _) = entry(c, a)?;
     c.catalog.rename(&e.id, a.req("name")?)?;
