@@ -285,3 +285,36 @@ fn bad_backup_requests_are_clear_errors_and_change_nothing() {
     assert_eq!(env.backup_list().unwrap().len(), 1);
     assert_eq!(env.get_json(&[3], None).unwrap()[0]["n"], json!(3));
 }
+
+#[test]
+fn scheduled_backups_are_taken_and_pruned() {
+    support::scratch_home();
+    let dir = tempfile::tempdir().unwrap();
+    let env = Environment::create(dir.path().join("env").to_str().unwrap()).unwrap();
+    env.add_properties(&properties()).unwrap();
+    env.append_json((0..5).map(|n| rec(record(n)))).unwrap();
+    assert!(env.backup_tick().unwrap().is_none(), "no schedule by default");
+    env.backup_create(Some("by-hand")).unwrap();
+    let set = |k: &str, v: Value| env.engine().set_system(&BTreeMap::from([(k.to_string(), v)])).unwrap();
+    set("backup-interval-ms", json!(1));
+    set("backup-keep-count", json!(2));
+    let mut taken = Vec::new();
+    for i in 0..4 {
+        env.append_json([rec(record(100 + i))]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        taken.push(env.backup_tick().unwrap().expect("the interval has passed"));
+    }
+    let scheduled: Vec<String> = env.backup_list().unwrap().into_iter().filter(|b| b.scheduled).map(|b| b.id).collect();
+    assert_eq!(scheduled, [taken[2].id.clone(), taken[3].id.clone()], "the newest two are kept");
+    assert!(env.backup_get("by-hand").is_ok(), "a backup made on demand is never pruned");
+    assert_eq!(taken[3].rows, 9);
+    // Not due yet: nothing taken.
+    set("backup-interval-ms", json!(3_600_000));
+    assert!(env.backup_tick().unwrap().is_none());
+    // Kept no longer than the age limit.
+    set("backup-keep-age-ms", json!(1));
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    assert!(env.backup_tick().unwrap().is_none());
+    assert_eq!(env.backup_list().unwrap().iter().filter(|b| b.scheduled).count(), 0);
+    assert_eq!(env.backup_list().unwrap().len(), 1);
+}

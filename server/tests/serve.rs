@@ -600,3 +600,22 @@ async fn storage_dr_over_http_replicates_fails_over_and_back() {
     let w = h.env("POST", "write", Some(&admin), &[("items", &items), ("publish", "true"), ("async", "false")]).await;
     assert_eq!(w.status, 200, "{w:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_takes_scheduled_backups() {
+    let h = Harness::start().await;
+    let admin = h.init_admin().await;
+    assert_eq!(h.env("GET", "backup/list", Some(&admin), &[]).await.json, json!([]));
+    let r = h.env("POST", "system", Some(&admin), &[("backup-interval-ms", "3600000")]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut list = Value::Null;
+    for _ in 0..50 {
+        list = h.env("GET", "backup/list", Some(&admin), &[]).await.json;
+        if list.as_array().is_some_and(|l| !l.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!((list[0]["scheduled"].as_bool(), list[0]["rows"].as_u64()), (Some(true), Some(100)), "{list}");
+}
