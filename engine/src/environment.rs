@@ -464,6 +464,8 @@ impl Environment {
     /// its files, and so does every complete or in-progress backup.
     pub fn vacuum(&self, min_age: Duration) -> Result<VacuumReport> {
         let state = self.refresh()?;
+        // A replica's log and files are the primary's to clean.
+        self.check_writable(&state)?;
         let mut report = VacuumReport::default();
         let listing = crate::history::listing(&self.storage)?;
         let oldest = listing.oldest_restorable(state.version);

@@ -221,7 +221,10 @@ impl Environment {
         if to.url() == self.storage().url() {
             return Err(EngineError::bad_parameter("replica", "the replica must be another location than the primary"));
         }
-        if let Some(cfg) = self.dr_config()? {
+        if let Some(cfg) = self.dr_config()?
+            && !(cfg.state == DrState::SettingUp && cfg.replica == to.url())
+        {
+            // (A setup cut short is resumed: shipping is idempotent.)
             return Err(EngineError::bad_parameter(
                 "replica",
                 format!("DR is set up already (to '{}', {:?}); see dr/status", cfg.replica, cfg.state),
