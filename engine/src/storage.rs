@@ -213,7 +213,19 @@ impl Storage {
     }
 
     fn local(path: &FsPath) -> Result<Storage> {
-        std::fs::create_dir_all(path).map_err(|e| EngineError::io(path, e))?;
+        // A location that is a file is the caller's mistake, not a failure of the machine.
+        if path.exists() && !path.is_dir() {
+            return Err(EngineError::BadLocation {
+                url: path.display().to_string(),
+                reason: "it is a file, not a directory".into(),
+            });
+        }
+        std::fs::create_dir_all(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+                EngineError::BadLocation { url: path.display().to_string(), reason: e.to_string() }
+            }
+            _ => EngineError::io(path, e),
+        })?;
         let abs = std::fs::canonicalize(path).map_err(|e| EngineError::io(path, e))?;
         let store = LocalFileSystem::new_with_prefix(&abs)?;
         Ok(Storage {
@@ -394,5 +406,25 @@ impl Storage {
             self.delete(&rel)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_location_that_is_a_file_is_a_bad_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "x").unwrap();
+        for at in [file.clone(), file.join("below")] {
+            let Err(err) = Storage::open(at.to_str().unwrap(), &ObjectStoreOptions::new()) else {
+                panic!("{at:?} is a file, not a location");
+            };
+            assert!(matches!(err, EngineError::BadLocation { .. }), "{at:?}: {err:?}");
+            assert!(err.to_string().contains("a-file"), "{err}");
+        }
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "x", "nothing changed");
     }
 }

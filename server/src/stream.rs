@@ -28,14 +28,22 @@ const CHANNEL_CHUNKS: usize = 8;
 /// Bytes per chunk.
 const CHUNK_BYTES: usize = 64 << 10;
 
-/// A `Write` that sends full chunks down the channel; fails once the client has gone.
+/// A `Write` that holds the first chunk back: an answer that ends within it is sent whole (with
+/// its length, and with a proper status if the endpoint fails before it is full); a longer one
+/// goes down the channel chunk by chunk and fails once the client has gone.
 struct ChunkWriter {
+    /// Until the first chunk is full: where the answer's start goes.
+    ready: Option<tokio::sync::oneshot::Sender<Result<Ready>>>,
+    content_type: &'static str,
     tx: mpsc::Sender<std::io::Result<Bytes>>,
     buf: Vec<u8>,
 }
 
 impl ChunkWriter {
     fn send(&mut self) -> std::io::Result<()> {
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Ok(Ready::Stream(self.content_type)));
+        }
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -45,16 +53,31 @@ impl ChunkWriter {
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
     }
 
-    /// Ends the body with an error (the client sees a truncated response, never a false end).
-    fn fail(mut self, message: String) {
-        let _ = self.send();
-        let _ = self.tx.blocking_send(Err(std::io::Error::other(message)));
+    /// The answer is complete: whole if it fits in one chunk, else its last chunk.
+    fn finish(mut self) {
+        match self.ready.take() {
+            Some(ready) => {
+                let body = Bytes::from(std::mem::take(&mut self.buf));
+                let _ = ready.send(Ok(Ready::Whole(self.content_type, body)));
+            }
+            None => {
+                let _ = self.send();
+            }
+        }
     }
-}
 
-impl Drop for ChunkWriter {
-    fn drop(&mut self) {
-        let _ = self.send();
+    /// Ends the answer with an error: a proper error status if nothing was sent yet, else a
+    /// truncated body (the client never sees a false end).
+    fn fail(mut self, e: ServerError) {
+        match self.ready.take() {
+            Some(ready) => {
+                let _ = ready.send(Err(e));
+            }
+            None => {
+                let _ = self.send();
+                let _ = self.tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
     }
 }
 
@@ -68,7 +91,9 @@ impl Write for ChunkWriter {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
+        // Held back until the first chunk is full or the answer ends: a flush of a small answer
+        // must not turn it into a stream.
+        if self.ready.is_some() { Ok(()) } else { self.send() }
     }
 }
 
@@ -76,13 +101,15 @@ impl Write for ChunkWriter {
 enum Ready {
     Empty,
     Json(Value),
+    /// A streamed answer that fitted in one chunk.
+    Whole(&'static str, Bytes),
     Stream(&'static str),
 }
 
 /// Runs `produce` on a blocking thread; it calls an endpoint and hands the endpoint's
-/// [`Output`] to `deliver`. JSON and empty answers come back whole; a stream starts only once
-/// the endpoint has returned, so errors found before any byte is written (bad parameters,
-/// unknown properties) still answer with a proper status.
+/// [`Output`] to `deliver`. JSON and empty answers come back whole, and so do streams that end
+/// within their first chunk; a longer stream starts once that chunk is full, so errors found
+/// before (bad parameters, unknown properties) still answer with a proper status.
 pub async fn respond<F>(produce: F) -> Result<Reply>
 where
     F: FnOnce(&mut dyn FnMut(Output<'_>) -> Result<()>) -> Result<()> + Send + 'static,
@@ -102,11 +129,11 @@ where
                     let _ = ready.send(Ok(Ready::Json(v)));
                 }
                 Output::Stream { content_type, write } => {
-                    let _ = ready.send(Ok(Ready::Stream(content_type)));
                     let tx = tx.take().ok_or_else(|| ServerError::Internal("a stream was started twice".into()))?;
-                    let mut out = ChunkWriter { tx, buf: Vec::with_capacity(CHUNK_BYTES) };
-                    if let Err(e) = write(&mut out) {
-                        out.fail(e.to_string());
+                    let mut out = ChunkWriter { ready: Some(ready), content_type, tx, buf: Vec::with_capacity(4096) };
+                    match write(&mut out) {
+                        Ok(()) => out.finish(),
+                        Err(e) => out.fail(e.into()),
                     }
                 }
             }
@@ -120,6 +147,7 @@ where
     match ready_rx.await {
         Ok(Ok(Ready::Empty)) => Ok(Reply::Empty),
         Ok(Ok(Ready::Json(v))) => Ok(Reply::Json(v)),
+        Ok(Ok(Ready::Whole(content_type, bytes))) => Ok(Reply::Stream(Body::from(bytes), content_type)),
         Ok(Ok(Ready::Stream(content_type))) => {
             let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
             Ok(Reply::Stream(Body::from_stream(body), content_type))

@@ -470,6 +470,21 @@ async fn large_results_stream() {
     assert!(r.headers().get("content-length").is_none(), "{:?}", r.headers());
     let rows: Vec<serde_json::Value> = r.json().await.unwrap();
     assert_eq!(rows.len(), 50_100);
+    // A small answer of a streaming endpoint comes whole, with its length.
+    let small = h
+        .client
+        .post(h.url("test-m1", "range"))
+        .header("m1-auth-token", &admin)
+        .form(&[("start", "100"), ("end", "110"), ("properties", r#"["n"]"#)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 200);
+    let length: usize = small.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    let body = small.bytes().await.unwrap();
+    assert_eq!(body.len(), length);
+    let small: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(small.iter().map(|r| r["n"].as_i64().unwrap()).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
     assert_eq!(rows[50_099], json!({"_m1key": 50_099, "n": 49_999}));
     // A query over every record streams its items the same way.
     let q = h.env("POST", "query", Some(&admin), &[("q", "name:bulk"), ("rows", "40000"), ("fl", "n")]).await;

@@ -21,6 +21,10 @@ fn expected_ok(path: &str) -> u16 {
         // Public, but this environment was made on the machine: its first admin comes from the
         // operator, never over HTTP.
         "init" => 403,
+        // DR is not set up here (tests/dr.rs and serve.rs set it up and fail over): a caller
+        // with the right gets past the rights check to the clear error that says so.
+        "dr/setup" | "dr/status" | "dr/failover" | "dr/failback" | "dr/startPreProvision" => 400,
+        "env/dr/status" | "env/dr/failover" | "env/dr/failback" => 400,
         p if pending(p) => 501,
         _ => 200,
     }
@@ -57,9 +61,19 @@ fn env_sample(path: &str, n: usize, admin_token: &str, file: &str) -> Vec<(Strin
         "session/add" => vec![("store", format!("s{n}")), ("shards", "1".into()), ("replicas", "1".into())],
         "session/rename" => vec![("store", format!("made{n}")), ("name", format!("renamed{n}"))],
         "session/drop" => vec![("store", format!("made{n}"))],
+        "backup/get" | "restore" => vec![(if path == "restore" { "backup" } else { "id" }, "fixture".into())],
+        "backup/delete" => vec![("id", format!("made{n}"))],
+        "backup/copy" => vec![("id", "fixture".into()), ("to", format!("{}/backups/copy{n}", home(file)))],
+        // A file, not a directory (in a location the server allows): refused after the rights check.
+        "dr/setup" => vec![("replica", format!("{}/backups/a-file", home(file)))],
         _ => vec![],
     };
     v.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// `$M1_HOME` (where the sample file is), whose `backups/` the server may copy backups to.
+fn home(file: &str) -> String {
+    std::path::Path::new(file).parent().unwrap().to_str().unwrap().to_string()
 }
 
 fn refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -88,6 +102,10 @@ async fn environment_rights_matrix() {
     }
     let r = h.env("POST", "session/add", Some(&admin), &[("store", "stash"), ("shards", "1"), ("replicas", "1")]).await;
     assert_eq!(r.status, 200, "{r:?}");
+    let r = h.env("POST", "backup/create", Some(&admin), &[("name", "fixture")]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    std::fs::create_dir_all(h.home.path().join("backups")).unwrap();
+    std::fs::write(h.home.path().join("backups/a-file"), "not a directory").unwrap();
     let mut checked = 0;
     for (n, route) in m1::endpoint::of(Scope::Env).enumerate() {
         let method = route.verbs.names()[0];
@@ -121,6 +139,10 @@ async fn environment_rights_matrix() {
                 let store = format!("made{n}");
                 let params = [("store", store.as_str()), ("shards", "1"), ("replicas", "1")];
                 let r = h.env("POST", "session/add", Some(&admin), &params).await;
+                assert_eq!(r.status, 200, "{r:?}");
+            }
+            if allowed && route.path == "backup/delete" {
+                let r = h.env("POST", "backup/create", Some(&admin), &[("name", &format!("made{n}"))]).await;
                 assert_eq!(r.status, 200, "{r:?}");
             }
             if allowed && matches!(route.path, "store/rename" | "store/destroy") {
@@ -174,6 +196,9 @@ fn ops_sample(path: &str, n: usize) -> Vec<(String, String)> {
         "env/session/create" => vec![env, ("store", format!("ops{n}")), ("shards", "1".into())],
         "env/session/rename" => vec![env, ("store", format!("ops{n}")), ("name", format!("opsb{n}"))],
         "env/session/destroy" => vec![env, ("store", format!("ops{n}"))],
+        "env/restore" => {
+            vec![("env", format!("restored-{n}")), ("from", "test-m1".into()), ("backup", "fixture".into())]
+        }
         p if p.starts_with("env/") => vec![env],
         _ => vec![],
     };
@@ -204,6 +229,8 @@ async fn ops_rights_matrix() {
         tokens.insert(r, r2.json["token"].as_str().unwrap().to_string());
     }
     let home = h.home.path().to_path_buf();
+    let r = h.ops("POST", "env/backup/create", Some(&owner), &[("env", "test-m1"), ("name", "fixture")]).await;
+    assert_eq!(r.status, 200, "{r:?}");
     let mut checked = 0;
     for (n, route) in m1::endpoint::of(Scope::Ops).enumerate() {
         let method = route.verbs.names()[0];
