@@ -108,6 +108,31 @@ fn store_administration_and_freshness() {
 }
 
 #[test]
+fn a_cached_store_registry_follows_changes_made_by_another_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = numbers(dir.path(), 300, 256);
+    // `other` stands for another process on the same environment (the CLI beside a server).
+    let other = Environment::open(dir.path().to_str().unwrap()).unwrap();
+    assert_eq!(count(&env, "index", "*:*"), 300);
+    for round in 0..20 {
+        // Changes of the same size one after another: the cache must not take one for the other.
+        let on = round % 2 == 1;
+        other.stores().configure(other.engine(), "index", Some(on), None).unwrap();
+        match env.query(&QueryRequest::new("index", "*:*")) {
+            Ok(a) => assert!(on, "round {round}: a disabled store answered {}", a.count),
+            Err(e) => assert!(!on && e.to_string().contains("disabled"), "round {round}: {e}"),
+        }
+    }
+    other.stores().create(other.engine(), StoreDef::new("more", StoreKind::Standard, 1, 1)).unwrap();
+    assert_eq!(count(&env, "more", "group:g1"), (0..300).filter(|i| i % 7 == 1).count() as u64);
+    other.stores().rename(other.engine(), "more", "renamed").unwrap();
+    assert!(matches!(env.query(&QueryRequest::new("more", "*")), Err(m1::Error::Query(QueryError::UnknownStore(_)))));
+    assert_eq!(count(&env, "renamed", "*:*"), 300);
+    let names: Vec<String> = env.stores().list(env.engine()).unwrap().into_iter().map(|s| s.def.name).collect();
+    assert_eq!(names, vec!["index", "renamed"]);
+}
+
+#[test]
 fn bad_queries_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let env = numbers(dir.path(), 10, 256);

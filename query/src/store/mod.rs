@@ -143,6 +143,40 @@ impl DataStore {
 pub struct Stores {
     base: PathBuf,
     open: Mutex<HashMap<String, Arc<DataStore>>>,
+    /// The registry as last read, for the read paths (every query names its stores).
+    defs: Mutex<Option<(RegistryStamp, Arc<Vec<StoreDef>>)>>,
+}
+
+/// When the registry was read. Invariant: a cached registry is used only while its stamp still
+/// holds, and every change this process makes clears the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RegistryStamp {
+    /// On local disk: the file's inode, length and modification time (or its absence). Every
+    /// save replaces the file by a rename, so a change made by another process changes the
+    /// inode even within one tick of the file system's clock.
+    File(Option<(u64, u64, std::time::SystemTime)>),
+    /// On an object store: when it was read (it is read again after [`READER_FRESHNESS`]).
+    Read(Instant),
+}
+
+impl RegistryStamp {
+    fn now(env: &Environment) -> RegistryStamp {
+        match env.storage().local_root() {
+            Some(root) => RegistryStamp::File(std::fs::metadata(root.join(registry::STORES_FILE)).ok().map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.ino(), m.len(), m.modified().unwrap_or(std::time::UNIX_EPOCH))
+            })),
+            None => RegistryStamp::Read(Instant::now()),
+        }
+    }
+
+    fn holds(&self, now: &RegistryStamp) -> bool {
+        match (self, now) {
+            (RegistryStamp::File(a), RegistryStamp::File(b)) => a == b,
+            (RegistryStamp::Read(at), RegistryStamp::Read(_)) => at.elapsed() < READER_FRESHNESS,
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Debug for Stores {
@@ -158,7 +192,7 @@ impl Stores {
             Some(root) => root.join("stores"),
             None => Catalog::default_home().join("stores").join(&env.snapshot().table_id),
         };
-        Stores { base, open: Mutex::new(HashMap::new()) }
+        Stores { base, open: Mutex::new(HashMap::new()), defs: Mutex::new(None) }
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -174,7 +208,7 @@ impl Stores {
         name: &str,
         copy: impl FnOnce(Option<&std::path::Path>) -> std::result::Result<R, E>,
     ) -> std::result::Result<R, E> {
-        let (defs, i) = Self::find(env, name)?;
+        let (defs, i) = self.find(env, name)?;
         let store = self.handle(env, &defs[i])?;
         let _quiet: Vec<_> = store.shards.iter().map(|s| s.sync_lock.lock()).collect();
         let dir = self.dir(name);
@@ -194,19 +228,41 @@ impl Stores {
         }
         defs.retain(|d| d.name != def.name);
         defs.push(def);
-        registry::save(env.storage(), &defs)
+        self.save(env, &defs)
     }
 
-    fn find(env: &Environment, name: &str) -> Result<(Vec<StoreDef>, usize)> {
-        let defs = registry::load(env.storage())?;
+    fn find(&self, env: &Environment, name: &str) -> Result<(Arc<Vec<StoreDef>>, usize)> {
+        let defs = self.registry(env)?;
         let i = defs.iter().position(|d| d.name == name).ok_or_else(|| QueryError::UnknownStore(name.to_string()))?;
         Ok((defs, i))
     }
 
+    /// The registry, read again only when it may have changed.
+    fn registry(&self, env: &Environment) -> Result<Arc<Vec<StoreDef>>> {
+        let now = RegistryStamp::now(env);
+        if let Some((stamp, defs)) = &*self.defs.lock()
+            && stamp.holds(&now)
+        {
+            return Ok(defs.clone());
+        }
+        let defs = Arc::new(registry::load(env.storage())?);
+        *self.defs.lock() = Some((now, defs.clone()));
+        Ok(defs)
+    }
+
+    /// Saves the registry and forgets the cached one.
+    fn save(&self, env: &Environment, defs: &[StoreDef]) -> Result<()> {
+        *self.defs.lock() = None;
+        let saved = registry::save(env.storage(), defs);
+        *self.defs.lock() = None;
+        saved
+    }
+
     /// Every store with its figures.
     pub fn list(&self, env: &Environment) -> Result<Vec<StoreStatus>> {
-        let defs = registry::load(env.storage())?;
-        defs.into_iter()
+        let defs = self.registry(env)?;
+        defs.iter()
+            .cloned()
             .map(|def| {
                 let documents = if def.active { self.handle(env, &def)?.documents() } else { 0 };
                 let bytes = if def.kind == StoreKind::Standard { dir_bytes(&self.dir(&def.name)) } else { 0 };
@@ -228,7 +284,7 @@ impl Stores {
         // Leftovers of an earlier store of that name are not this store's.
         remove_dir(&self.dir(&def.name))?;
         defs.push(def.clone());
-        registry::save(env.storage(), &defs)?;
+        self.save(env, &defs)?;
         self.open.lock().remove(&def.name);
         let store = self.handle(env, &def)?;
         store.sync(env)?;
@@ -238,7 +294,8 @@ impl Stores {
     /// Renames a store.
     pub fn rename(&self, env: &Environment, name: &str, new_name: &str) -> Result<StoreDef> {
         registry::validate_name(new_name)?;
-        let (mut defs, i) = Self::find(env, name)?;
+        let (defs, i) = self.find(env, name)?;
+        let mut defs = (*defs).clone();
         if defs.iter().any(|d| d.name == new_name) {
             return Err(QueryError::StoreExists(new_name.to_string()));
         }
@@ -249,15 +306,16 @@ impl Stores {
             std::fs::rename(self.dir(name), self.dir(new_name))?;
         }
         defs[i].name = new_name.to_string();
-        registry::save(env.storage(), &defs)?;
+        self.save(env, &defs)?;
         Ok(defs[i].clone())
     }
 
     /// Deletes a store and its index files.
     pub fn destroy(&self, env: &Environment, name: &str) -> Result<StoreDef> {
-        let (mut defs, i) = Self::find(env, name)?;
+        let (defs, i) = self.find(env, name)?;
+        let mut defs = (*defs).clone();
         let def = defs.remove(i);
-        registry::save(env.storage(), &defs)?;
+        self.save(env, &defs)?;
         self.open.lock().remove(name);
         remove_dir(&self.dir(name))?;
         Ok(def)
@@ -271,21 +329,22 @@ impl Stores {
         active: Option<bool>,
         autocommit: Option<bool>,
     ) -> Result<StoreDef> {
-        let (mut defs, i) = Self::find(env, name)?;
+        let (defs, i) = self.find(env, name)?;
+        let mut defs = (*defs).clone();
         if let Some(a) = active {
             defs[i].active = a;
         }
         if let Some(a) = autocommit {
             defs[i].autocommit = a;
         }
-        registry::save(env.storage(), &defs)?;
+        self.save(env, &defs)?;
         self.open.lock().remove(name);
         Ok(defs[i].clone())
     }
 
     /// Deletes a store's indexes and builds them again from the lake; returns documents indexed.
     pub fn rebuild(&self, env: &Environment, name: &str) -> Result<u64> {
-        let (defs, i) = Self::find(env, name)?;
+        let (defs, i) = self.find(env, name)?;
         self.open.lock().remove(name);
         remove_dir(&self.dir(name))?;
         self.handle(env, &defs[i])?.sync(env)
@@ -309,7 +368,7 @@ impl Stores {
 
     /// An active store, ready to search.
     pub fn store(&self, env: &Environment, name: &str) -> Result<Arc<DataStore>> {
-        let (defs, i) = Self::find(env, name)?;
+        let (defs, i) = self.find(env, name)?;
         if !defs[i].active {
             return Err(QueryError::BadRequest(format!("store '{name}' is disabled; enable it with store/enable")));
         }
