@@ -150,8 +150,17 @@ impl App {
 
     /// The environment named (or with id) `name`, opened once and cached.
     pub fn env(&self, name: &str) -> Result<Arc<EnvHandle>> {
+        Ok(self.env_if(name, true)?.expect("opened when asked to"))
+    }
+
+    /// The environment named `name` if it is open already; with `open`, opens it if not (which
+    /// reads the catalog and may take long: only on a blocking thread).
+    fn env_if(&self, name: &str, open: bool) -> Result<Option<Arc<EnvHandle>>> {
         if let Some(h) = self.envs.lock().get(name) {
-            return Ok(h.clone());
+            return Ok(Some(h.clone()));
+        }
+        if !open {
+            return Ok(None);
         }
         let entry = self
             .catalog
@@ -162,11 +171,11 @@ impl App {
         let mut envs = self.envs.lock();
         if let Some(h) = envs.values().find(|h| h.env.engine().config().id == entry.id).cloned() {
             envs.insert(name.to_string(), h.clone());
-            return Ok(h);
+            return Ok(Some(h));
         }
         let handle = Arc::new(EnvHandle::open(entry.name.clone(), Environment::open_in(&self.catalog, &entry.id)?)?);
         envs.insert(name.to_string(), handle.clone());
-        Ok(handle)
+        Ok(Some(handle))
     }
 
     /// A slot for a publish, or 503 when `-maxPublishes` are running already.
@@ -194,7 +203,9 @@ enum Target {
     Env(Arc<EnvHandle>, String),
 }
 
-fn resolve(app: &App, headers: &HeaderMap, uri: &axum::http::Uri) -> Result<Target> {
+/// The target of a request; `None` if it is an environment that is not open yet and `open` is
+/// false.
+fn resolve(app: &App, headers: &HeaderMap, uri: &axum::http::Uri, open: bool) -> Result<Option<Target>> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -204,26 +215,26 @@ fn resolve(app: &App, headers: &HeaderMap, uri: &axum::http::Uri) -> Result<Targ
     let host = host.rsplit_once(':').filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit())).map_or(&*host, |(h, _)| h);
     let path = uri.path().trim_start_matches('/');
     if host == "ops.localhost" || host.starts_with("ops.") {
-        return Ok(Target::Ops(path.to_string()));
+        return Ok(Some(Target::Ops(path.to_string())));
     }
     let (first, rest) = path.split_once('/').unwrap_or((path, ""));
     if first == "ops" {
-        return Ok(Target::Ops(rest.to_string()));
+        return Ok(Some(Target::Ops(rest.to_string())));
     }
     if let Some(root) = &app.root {
         // `/<its name>/...` also reaches it, so clients that address by prefix work unchanged.
         let path = if first == root.name || first == root.env.engine().config().id { rest } else { path };
-        return Ok(Target::Env(root.clone(), path.to_string()));
+        return Ok(Some(Target::Env(root.clone(), path.to_string())));
     }
     if let Some(label) = host.strip_suffix(".localhost").filter(|l| !l.is_empty() && !l.contains('.')) {
-        return Ok(Target::Env(app.env(label)?, path.to_string()));
+        return Ok(app.env_if(label, open)?.map(|h| Target::Env(h, path.to_string())));
     }
     if first.is_empty() {
         return Err(ServerError::NotFound(
             "name an environment: http://<env>.localhost:PORT/<endpoint> or http://HOST:PORT/<env>/<endpoint>; ops at /ops/".into(),
         ));
     }
-    Ok(Target::Env(app.env(first)?, rest.to_string()))
+    Ok(app.env_if(first, open)?.map(|h| Target::Env(h, rest.to_string())))
 }
 
 /// Who is calling.
@@ -312,43 +323,24 @@ async fn route_request(
 ) -> Result<Response> {
     let token = parts.headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string());
     let read_only = parts.method == Method::GET;
-    let mut caller = Caller { ip: client_ip(addr.ip()), user: None, rights: Vec::new(), token, read_only };
+    let caller = Caller { ip: client_ip(addr.ip()), user: None, rights: Vec::new(), token, read_only };
     let method = parts.method.clone();
-    // Resolve the target and check the token before reading any body.
-    let (target, path, caller) = {
-        let app = app.clone();
-        let headers = parts.headers.clone();
-        let uri = parts.uri.clone();
-        let method = method.clone();
-        blocking(move || {
-            let target = resolve(&app, &headers, &uri)?;
-            let (scope, path, store) = match &target {
-                Target::Ops(p) => (Scope::Ops, p.clone(), &app.ops),
-                Target::Env(h, p) => {
-                    let origin = h.param("cors").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                    if !origin.is_empty() {
-                        *cors.lock() = Some(origin);
-                    }
-                    (Scope::Env, p.clone(), &h.auth)
-                }
-            };
-            let path = path.trim_end_matches('/').to_string();
-            let ep = m1::endpoint::find(scope, &path)
-                .ok_or_else(|| ServerError::NotFound(format!("unknown endpoint '/{path}'")))?;
-            if method == Method::OPTIONS {
-                return Ok((target, path, caller));
-            }
-            let verbs = ep.verbs.names();
-            if !verbs.iter().any(|m| *m == method.as_str()) {
-                return Err(ServerError::MethodNotAllowed(format!(
-                    "/{path} takes {}, not {method}",
-                    verbs.join(" or ")
-                )));
-            }
-            authorize(store, ep.access, &mut caller, &path)?;
-            Ok((target, path, caller))
-        })
-        .await?
+    // Resolve the target and check the token before reading any body: here when its
+    // environment is open (memory only, and a stat of the users' file), else on a blocking
+    // thread, since opening an environment reads files.
+    let (target, path, caller) = match resolve(&app, &parts.headers, &parts.uri, false)? {
+        Some(target) => admit(&app, target, &method, caller, &cors)?,
+        None => {
+            let app = app.clone();
+            let headers = parts.headers.clone();
+            let uri = parts.uri.clone();
+            let method = method.clone();
+            blocking(move || {
+                let target = resolve(&app, &headers, &uri, true)?.expect("opened when asked to");
+                admit(&app, target, &method, caller, &cors)
+            })
+            .await?
+        }
     };
     if method == Method::OPTIONS {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -373,6 +365,39 @@ async fn route_request(
             .body(body)
             .map_err(|e| ServerError::Internal(e.to_string()))?,
     })
+}
+
+/// Checks that the target's endpoint exists for this verb and that the caller may call it;
+/// returns the target, the endpoint's path and the caller with its user and rights.
+fn admit(
+    app: &App,
+    target: Target,
+    method: &Method,
+    mut caller: Caller,
+    cors: &Mutex<Option<String>>,
+) -> Result<(Target, String, Caller)> {
+    let (scope, path, store) = match &target {
+        Target::Ops(p) => (Scope::Ops, p.clone(), &app.ops),
+        Target::Env(h, p) => {
+            let origin = h.param("cors").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            if !origin.is_empty() {
+                *cors.lock() = Some(origin);
+            }
+            (Scope::Env, p.clone(), &h.auth)
+        }
+    };
+    let path = path.trim_end_matches('/').to_string();
+    let ep =
+        m1::endpoint::find(scope, &path).ok_or_else(|| ServerError::NotFound(format!("unknown endpoint '/{path}'")))?;
+    if method == Method::OPTIONS {
+        return Ok((target, path, caller));
+    }
+    let verbs = ep.verbs.names();
+    if !verbs.iter().any(|m| *m == method.as_str()) {
+        return Err(ServerError::MethodNotAllowed(format!("/{path} takes {}, not {method}", verbs.join(" or "))));
+    }
+    authorize(store, ep.access, &mut caller, &path)?;
+    Ok((target, path, caller))
 }
 
 /// Calls an environment endpoint: the library's handler (streamed when it streams), or the
