@@ -213,13 +213,8 @@ impl Storage {
     }
 
     fn local(path: &FsPath) -> Result<Storage> {
-        // A location that is a file is the caller's mistake, not a failure of the machine.
-        if path.exists() && !path.is_dir() {
-            return Err(EngineError::BadLocation {
-                url: path.display().to_string(),
-                reason: "it is a file, not a directory".into(),
-            });
-        }
+        // A location that is (or lies under) a file is the caller's mistake, not a failure of
+        // the machine.
         std::fs::create_dir_all(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
                 EngineError::BadLocation { url: path.display().to_string(), reason: e.to_string() }

@@ -252,7 +252,6 @@ impl Stores {
 
     /// Saves the registry and forgets the cached one.
     fn save(&self, env: &Environment, defs: &[StoreDef]) -> Result<()> {
-        *self.defs.lock() = None;
         let saved = registry::save(env.storage(), defs);
         *self.defs.lock() = None;
         saved
