@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::compute::interleave_record_batch;
 use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
-use m1_engine::segment::{SegmentRows, select_rows, select_span};
+use m1_engine::segment::{SegmentRows, select_span};
 use m1_engine::{EngineError, Environment, KEY, Property, Schema, TableState};
 
 use crate::error::Result;
@@ -79,15 +79,11 @@ pub fn get_in(env: &Environment, state: &TableState, schema: &SchemaRef, ids: &[
         offsets.dedup();
         let info = &state.segments[seg];
         let open = env.segment_cache().get(env.storage(), info)?;
-        let mut next = offsets.iter();
-        for batch in open.read(select_rows(&offsets, info.rows()), schema, offsets.len().max(1))? {
-            let batch = batch?;
-            for row in 0..batch.num_rows() {
-                let offset = *next.next().expect("a segment returns only the rows selected");
-                located.insert(info.start + offset, (batches.len(), row));
-            }
-            batches.push(batch);
+        let batch = open.read_rows(&offsets, schema)?;
+        for (row, offset) in offsets.iter().enumerate() {
+            located.insert(info.start + offset, (batches.len(), row));
         }
+        batches.push(batch);
     }
     let picks: Vec<(usize, usize)> = ids.iter().filter_map(|id| located.get(id).copied()).collect();
     if batches.is_empty() {

@@ -253,6 +253,102 @@ pub struct Gather {
     pub limit: usize,
     /// Facets to count.
     pub facets: Vec<FacetSpec>,
+    /// The worst of `limit` hits that one segment already holds, shared by every segment and
+    /// shard of the search: later documents must beat it.
+    pub bar: Bar,
+}
+
+impl Gather {
+    /// A collector of the best `limit` hits under `keys`, with `facets`.
+    pub fn new(keys: Vec<SortKey>, limit: usize, facets: Vec<FacetSpec>) -> Gather {
+        Gather { keys, limit, facets, bar: Bar::default() }
+    }
+
+    /// The one sort key when it is an integer or date property (values that segments record the
+    /// minimum and maximum of).
+    fn int_key(&self) -> Option<(&str, bool)> {
+        match self.keys.as_slice() {
+            [SortKey { by: SortBy::Property { name, ty: PropertyType::Integer | PropertyType::Date }, desc }] => {
+                Some((name.as_str(), *desc))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a segment whose `name` values lie in `min..=max` can hold a hit that beats the bar.
+    fn can_beat(&self, desc: bool, min: i64, max: i64) -> bool {
+        match self.bar.get().map(|h| h.values[0].clone()) {
+            // A missing value sorts last: a segment without values cannot beat a full page.
+            Some(SortValue::Int(b)) => {
+                if desc {
+                    max >= b
+                } else {
+                    min <= b
+                }
+            }
+            _ => true,
+        }
+    }
+
+    /// The segments of `searcher` in the order most likely to fill the page first: by the
+    /// largest (descending sort) or smallest (ascending) value of an integer or date sort key.
+    fn order(&self, readers: &[SegmentReader]) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..readers.len()).collect();
+        if let Some((name, desc)) = self.int_key() {
+            let bounds: Vec<Option<(i64, i64)>> = readers.iter().map(|r| int_bounds(r, name)).collect();
+            order.sort_by_key(|&i| match bounds[i] {
+                None => (1, 0),
+                Some((min, max)) => (0, if desc { max.saturating_neg() } else { min }),
+            });
+        }
+        order
+    }
+}
+
+/// The smallest and largest value of an integer column in a segment; `None` when it has none.
+fn int_bounds(reader: &SegmentReader, name: &str) -> Option<(i64, i64)> {
+    let col = reader.fast_fields().column_opt::<i64>(name).ok()??;
+    (col.values.num_vals() > 0).then(|| (col.min_value(), col.max_value()))
+}
+
+/// Runs `query` over every segment of `searcher`, most promising first (see [`Gather::order`]).
+pub fn search(
+    searcher: &tantivy::Searcher,
+    query: &dyn tantivy::query::Query,
+    gather: &Gather,
+) -> tantivy::Result<Gathered> {
+    use tantivy::query::EnableScoring;
+    let scoring = if gather.requires_scoring() {
+        EnableScoring::enabled_from_searcher(searcher)
+    } else {
+        EnableScoring::disabled_from_searcher(searcher)
+    };
+    let weight = query.weight(scoring)?;
+    let readers = searcher.segment_readers();
+    let mut fruits = Vec::with_capacity(readers.len());
+    for i in gather.order(readers) {
+        fruits.push(gather.collect_segment(weight.as_ref(), i as SegmentOrdinal, &readers[i])?);
+    }
+    gather.merge_fruits(fruits)
+}
+
+/// The shared bar of a search (see [`Gather::bar`]).
+#[derive(Debug, Default)]
+pub struct Bar(parking_lot::Mutex<Option<Hit>>);
+
+impl Bar {
+    fn get(&self) -> Option<Hit> {
+        self.0.lock().clone()
+    }
+
+    /// Raises the bar to `hit` if it is better than the bar (a segment holds `limit` hits at
+    /// least as good as it).
+    fn raise(&self, keys: &[SortKey], hit: &Hit) {
+        let mut bar = self.0.lock();
+        if bar.as_ref().is_none_or(|b| compare(keys, hit, b) == Ordering::Less) {
+            *bar = Some(hit.clone());
+        }
+    }
 }
 
 enum SortColumn {
@@ -610,7 +706,16 @@ impl Collector for Gather {
             columns,
             count: 0,
             hits: Vec::new(),
-            worst: None,
+            // Within a segment strings compare by ordinal, which the bar (strings) is not.
+            worst: if self
+                .keys
+                .iter()
+                .any(|k| matches!(k.by, SortBy::Property { ty: PropertyType::String | PropertyType::Text, .. }))
+            {
+                None
+            } else {
+                self.bar.get()
+            },
             scratch: Vec::with_capacity(self.keys.len()),
             block: Vec::new(),
             facets,
@@ -627,8 +732,17 @@ impl Collector for Gather {
         segment_ord: SegmentOrdinal,
         reader: &SegmentReader,
     ) -> tantivy::Result<Gathered> {
-        if self.limit == 0 && self.facets.is_empty() {
-            // A count alone: a term query answers from its document frequency, no scan.
+        let count_only = self.limit == 0 && self.facets.is_empty();
+        // A page already filled by other segments with values this segment's range cannot beat:
+        // only its count is needed.
+        let beaten = self.limit > 0
+            && self.facets.is_empty()
+            && self.int_key().is_some_and(|(name, desc)| match int_bounds(reader, name) {
+                Some((min, max)) => !self.can_beat(desc, min, max),
+                None => matches!(self.bar.get().map(|h| h.values[0].clone()), Some(SortValue::Int(_))),
+            });
+        if count_only || beaten {
+            // A term query answers from its document frequency, no scan.
             let count = u64::from(weight.count(reader)?);
             return Ok(Gathered { count, ..Default::default() });
         }
@@ -653,7 +767,11 @@ impl Collector for Gather {
                 }
             })?;
         }
-        Ok(child.harvest())
+        let gathered = child.harvest();
+        if self.limit > 0 && gathered.hits.len() >= self.limit {
+            self.bar.raise(&self.keys, &gathered.hits[self.limit - 1]);
+        }
+        Ok(gathered)
     }
 
     fn merge_fruits(&self, fruits: Vec<Gathered>) -> tantivy::Result<Gathered> {

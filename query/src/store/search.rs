@@ -304,21 +304,20 @@ pub fn run(env: &Environment, stores: &Stores, req: &QueryRequest) -> Result<Que
     let by_key = matches!(keys.as_slice(), [SortKey { by: SortBy::Property { name, .. }, .. }] if name == KEY);
     let streamed = by_key && req.rows > 0 && limit > STREAM_ABOVE;
     let kept = if req.rows == 0 || streamed { 0 } else { limit };
-    let collector = Gather { keys: keys.clone(), limit: kept, facets: facets.clone() };
+    let collector = Gather::new(keys.clone(), kept, facets.clone());
     let searchers: Vec<_> = store.shards.iter().flat_map(|s| s.generations()).collect();
-    let parts = std::thread::scope(|scope| {
-        let jobs: Vec<_> = searchers
-            .iter()
-            .map(|g| {
-                let (collector, query, schema) = (&collector, &query, &state.schema);
-                scope.spawn(move || -> Result<Gathered> {
-                    let tq = translate(query, schema, &g.index)?;
-                    Ok(g.reader.searcher().search(&*tq, collector)?)
-                })
-            })
-            .collect();
-        jobs.into_iter().map(|j| crate::error::joined("a search thread", j.join())).collect::<Result<Vec<_>>>()
-    })?;
+    let search = |g: &Generation| -> Result<Gathered> {
+        let tq = translate(&query, &state.schema, &g.index)?;
+        Ok(super::collect::search(&g.reader.searcher(), &*tq, &collector)?)
+    };
+    let parts = match searchers.as_slice() {
+        // One index: no thread to start and join.
+        [one] => vec![search(one)?],
+        _ => std::thread::scope(|scope| {
+            let jobs: Vec<_> = searchers.iter().map(|g| scope.spawn(|| search(g))).collect();
+            jobs.into_iter().map(|j| crate::error::joined("a search thread", j.join())).collect::<Result<Vec<_>>>()
+        })?,
+    };
     let gathered = Gathered::merge(&keys, collector.limit, parts, facets.len());
     let page = if streamed {
         Page::Windows(Windows {
