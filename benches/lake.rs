@@ -61,6 +61,34 @@ fn get(env: &Environment, keys: &[u64]) -> usize {
     b.num_rows()
 }
 
+/// The same get through parquet-rs's own reader with a row selection (m1's read path before the
+/// direct page reads): the baseline the direct path is measured against in the same run.
+fn get_parquet_rs(env: &Environment, keys: &[u64]) -> usize {
+    let e = env.engine();
+    let state = e.snapshot();
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(
+        state.schema.all().iter().map(m1::Property::field).collect::<Vec<_>>(),
+    ));
+    let mut by_segment: std::collections::BTreeMap<usize, Vec<u64>> = Default::default();
+    for &k in keys {
+        let s = state.segment_of(k).expect("a key of the lake");
+        by_segment.entry(s).or_default().push(k - state.segments[s].start);
+    }
+    let mut rows = 0;
+    for (s, mut offsets) in by_segment {
+        offsets.sort_unstable();
+        offsets.dedup();
+        let info = &state.segments[s];
+        let open = e.segment_cache().get(e.storage(), info).expect("segment");
+        let selection = m1_engine::segment::select_rows(&offsets, info.rows());
+        for b in open.read(selection, &schema, offsets.len()).expect("read") {
+            rows += black_box(b.expect("batch")).num_rows();
+        }
+    }
+    assert_eq!(rows, keys.len());
+    rows
+}
+
 fn range(env: &Environment, start: u64, props: Option<&[String]>) -> usize {
     let mut rows = 0;
     for b in env.range(start, start + RANGE_KEYS, props).expect("range") {
@@ -83,6 +111,13 @@ fn bench_reads(c: &mut Criterion, env: &Environment, rows: u64) {
             get(env, &[get1_key(n, rows)])
         })
     });
+    let mut n = 0;
+    g.bench_function("1_key_all_props_parquet_rs_reader", |b| {
+        b.iter(|| {
+            n += 1;
+            get_parquet_rs(env, &[get1_key(n, rows)])
+        })
+    });
     let same = get1_key(0, rows);
     g.bench_function("1_key_all_props_same_key", |b| b.iter(|| get(env, &[same])));
     g.sample_size(30);
@@ -91,6 +126,13 @@ fn bench_reads(c: &mut Criterion, env: &Environment, rows: u64) {
         b.iter(|| {
             n += 1;
             get(env, &get100_keys(n, rows))
+        })
+    });
+    let mut n = 0;
+    g.bench_function("100_random_keys_all_props_parquet_rs_reader", |b| {
+        b.iter(|| {
+            n += 1;
+            get_parquet_rs(env, &get100_keys(n, rows))
         })
     });
     g.finish();
@@ -217,6 +259,12 @@ fn latencies(env: &Environment, rows: u64) -> Vec<Stats> {
     vec![
         measure("get_1_all", 1_000, 20_000, |n| {
             black_box(get(env, &[get1_key(n, rows)]));
+        }),
+        measure("get_1_all_parquet_rs_reader", 1_000, 20_000, |n| {
+            black_box(get_parquet_rs(env, &[get1_key(n, rows)]));
+        }),
+        measure("get_100_all_parquet_rs_reader", 100, 1_000, |n| {
+            black_box(get_parquet_rs(env, &get100_keys(n, rows)));
         }),
         measure("get_1_all_same_key", 1_000, 20_000, |_| {
             black_box(get(env, &[get1_key(0, rows)]));

@@ -188,6 +188,35 @@ impl FacetCounts {
         all.into_iter().collect()
     }
 
+    /// The `limit` values with the largest counts, ties by `order`. Counts held only in a dense
+    /// array are ranked by position (value order), so only the values kept are materialised.
+    pub fn top_terms(
+        &self,
+        limit: usize,
+        order: impl Fn(&(FacetValue, u64), &(FacetValue, u64)) -> Ordering,
+    ) -> Vec<(FacetValue, u64)> {
+        if limit == 0 {
+            return Vec::new();
+        }
+        if let (true, Some(d)) = (self.terms.is_empty(), &self.dense) {
+            let mut at: Vec<u32> = (0..d.counts.len() as u32).filter(|&i| d.counts[i as usize] > 0).collect();
+            let by = |a: &u32, b: &u32| d.counts[*b as usize].cmp(&d.counts[*a as usize]).then(a.cmp(b));
+            if at.len() > limit {
+                at.select_nth_unstable_by(limit - 1, by);
+                at.truncate(limit);
+            }
+            at.sort_unstable_by(by);
+            return at.into_iter().map(|i| (FacetValue::Int(d.min + i64::from(i)), d.counts[i as usize])).collect();
+        }
+        let mut terms = self.entries();
+        if terms.len() > limit {
+            terms.select_nth_unstable_by(limit - 1, &order);
+            terms.truncate(limit);
+        }
+        terms.sort_by(order);
+        terms
+    }
+
     fn merge(&mut self, other: FacetCounts) {
         for (v, c) in other.terms {
             *self.terms.entry(v).or_default() += c;
@@ -832,6 +861,26 @@ mod tests {
             got.sort();
             let want: Vec<(FacetValue, u64)> = model.into_iter().map(|(v, c)| (FacetValue::Int(v), c)).collect();
             assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn top_terms_of_a_dense_array_match_a_full_sort() {
+        let mut seed = 11u64;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let order = |a: &(FacetValue, u64), b: &(FacetValue, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0));
+        for _ in 0..100 {
+            let counts: Vec<u64> = (0..1 + next(300)).map(|_| if next(3) == 0 { 0 } else { next(6) }).collect();
+            let f = FacetCounts { dense: Some(Dense { min: next(50) as i64 - 25, counts }), ..Default::default() };
+            let mut want = f.entries();
+            want.sort_by(order);
+            for limit in [0, 1, 5, 1000] {
+                let got = f.top_terms(limit, order);
+                assert_eq!(got, want.iter().take(limit).cloned().collect::<Vec<_>>(), "limit {limit}");
+            }
         }
     }
 

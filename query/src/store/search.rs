@@ -563,15 +563,13 @@ fn render_facets(raw: Option<&Value>, specs: &[FacetSpec], gathered: &Gathered) 
     for ((name, spec), counts) in names.into_iter().zip(specs).zip(&gathered.facets) {
         let buckets: Vec<Value> = match spec {
             FacetSpec::Terms { ty, limit, .. } => {
-                let mut terms = counts.entries();
                 let order =
                     |a: &(FacetValue, u64), b: &(FacetValue, u64)| b.1.cmp(&a.1).then_with(|| facet_order(&a.0, &b.0));
-                if terms.len() > *limit {
-                    terms.select_nth_unstable_by(*limit - 1, order);
-                    terms.truncate(*limit);
-                }
-                terms.sort_by(order);
-                terms.into_iter().map(|(v, c)| json!({"val": facet_json(&v, *ty), "count": c})).collect()
+                counts
+                    .top_terms(*limit, order)
+                    .into_iter()
+                    .map(|(v, c)| json!({"val": facet_json(&v, *ty), "count": c}))
+                    .collect()
             }
             FacetSpec::Range { ty, start, gap, end, .. } => (0..range_buckets(*start, *end, *gap))
                 .map(|i| {
