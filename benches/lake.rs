@@ -303,6 +303,33 @@ fn cold_open(dir: &Path) -> (f64, f64, usize) {
     (firsts[firsts.len() / 2], again, segments.len())
 }
 
+/// Decoding a segment's footer with the whole page index (as m1 did before) and with the offset
+/// index only (as it does now), each the median over the lake's segments: what opening costs.
+fn footer_cost(env: &Environment) -> (f64, f64) {
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    use parquet::file::metadata::PageIndexPolicy;
+    let e = env.engine();
+    let root = e.storage().local_root().expect("a local lake").to_path_buf();
+    let mut full = Vec::new();
+    let mut offsets = Vec::new();
+    for s in &e.snapshot().segments {
+        let bytes = bytes::Bytes::from(std::fs::read(root.join(&s.path)).expect("segment"));
+        for (options, out) in [
+            (ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional), &mut full),
+            (m1_engine::segment::reader_options(), &mut offsets),
+        ] {
+            let t = Instant::now();
+            black_box(ArrowReaderMetadata::load(&bytes, options).expect("footer"));
+            out.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(full), median(offsets))
+}
+
 fn write_results(
     rows: u64,
     dir: &Path,
@@ -388,6 +415,11 @@ fn main() {
         return;
     }
     let cold = cold_open(&dir);
+    let (footer_full, footer_offsets) = footer_cost(&env);
+    println!(
+        "decoding a segment's footer (median over segments): with the whole page index {footer_full:.1} µs, \
+         with the offset index only {footer_offsets:.1} µs"
+    );
     let stats = latencies(&env, rows);
     let scratch = scratch_dir();
     let mut runs: Vec<(Duration, u64)> = (0..3).map(|_| append_once(&scratch, &batches)).collect();

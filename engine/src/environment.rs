@@ -83,6 +83,7 @@ impl EnvConfig {
             segment_rows: self.segment_rows.max(1),
             page_rows: self.page_rows.max(1),
             row_group_rows: SegmentOptions::default().row_group_rows.min(self.segment_rows.max(1)),
+            page_bytes: SegmentOptions::default().page_bytes,
             codec: self.codec,
         }
     }

@@ -50,15 +50,24 @@ pub struct SegmentOptions {
     pub segment_rows: usize,
     /// Records per row group.
     pub row_group_rows: usize,
-    /// Records per data page: small pages make point reads decode less.
+    /// Most records per data page: small pages make point reads decode less.
     pub page_rows: usize,
+    /// Most bytes per data page (before compression). A point read decompresses one page per
+    /// column, so wide columns (text) get pages of fewer rows than narrow ones.
+    pub page_bytes: usize,
     /// Page compression.
     pub codec: Codec,
 }
 
 impl Default for SegmentOptions {
     fn default() -> Self {
-        SegmentOptions { segment_rows: 1 << 18, row_group_rows: 1 << 17, page_rows: 1024, codec: Codec::default() }
+        SegmentOptions {
+            segment_rows: 1 << 18,
+            row_group_rows: 1 << 17,
+            page_rows: 1024,
+            page_bytes: 8 << 10,
+            codec: Codec::default(),
+        }
     }
 }
 
@@ -74,12 +83,18 @@ impl SegmentOptions {
             // and building them costs ingest time; zstd already removes the repetition.
             .set_dictionary_enabled(false)
             .set_data_page_row_count_limit(self.page_rows)
-            .set_write_batch_size(self.page_rows)
+            .set_data_page_size_limit(self.page_bytes)
+            // The writer checks the limits after each batch of this many records.
+            .set_write_batch_size(self.page_rows.min(WRITE_BATCH_ROWS))
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_created_by(concat!("m1 ", env!("CARGO_PKG_VERSION")).to_string())
             .build())
     }
 }
+
+/// Records the Parquet writer encodes between checks of the page limits: a page of a wide column
+/// ends within this many records of reaching [`SegmentOptions::page_bytes`].
+const WRITE_BATCH_ROWS: usize = 64;
 
 /// Encodes record batches (already carrying `_m1key` and `_m1rand`) as one Parquet file.
 pub fn encode(schema: &SchemaRef, batches: &[RecordBatch], options: &SegmentOptions) -> Result<Bytes> {
@@ -132,6 +147,16 @@ impl ChunkReader for SegmentBytes {
     }
 }
 
+/// How a segment's footer is read: with the offset index (where each page starts, which point
+/// reads need) and without the column index (per-page minimum and maximum, which no m1 read
+/// uses and which costs most of opening a segment: a page's statistics of a text column hold
+/// two whole values). Files still carry both, for other readers.
+pub fn reader_options() -> ArrowReaderOptions {
+    ArrowReaderOptions::new()
+        .with_offset_index_policy(PageIndexPolicy::Optional)
+        .with_column_index_policy(PageIndexPolicy::Skip)
+}
+
 /// An opened segment: its bytes and its decoded footer with page index.
 pub struct OpenSegment {
     bytes: SegmentBytes,
@@ -155,8 +180,7 @@ impl OpenSegment {
             }
             None => SegmentBytes::Remote { storage: storage.clone(), path: info.path.clone(), len: info.size },
         };
-        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-        let meta = ArrowReaderMetadata::load(&bytes, options)?;
+        let meta = ArrowReaderMetadata::load(&bytes, reader_options())?;
         let columns = meta.schema().fields().iter().enumerate().map(|(i, f)| (f.name().clone(), i)).collect();
         let direct = pages::plan(meta.metadata());
         Ok(OpenSegment { bytes, meta, columns, direct })
@@ -348,7 +372,8 @@ mod tests {
             ],
         )
         .unwrap();
-        let options = SegmentOptions { segment_rows: n, row_group_rows: 300, page_rows: 32, codec: Codec::Lz4 };
+        let options =
+            SegmentOptions { segment_rows: n, row_group_rows: 300, page_rows: 32, page_bytes: 200, codec: Codec::Lz4 };
         let mut props = options.writer_properties().unwrap().into_builder();
         if dictionary {
             props = props.set_dictionary_enabled(true);
