@@ -65,7 +65,7 @@ impl Default for SegmentOptions {
             segment_rows: 1 << 18,
             row_group_rows: 1 << 17,
             page_rows: 1024,
-            page_bytes: 8 << 10,
+            page_bytes: 4 << 10,
             codec: Codec::default(),
         }
     }
