@@ -323,7 +323,8 @@ impl Gather {
     /// largest (descending sort) or smallest (ascending) value of an integer or date sort key.
     fn order(&self, readers: &[SegmentReader]) -> Vec<usize> {
         let mut order: Vec<usize> = (0..readers.len()).collect();
-        if let Some((name, desc)) = self.int_key() {
+        // Counts and facets visit every segment anyway: no column to open for them.
+        if let Some((name, desc)) = self.int_key().filter(|_| self.limit > 0 && self.facets.is_empty()) {
             let bounds: Vec<Option<(i64, i64)>> = readers.iter().map(|r| int_bounds(r, name)).collect();
             order.sort_by_key(|&i| match bounds[i] {
                 None => (1, 0),
