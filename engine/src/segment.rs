@@ -341,6 +341,18 @@ mod tests {
     /// A file of `n` rows: an integer key, a nullable string, a list of strings, a double with
     /// nulls and a boolean, in small row groups and pages so reads cross both.
     fn file(n: usize, dictionary: bool) -> (RecordBatch, OpenSegment) {
+        file_with(n, dictionary, Layout::Current)
+    }
+
+    /// Segment layouts m1 has written: today's small LZ4 pages, and the earlier zstd pages bounded
+    /// by rows only (the files of older environments, which must read the same).
+    #[derive(Debug, Clone, Copy)]
+    enum Layout {
+        Current,
+        ZstdRowPages,
+    }
+
+    fn file_with(n: usize, dictionary: bool, layout: Layout) -> (RecordBatch, OpenSegment) {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Int64, false),
             Field::new("s", DataType::Utf8, true),
@@ -372,8 +384,22 @@ mod tests {
             ],
         )
         .unwrap();
-        let options =
-            SegmentOptions { segment_rows: n, row_group_rows: 300, page_rows: 32, page_bytes: 200, codec: Codec::Lz4 };
+        let options = match layout {
+            Layout::Current => SegmentOptions {
+                segment_rows: n,
+                row_group_rows: 300,
+                page_rows: 32,
+                page_bytes: 200,
+                codec: Codec::Lz4,
+            },
+            Layout::ZstdRowPages => SegmentOptions {
+                segment_rows: n,
+                row_group_rows: 300,
+                page_rows: 64,
+                page_bytes: 1 << 20,
+                codec: Codec::Zstd,
+            },
+        };
         let mut props = options.writer_properties().unwrap().into_builder();
         if dictionary {
             props = props.set_dictionary_enabled(true);
@@ -410,8 +436,10 @@ mod tests {
             picks in proptest::collection::btree_set(0u64..1000, 0..40),
             dictionary in any::<bool>(),
             extra in any::<bool>(),
+            old in any::<bool>(),
         ) {
-            let (source, seg) = file(1000, dictionary);
+            let layout = if old { Layout::ZstdRowPages } else { Layout::Current };
+            let (source, seg) = file_with(1000, dictionary, layout);
             let schema = source.schema();
             let rows: Vec<u64> = picks.into_iter().collect();
             // A property the file lacks reads as nulls.
