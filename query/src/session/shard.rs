@@ -202,23 +202,14 @@ impl SessionShard {
 
     /// Live candidate documents for a query, each with whether it surely matches (else the
     /// matcher must check it). Call after [`Shard::refresh`] so nothing is pending.
-    #[cfg(test)]
     pub fn candidates(&self, q: &crate::syntax::Query) -> Vec<Candidate<'_>> {
-        let mut out = Vec::new();
-        self.each_candidate(q, |c| out.push(c));
-        out
-    }
-
-    /// Calls `f` with each live candidate of [`Shard::candidates`], without collecting them (a
-    /// broad term has hundreds of thousands).
-    pub fn each_candidate<'s>(&'s self, q: &crate::syntax::Query, mut f: impl FnMut(Candidate<'s>)) {
         fn live(slot: &Slot, exact: bool) -> Option<Candidate<'_>> {
             slot.doc.as_ref().map(|d| (&slot.key, d, exact && slot.plain))
         }
         let c = self.index.candidates(q);
         match &c.slots {
-            Some(slots) => slots.iter().filter_map(|&s| live(&self.slots[s as usize], c.exact)).for_each(&mut f),
-            None => self.slots.iter().filter_map(|s| live(s, c.exact)).for_each(&mut f),
+            Some(slots) => slots.iter().filter_map(|&s| live(&self.slots[s as usize], c.exact)).collect(),
+            None => self.slots.iter().filter_map(|s| live(s, c.exact)).collect(),
         }
     }
 

@@ -602,18 +602,18 @@ fn refresh_shard(shard: &RwLock<SessionShard>, max: usize) -> parking_lot::RwLoc
 fn search_shard(s: &SessionShard, q: &Query, matcher: &Matcher<'_>, sort: &SortSpec, k: usize) -> (u64, Vec<Hit>) {
     let mut count = 0;
     let mut top = TopK::new(k);
-    s.each_candidate(q, |(key, doc, sure)| {
+    for (key, doc, sure) in s.candidates(q) {
         let need_doc = !sure || (k > 0 && sort.needs_docs());
         let parsed: Option<Map<String, Value>> = if need_doc {
             match serde_json::from_slice(doc) {
                 Ok(m) => Some(m),
-                Err(_) => return,
+                Err(_) => continue,
             }
         } else {
             None
         };
         if !sure && !parsed.as_ref().is_some_and(|m| matcher.matches(m)) {
-            return;
+            continue;
         }
         count += 1;
         if k > 0 {
@@ -622,7 +622,7 @@ fn search_shard(s: &SessionShard, q: &Query, matcher: &Matcher<'_>, sort: &SortS
                 top.push(Hit { sort: cells, key: Arc::clone(key), doc: Arc::clone(doc) });
             }
         }
-    });
+    }
     (count, top.into_sorted())
 }
 
