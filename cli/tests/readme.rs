@@ -116,7 +116,10 @@ fn every_readme_command_runs() {
             .replace("-port 8080", &format!("-port {port}"));
         let at = format!("README.md:{}: {}", step.line, step.command);
         if let Some(serve) = command.trim().strip_suffix('&') {
-            let mut child = sh(dir, &home, serve).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+            // `exec`: the shell becomes the server, so stopping the child stops the server (a
+            // killed shell would leave its own child running after the test).
+            let serve = format!("exec {serve}");
+            let mut child = sh(dir, &home, &serve).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
             let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
             let first = lines.next().unwrap_or_else(|| panic!("{at}: printed nothing")).unwrap();
             assert!(first.contains("listening on"), "{at}: {first}");
