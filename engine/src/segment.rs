@@ -189,6 +189,9 @@ impl OpenSegment {
     /// Reads the rows at `rows` (sorted, distinct offsets) as one batch shaped as `schema`,
     /// each column straight from the pages that hold them (see [`pages`]).
     pub fn read_rows(&self, rows: &[u64], schema: &SchemaRef) -> Result<RecordBatch> {
+        if rows.is_empty() {
+            return Ok(RecordBatch::new_empty(schema.clone()));
+        }
         let mut columns = Vec::with_capacity(schema.fields().len());
         for f in schema.fields() {
             let Some(&root) = self.columns.get(f.name()) else {
@@ -196,7 +199,7 @@ impl OpenSegment {
                 continue;
             };
             let column = match &self.direct[root] {
-                Some(direct) if !rows.is_empty() => pages::read_column(
+                Some(direct) => pages::read_column(
                     &self.bytes,
                     self.meta.metadata(),
                     root,
@@ -409,11 +412,7 @@ mod tests {
         w.write(&batch).unwrap();
         w.close().unwrap();
         let bytes = SegmentBytes::Mapped(Bytes::from(out));
-        let meta = ArrowReaderMetadata::load(
-            &bytes,
-            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
-        )
-        .unwrap();
+        let meta = ArrowReaderMetadata::load(&bytes, reader_options()).unwrap();
         let columns = meta.schema().fields().iter().enumerate().map(|(i, f)| (f.name().clone(), i)).collect();
         let direct = pages::plan(meta.metadata());
         (batch, OpenSegment { bytes, meta, columns, direct })

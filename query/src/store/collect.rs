@@ -293,9 +293,13 @@ impl Gather {
         Gather { keys, limit, facets, bar: Bar::default() }
     }
 
-    /// The one sort key when it is an integer or date property (values that segments record the
-    /// minimum and maximum of).
-    fn int_key(&self) -> Option<(&str, bool)> {
+    /// The sort key by which whole segments are ordered and skipped: the one sort key when it is
+    /// an integer or date property (segments record its minimum and maximum), and only when hits
+    /// are kept and no facet needs every segment.
+    fn skip_key(&self) -> Option<(&str, bool)> {
+        if self.limit == 0 || !self.facets.is_empty() {
+            return None;
+        }
         match self.keys.as_slice() {
             [SortKey { by: SortBy::Property { name, ty: PropertyType::Integer | PropertyType::Date }, desc }] => {
                 Some((name.as_str(), *desc))
@@ -304,18 +308,20 @@ impl Gather {
         }
     }
 
-    /// Whether a segment whose `name` values lie in `min..=max` can hold a hit that beats the bar.
-    fn can_beat(&self, desc: bool, min: i64, max: i64) -> bool {
-        match self.bar.get().map(|h| h.values[0].clone()) {
+    /// Whether a segment whose values lie within `bounds` (`None`: it has none) can hold a hit
+    /// that beats the bar.
+    fn can_beat(&self, desc: bool, bounds: Option<(i64, i64)>) -> bool {
+        match (self.bar.first_int(), bounds) {
+            (None, _) => true,
             // A missing value sorts last: a segment without values cannot beat a full page.
-            Some(SortValue::Int(b)) => {
+            (Some(_), None) => false,
+            (Some(b), Some((min, max))) => {
                 if desc {
                     max >= b
                 } else {
                     min <= b
                 }
             }
-            _ => true,
         }
     }
 
@@ -323,8 +329,7 @@ impl Gather {
     /// largest (descending sort) or smallest (ascending) value of an integer or date sort key.
     fn order(&self, readers: &[SegmentReader]) -> Vec<usize> {
         let mut order: Vec<usize> = (0..readers.len()).collect();
-        // Counts and facets visit every segment anyway: no column to open for them.
-        if let Some((name, desc)) = self.int_key().filter(|_| self.limit > 0 && self.facets.is_empty()) {
+        if let Some((name, desc)) = self.skip_key() {
             let bounds: Vec<Option<(i64, i64)>> = readers.iter().map(|r| int_bounds(r, name)).collect();
             order.sort_by_key(|&i| match bounds[i] {
                 None => (1, 0),
@@ -369,6 +374,14 @@ pub struct Bar(parking_lot::Mutex<Option<Hit>>);
 impl Bar {
     fn get(&self) -> Option<Hit> {
         self.0.lock().clone()
+    }
+
+    /// The bar's first sort value when it is an integer or date.
+    fn first_int(&self) -> Option<i64> {
+        match self.0.lock().as_ref()?.values.first()? {
+            SortValue::Int(v) => Some(*v),
+            _ => None,
+        }
     }
 
     /// Raises the bar to `hit` if it is better than the bar (a segment holds `limit` hits at
@@ -765,12 +778,7 @@ impl Collector for Gather {
         let count_only = self.limit == 0 && self.facets.is_empty();
         // A page already filled by other segments with values this segment's range cannot beat:
         // only its count is needed.
-        let beaten = self.limit > 0
-            && self.facets.is_empty()
-            && self.int_key().is_some_and(|(name, desc)| match int_bounds(reader, name) {
-                Some((min, max)) => !self.can_beat(desc, min, max),
-                None => matches!(self.bar.get().map(|h| h.values[0].clone()), Some(SortValue::Int(_))),
-            });
+        let beaten = self.skip_key().is_some_and(|(name, desc)| !self.can_beat(desc, int_bounds(reader, name)));
         if count_only || beaten {
             // A term query answers from its document frequency, no scan.
             let count = u64::from(weight.count(reader)?);
@@ -832,13 +840,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn dense_counts_merge_like_a_map() {
-        let mut seed = 7u64;
-        let mut next = move |n: u64| {
+    /// A deterministic generator of numbers below its argument (an LCG's high bits).
+    fn below(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (seed >> 33) % n
-        };
+        }
+    }
+
+    #[test]
+    fn dense_counts_merge_like_a_map() {
+        let mut next = below(7);
         for _ in 0..200 {
             // The first part is far from the others, so merging spills into the map and later
             // parts are dense again: values then sit in both and must be summed.
@@ -867,11 +879,7 @@ mod tests {
 
     #[test]
     fn top_terms_of_a_dense_array_match_a_full_sort() {
-        let mut seed = 11u64;
-        let mut next = move |n: u64| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        let mut next = below(11);
         let order = |a: &(FacetValue, u64), b: &(FacetValue, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0));
         for _ in 0..100 {
             let counts: Vec<u64> = (0..1 + next(300)).map(|_| if next(3) == 0 { 0 } else { next(6) }).collect();
