@@ -285,14 +285,17 @@ fn query_store(s: &Sessions, docs: u64, out: &mut serde_json::Map<String, Value>
     let t = Instant::now();
     let store = s.store(&name).unwrap();
     let opened = t.elapsed();
-    store.refresh();
+    // The first query indexes whatever the checkpoint left pending; since checkpoints save the
+    // index, that is nothing here, and before, it was every document.
+    let first = store.query(&SessionQuery::new("event.type:purchase")).unwrap();
     let indexed = t.elapsed();
     let rss = rss_mb() - rss0;
     let stats = store.index_stats();
     eprintln!(
-        "reopened {docs} documents in {:.2} s (index rebuilt after {:.1} s); resident memory +{rss:.0} MB ({:.0} MB in all); {} terms, {} postings",
+        "reopened {docs} documents in {:.2} s (first query answered after {:.2} s, {} matches); resident memory +{rss:.0} MB ({:.0} MB in all); {} terms, {} postings",
         opened.as_secs_f64(),
         indexed.as_secs_f64(),
+        first.count,
         rss_mb(),
         stats[0],
         stats[1]

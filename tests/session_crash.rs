@@ -77,6 +77,18 @@ fn unstamped(mut d: Value) -> Value {
     d
 }
 
+/// Queries the index answers (terms, numbers, existence, AND/OR): each one's count and keys.
+fn indexed_answers(s: &Sessions) -> Vec<(u64, Vec<String>)> {
+    let qs = ["j:0", "j:3", "call:5 OR call:17", "m.call:*", "m.j:1 AND pad:*", "session.id:k7", "pad:x*"];
+    qs.iter()
+        .map(|q| {
+            let r = s.query("st", &SessionQuery { rows: 10_000, ..SessionQuery::new(*q) }).unwrap();
+            let keys = r.items.iter().map(|d| d["session"]["id"].as_str().unwrap().to_string()).collect();
+            (r.count, keys)
+        })
+        .collect()
+}
+
 /// The store's documents by key, without stamps.
 fn state(s: &Sessions) -> BTreeMap<String, Value> {
     let r = s.query("st", &SessionQuery { rows: 10_000, ..SessionQuery::new("*") }).unwrap();
@@ -111,6 +123,7 @@ fn session_updates_survive_sigkill() {
     let mut rng = rand::rng();
     let mut done = 0u64;
     let mut checkpoints_seen = 0;
+    let mut loaded_index = 0;
     for round in 0..kills {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", CHILD_TEST, "--ignored", "--nocapture", "--test-threads", "1"])
@@ -135,6 +148,8 @@ fn session_updates_survive_sigkill() {
         let acked = reader.join().unwrap();
         let acked_calls = acked.map_or(done, |n| n + 1);
         assert!(acked_calls >= done, "round {round}: acknowledgements go backwards");
+        // Before any query indexes what is pending: terms here were loaded from a checkpoint.
+        loaded_index += usize::from(s.store("st").unwrap().index_stats()[0] > 0);
         let got = state(&s);
         let n = if got == model(acked_calls) {
             acked_calls
@@ -148,15 +163,22 @@ fn session_updates_survive_sigkill() {
                 model(acked_calls).len()
             );
         };
-        checkpoints_seen += usize::from(
-            std::fs::read_dir(root.join("st"))
-                .unwrap()
-                .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("snap-")),
-        );
+        // Reopened from a checkpoint's saved index: exactly the answers of an index rebuilt
+        // from the documents.
+        let saved = indexed_answers(&s);
+        s.store("st").unwrap().rebuild_index().unwrap();
+        assert_eq!(indexed_answers(&s), saved, "round {round}: the saved index answers differently from a rebuilt one");
+        assert!(saved[0].0 > 0 && saved[3].0 > 0, "round {round}: the queries match nothing ({saved:?})");
+        checkpoints_seen += usize::from(std::fs::read_dir(root.join("st")).unwrap().any(|e| {
+            let e = e.unwrap();
+            e.file_name().to_string_lossy().starts_with("snap-")
+                && std::fs::read(e.path()).is_ok_and(|b| b.starts_with(b"M1SESS02"))
+        }));
         s.close("st").unwrap();
         eprintln!("round {round}: {n} calls durable ({acked_calls} acknowledged)");
         done = n;
     }
     assert!(done > 20, "the child made too little progress ({done} calls) to test anything");
     assert!(checkpoints_seen > 0, "no checkpoint was written during the test");
+    assert!(loaded_index > 0, "no reopen loaded a saved index");
 }

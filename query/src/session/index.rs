@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -324,74 +325,211 @@ enum Postings {
     Many(Vec<u32>),
 }
 
-/// Terms to the slots holding them.
+impl Postings {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Postings::One(s) => std::slice::from_ref(s),
+            Postings::Many(v) => v,
+        }
+    }
+}
+
+type TermMap = HashMap<u64, Postings, BuildHasherDefault<IdHasher>>;
+
+/// An index frozen into sorted arrays: what a checkpoint saves and a reopen loads without
+/// reading any document. Also about half the memory of the term map.
+///
+/// Invariant: `terms` is strictly increasing; `starts` has one more entry than `terms` and
+/// the postings of `terms[i]` are `postings[starts[i]..starts[i + 1]]`, sorted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Frozen {
+    /// Distinct terms, ascending.
+    pub terms: Vec<u64>,
+    /// Where each term's postings start, and the end of the last.
+    pub starts: Vec<u64>,
+    /// Every term's slots, term after term.
+    pub postings: Vec<u32>,
+}
+
+impl Frozen {
+    fn get(&self, t: u64) -> &[u32] {
+        match self.terms.binary_search(&t) {
+            Ok(i) => &self.postings[self.starts[i] as usize..self.starts[i + 1] as usize],
+            Err(_) => &[],
+        }
+    }
+
+    /// Checks the invariant (for a loaded checkpoint); `slots` bounds every posting.
+    pub fn check(&self, slots: u32) -> std::result::Result<(), String> {
+        let ok = self.starts.len() == self.terms.len() + 1
+            && self.starts.first() == Some(&0)
+            && self.starts.last() == Some(&(self.postings.len() as u64))
+            && self.terms.windows(2).all(|w| w[0] < w[1])
+            && self.starts.windows(2).all(|w| w[0] < w[1])
+            && self.postings.iter().all(|&s| s < slots);
+        let sorted = || {
+            self.starts.windows(2).all(|w| self.postings[w[0] as usize..w[1] as usize].windows(2).all(|p| p[0] < p[1]))
+        };
+        if ok && sorted() { Ok(()) } else { Err("the saved index is inconsistent".into()) }
+    }
+}
+
+/// A part of an index that no longer changes: the term map sealed by a checkpoint, or the
+/// frozen arrays it is merged into.
+#[derive(Debug)]
+pub struct Layer(Part);
+
+#[derive(Debug)]
+enum Part {
+    /// A sealed term map, not yet merged.
+    Map(TermMap),
+    /// Sorted arrays.
+    Frozen(Frozen),
+}
+
+impl Layer {
+    /// The frozen arrays, when this layer is one.
+    pub fn frozen(&self) -> Option<&Frozen> {
+        match &self.0 {
+            Part::Frozen(f) => Some(f),
+            Part::Map(_) => None,
+        }
+    }
+
+    fn get(&self, t: u64) -> &[u32] {
+        match &self.0 {
+            Part::Map(m) => m.get(&t).map_or(&[], Postings::as_slice),
+            Part::Frozen(f) => f.get(t),
+        }
+    }
+
+    /// Terms with their postings, ascending by term.
+    fn sorted(&self) -> Box<dyn Iterator<Item = (u64, &[u32])> + '_> {
+        match &self.0 {
+            Part::Map(m) => {
+                let mut v: Vec<(u64, &[u32])> = m.iter().map(|(&t, p)| (t, p.as_slice())).collect();
+                v.sort_unstable_by_key(|e| e.0);
+                Box::new(v.into_iter())
+            }
+            Part::Frozen(f) => Box::new(
+                f.terms.iter().zip(f.starts.windows(2)).map(|(&t, w)| (t, &f.postings[w[0] as usize..w[1] as usize])),
+            ),
+        }
+    }
+
+    fn size(&self) -> (usize, usize) {
+        match &self.0 {
+            Part::Map(m) => (m.len(), m.values().map(|p| p.as_slice().len()).sum()),
+            Part::Frozen(f) => (f.terms.len(), f.postings.len()),
+        }
+    }
+}
+
+/// Merges layers (each holding only slots above the previous ones') into one frozen layer,
+/// renumbering slots through `remap` when given (`u32::MAX`: dropped).
+pub fn merge(layers: &[&Layer], remap: Option<&[u32]>) -> Frozen {
+    let mut heads: Vec<_> = layers.iter().map(|l| l.sorted().peekable()).collect();
+    let mut out = Frozen { starts: vec![0], ..Frozen::default() };
+    while let Some(t) = heads.iter_mut().filter_map(|h| h.peek().map(|e| e.0)).min() {
+        let before = out.postings.len();
+        // Layers in slot order: concatenating their lists keeps the result sorted.
+        for h in &mut heads {
+            if let Some((_, list)) = h.next_if(|e| e.0 == t) {
+                match remap {
+                    None => out.postings.extend_from_slice(list),
+                    Some(r) => out.postings.extend(list.iter().map(|&s| r[s as usize]).filter(|&s| s != u32::MAX)),
+                }
+            }
+        }
+        if out.postings.len() > before {
+            out.terms.push(t);
+            out.starts.push(out.postings.len() as u64);
+        }
+    }
+    out
+}
+
+/// Terms to the slots holding them: sealed layers (older slots) and the live term map.
+///
+/// Invariant: every slot in `layers[i]` is below every slot in `layers[i + 1]` and in `live`,
+/// so a term's postings are the concatenation of its lists, in order.
 #[derive(Debug, Default)]
 pub struct Index {
-    terms: HashMap<u64, Postings, BuildHasherDefault<IdHasher>>,
-    postings: usize,
+    layers: Vec<Arc<Layer>>,
+    live: TermMap,
 }
 
 impl Index {
+    /// An index of one frozen layer (a loaded checkpoint).
+    pub fn from_frozen(f: Frozen) -> Index {
+        let layers = if f.terms.is_empty() { Vec::new() } else { vec![Arc::new(Layer(Part::Frozen(f)))] };
+        Index { layers, live: TermMap::default() }
+    }
+
     /// Adds `slot` (greater than every slot added before) under each of `terms`.
     pub fn add(&mut self, slot: u32, terms: &[u64]) {
         for &t in terms {
-            self.postings += 1;
-            match self.terms.get_mut(&t) {
+            match self.live.get_mut(&t) {
                 None => {
-                    self.terms.insert(t, Postings::One(slot));
+                    self.live.insert(t, Postings::One(slot));
                 }
                 Some(Postings::One(s)) => {
                     let first = *s;
-                    self.terms.insert(t, Postings::Many(vec![first, slot]));
+                    self.live.insert(t, Postings::Many(vec![first, slot]));
                 }
                 Some(Postings::Many(v)) => v.push(slot),
             }
         }
     }
 
+    /// Seals the live term map into a layer and returns every layer, for a checkpoint to
+    /// merge and save without holding the shard's lock.
+    pub fn seal(&mut self) -> Vec<Arc<Layer>> {
+        if !self.live.is_empty() {
+            self.layers.push(Arc::new(Layer(Part::Map(std::mem::take(&mut self.live)))));
+        }
+        self.layers.clone()
+    }
+
+    /// Replaces `old` (what [`Index::seal`] returned) by `merged`, unless the layers changed
+    /// meanwhile (a compaction or re-keying): then the merge is simply not used.
+    pub fn install(&mut self, old: &[Arc<Layer>], merged: Frozen) {
+        let same = self.layers.len() >= old.len() && self.layers.iter().zip(old).all(|(a, b)| Arc::ptr_eq(a, b));
+        if same && !old.is_empty() {
+            self.layers.splice(..old.len(), [Arc::new(Layer(Part::Frozen(merged)))]);
+        }
+    }
+
     /// Renumbers slots after dead ones were dropped: `remap[old]` is the new slot, or
     /// `u32::MAX` for a dropped one. `remap` is increasing on kept slots, so lists stay sorted.
     pub fn remap(&mut self, remap: &[u32]) {
-        let mut postings = 0;
-        self.terms.retain(|_, p| match p {
-            Postings::One(s) => {
-                *s = remap[*s as usize];
-                postings += usize::from(*s != u32::MAX);
-                *s != u32::MAX
-            }
-            Postings::Many(v) => {
-                v.retain_mut(|s| {
-                    *s = remap[*s as usize];
-                    *s != u32::MAX
-                });
-                postings += v.len();
-                match v.len() {
-                    0 => false,
-                    1 => {
-                        *p = Postings::One(v[0]);
-                        true
-                    }
-                    _ => {
-                        v.shrink_to_fit();
-                        true
-                    }
-                }
-            }
-        });
-        self.postings = postings;
+        let live = Layer(Part::Map(std::mem::take(&mut self.live)));
+        let mut all: Vec<&Layer> = self.layers.iter().map(|l| &**l).collect();
+        all.push(&live);
+        let merged = merge(&all, Some(remap));
+        *self = Index::from_frozen(merged);
     }
 
-    /// Distinct terms and postings held (for memory figures).
+    /// Distinct terms (counted once per layer holding them) and postings held.
     pub fn size(&self) -> (usize, usize) {
-        (self.terms.len(), self.postings)
+        let (mut terms, mut postings) = (self.live.len(), self.live.values().map(|p| p.as_slice().len()).sum());
+        for l in &self.layers {
+            let (t, p) = l.size();
+            terms += t;
+            postings += p;
+        }
+        (terms, postings)
     }
 
     fn get(&self, t: u64) -> Vec<u32> {
-        match self.terms.get(&t) {
-            None => Vec::new(),
-            Some(Postings::One(s)) => vec![*s],
-            Some(Postings::Many(v)) => v.clone(),
+        let mut out = Vec::new();
+        for l in &self.layers {
+            out.extend_from_slice(l.get(t));
         }
+        if let Some(p) = self.live.get(&t) {
+            out.extend_from_slice(p.as_slice());
+        }
+        out
     }
 
     /// The candidates for `q`: a superset of the matches (see the module docs).

@@ -21,7 +21,8 @@
 //!
 //! - Atomic: a call is one log record; replay cuts a torn tail. Durable: the call returns after
 //!   `fdatasync` (group commit). Checkpoints every [`store::CHECKPOINT_BYTES`] of log keep
-//!   reopening to one sequential read plus a short replay; the index is rebuilt in memory.
+//!   reopening to one sequential read plus a short replay; checkpoints save the term index too,
+//!   so a reopen re-reads no document to index it.
 //! - Keys are strings; an integer key is its decimal form (`5` and `"5"` are one document).
 //! - Shards are fixed at creation. Replicas are recorded for the API; an embedded store has
 //!   one copy (durability comes from the log, not from replicas).

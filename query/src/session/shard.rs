@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxBuildHasher;
 
-use super::index::{Index, terms_of_json};
+use super::index::{Frozen, Index, Layer, terms_of_json};
 
 #[derive(Debug)]
 struct Slot {
@@ -74,6 +74,21 @@ pub struct Analysed {
     epoch: u64,
     docs: Vec<(u32, Vec<u64>, bool)>,
     upto: u32,
+}
+
+/// A saved slot: key, document and whether it was indexed as plain; `None` for a dead slot.
+pub type SavedSlot = Option<(Arc<str>, Arc<[u8]>, bool)>;
+
+/// A shard as a checkpoint saves it: every slot in order (dead ones empty, so the saved index
+/// needs no renumbering), how far indexing got, and the index layers over those slots.
+#[derive(Debug)]
+pub struct Image {
+    /// Every slot.
+    pub slots: Vec<SavedSlot>,
+    /// Slots below this were considered by a refresh; live ones above it are pending.
+    pub indexed_below: u32,
+    /// The sealed index, covering exactly the live slots below `indexed_below`.
+    pub layers: Vec<Arc<Layer>>,
 }
 
 impl SessionShard {
@@ -213,6 +228,64 @@ impl SessionShard {
         }
     }
 
+    /// Seals the index and copies the slots (documents are shared, not copied) for a
+    /// checkpoint. Call under the store's writer lock, so the image is one instant of the log.
+    pub fn image(&mut self) -> Image {
+        let slots =
+            self.slots.iter().map(|s| s.doc.as_ref().map(|d| (Arc::clone(&s.key), Arc::clone(d), s.plain))).collect();
+        Image { slots, indexed_below: self.indexed_below, layers: self.index.seal() }
+    }
+
+    /// Puts `merged` (the layers of an [`Image`] merged) in their place, unless a
+    /// compaction or re-keying replaced them meanwhile.
+    pub fn install(&mut self, old: &[Arc<Layer>], merged: Frozen) {
+        self.index.install(old, merged);
+    }
+
+    /// A shard from a saved image with its index frozen: nothing is re-read but the slots at
+    /// or above `indexed_below`.
+    pub fn from_saved(saved: Vec<SavedSlot>, indexed_below: u32, index: Frozen) -> Result<SessionShard, String> {
+        if saved.len() >= u32::MAX as usize || indexed_below as usize > saved.len() {
+            return Err(format!("{indexed_below} indexed slots of {}", saved.len()));
+        }
+        index.check(indexed_below)?;
+        let mut shard = SessionShard { indexed_below, index: Index::from_frozen(index), ..SessionShard::default() };
+        shard.slots.reserve_exact(saved.len());
+        shard.by_key.reserve(saved.len());
+        let none: Arc<str> = Arc::from("");
+        for (i, s) in saved.into_iter().enumerate() {
+            let slot = i as u32;
+            match s {
+                None => {
+                    shard.slots.push(Slot { key: Arc::clone(&none), doc: None, plain: false });
+                    shard.dead += 1;
+                }
+                Some((key, doc, plain)) => {
+                    if shard.by_key.insert(Arc::clone(&key), slot).is_some() {
+                        return Err(format!("key '{key}' is saved twice"));
+                    }
+                    let indexed = slot < indexed_below;
+                    if !indexed {
+                        shard.pending.push(slot);
+                    }
+                    shard.slots.push(Slot { key, doc: Some(doc), plain: plain && indexed });
+                }
+            }
+        }
+        Ok(shard)
+    }
+
+    /// Drops the index and queues every live document to be indexed again.
+    pub fn reindex(&mut self) {
+        self.index = Index::default();
+        self.pending = (0..self.slots.len() as u32).filter(|&s| self.slots[s as usize].doc.is_some()).collect();
+        for s in &mut self.slots {
+            s.plain = false;
+        }
+        self.indexed_below = 0;
+        self.epoch += 1;
+    }
+
     /// Distinct terms, postings, slots and dead slots (for memory figures).
     pub fn stats(&self) -> [usize; 4] {
         let (terms, postings) = self.index.size();
@@ -271,5 +344,55 @@ mod tests {
         s.refresh();
         assert_eq!(keys(&s, "v:y9"), ["a", "c"]);
         assert_eq!(&s.get("a").unwrap()[..], br#"{"v":"y9"}"#);
+    }
+
+    /// What a shard answers, and the same shard saved (its layers merged, as a checkpoint
+    /// does) and loaded, and rebuilt from its documents: each query's live candidates.
+    fn answers(s: &SessionShard) -> Vec<Vec<String>> {
+        let qs = ["v:x", "v:y1", "v:y2", "w:3", "w:*", "v:x OR w:1", "*"];
+        qs.iter().map(|q| keys(s, q)).collect()
+    }
+
+    fn saved_copy(s: &mut SessionShard) -> SessionShard {
+        let im = s.image();
+        let layers: Vec<&Layer> = im.layers.iter().map(|l| &**l).collect();
+        let merged = super::super::index::merge(&layers, None);
+        let copy = SessionShard::from_saved(im.slots, im.indexed_below, merged.clone()).unwrap();
+        s.install(&im.layers, merged);
+        copy
+    }
+
+    proptest::proptest! {
+        /// Saving, merging, installing and compacting never change an answer.
+        #[test]
+        fn saved_and_rebuilt_indexes_answer_alike(ops in proptest::collection::vec((0u8..6, 0u8..12, 0u8..4), 1..120)) {
+            let mut s = SessionShard::default();
+            for (op, k, v) in ops {
+                let key: Arc<str> = format!("k{k}").into();
+                match op {
+                    0 | 1 => {
+                        let body = if v == 0 { "x".to_string() } else { format!("y{v}") };
+                        s.put(key, Arc::from(format!("{{\"v\":\"{body}\",\"w\":{k}}}").into_bytes().into_boxed_slice()));
+                    }
+                    2 => s.delete(&key),
+                    3 => s.refresh(),
+                    4 => {
+                        let mut copy = saved_copy(&mut s);
+                        s.refresh();
+                        copy.refresh();
+                        proptest::prop_assert_eq!(answers(&copy), answers(&s));
+                    }
+                    _ => s.compact(),
+                }
+            }
+            s.refresh();
+            let want = answers(&s);
+            let mut copy = saved_copy(&mut s);
+            copy.refresh();
+            proptest::prop_assert_eq!(&answers(&copy), &want);
+            s.reindex();
+            s.refresh();
+            proptest::prop_assert_eq!(&answers(&s), &want);
+        }
     }
 }

@@ -22,10 +22,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::doc::{key_of, merge_patch, stamp};
+use super::index::{self, Frozen};
 use super::ops::{self, Change};
 use super::search::{Hit, RawPage, SessionQuery, SessionResult, SortSpec, TopK};
-use super::shard::SessionShard;
-use super::snapshot;
+use super::shard::{Image, SessionShard};
+use super::snapshot::{self, Content, ShardToWrite};
 use super::wal::{self, Entry, Wal, sync_dir};
 use crate::error::{QueryError, Result};
 use crate::matcher::Matcher;
@@ -225,8 +226,25 @@ impl SessionStore {
                 return Err(QueryError::SessionCorrupt { path, message: "shard count differs from store.json".into() });
             }
             key_path = snap.key_path;
-            for (k, d) in snap.docs {
-                shards[shard_of(&k, n)].put(k, d);
+            match snap.content {
+                Content::Docs(docs) => {
+                    for (k, d) in docs {
+                        shards[shard_of(&k, n)].put(k, d);
+                    }
+                }
+                Content::Shards(saved) => {
+                    let corrupt = |message: String| QueryError::SessionCorrupt { path: path.clone(), message };
+                    if saved.len() != n {
+                        return Err(corrupt(format!("{} shards saved, {n} configured", saved.len())));
+                    }
+                    for (i, s) in saved.into_iter().enumerate() {
+                        if let Some((k, ..)) = s.slots.iter().flatten().find(|(k, ..)| shard_of(k, n) != i) {
+                            return Err(corrupt(format!("key '{k}' is saved in shard {i}, which does not hold it")));
+                        }
+                        shards[i] = SessionShard::from_saved(s.slots, s.indexed_below, s.index)
+                            .map_err(|m| corrupt(format!("shard {i}: {m}")))?;
+                    }
+                }
             }
         }
         let gens: Vec<u64> = wal::generations(dir, "wal-", ".log")?.into_iter().filter(|&g| g >= base).collect();
@@ -515,41 +533,73 @@ impl SessionStore {
     /// a store opens from, for backups); returns the documents written. Updates wait meanwhile
     /// only while the documents are gathered, not while they are written.
     pub fn export(&self, dest: &Path) -> Result<u64> {
+        let _c = self.checkpointing.lock();
         self.check_open()?;
-        let (key_path, docs) = {
+        let (key_path, images) = {
             let _w = self.writer.lock();
-            let mut docs = Vec::new();
-            for s in &self.shards {
-                docs.extend(s.read().docs().map(|(k, d)| (Arc::clone(k), Arc::clone(d))));
-            }
-            (self.key_path(), docs)
+            (self.key_path(), self.images())
         };
         std::fs::create_dir_all(dest).map_err(|e| QueryError::session_io(dest, e))?;
         let mut config = self.config();
         config.key.clone_from(&key_path);
         config.write(dest)?;
-        snapshot::write(dest, 1, &key_path, self.config.shards, &docs)?;
-        Ok(docs.len() as u64)
+        let docs = images.iter().map(|im| im.slots.iter().flatten().count() as u64).sum();
+        self.save(dest, 1, &key_path, images)?;
+        Ok(docs)
+    }
+
+    /// Every shard's image (see [`SessionShard::image`]); call under the writer lock.
+    fn images(&self) -> Vec<Image> {
+        self.shards.iter().map(|s| s.write().image()).collect()
+    }
+
+    /// Writes images as the checkpoint `generation` in `dir`, each shard's index layers merged
+    /// into one (outside every lock), and puts the merged layers in the shards' indexes.
+    fn save(&self, dir: &Path, generation: u64, key_path: &str, images: Vec<Image>) -> Result<()> {
+        let merged: Vec<Option<Frozen>> = images
+            .iter()
+            .map(|im| match &im.layers[..] {
+                [one] if one.frozen().is_some() => None,
+                layers => Some(index::merge(&layers.iter().map(|l| &**l).collect::<Vec<_>>(), None)),
+            })
+            .collect();
+        let empty = Frozen { starts: vec![0], ..Frozen::default() };
+        let shards: Vec<ShardToWrite<'_>> = images
+            .iter()
+            .zip(&merged)
+            .map(|(im, m)| ShardToWrite {
+                slots: &im.slots,
+                indexed_below: im.indexed_below,
+                index: match (m, im.layers.first().and_then(|l| l.frozen())) {
+                    (Some(m), _) => m,
+                    (None, Some(f)) => f,
+                    (None, _) => &empty,
+                },
+            })
+            .collect();
+        snapshot::write(dir, generation, key_path, &shards)?;
+        drop(shards);
+        for ((shard, im), m) in self.shards.iter().zip(images).zip(merged) {
+            if let Some(m) = m {
+                shard.write().install(&im.layers, m);
+            }
+        }
+        Ok(())
     }
 
     /// Writes a checkpoint now and deletes the log generations and checkpoints it replaces.
     pub fn checkpoint(&self) -> Result<()> {
         let _c = self.checkpointing.lock();
         self.check_open()?;
-        let (generation, key_path, docs) = {
+        let (generation, key_path, images) = {
             let _w = self.writer.lock();
             if self.wal.is_empty() && self.dir.join(snapshot::file_name(self.wal.generation())).exists() {
                 return Ok(());
             }
             let generation = self.wal.rotate()?;
-            let mut docs = Vec::new();
-            for s in &self.shards {
-                docs.extend(s.read().docs().map(|(k, d)| (Arc::clone(k), Arc::clone(d))));
-            }
-            (generation, self.key_path(), docs)
+            (generation, self.key_path(), self.images())
         };
-        snapshot::write(&self.dir, generation, &key_path, self.config.shards, &docs)?;
-        drop(docs);
+        self.save(&self.dir, generation, &key_path, images)?;
         for g in wal::generations(&self.dir, "wal-", ".log")?.into_iter().filter(|&g| g < generation) {
             let p = self.dir.join(wal::file_name(g));
             std::fs::remove_file(&p).map_err(|e| QueryError::session_io(&p, e))?;
@@ -559,6 +609,17 @@ impl SessionStore {
             std::fs::remove_file(&p).map_err(|e| QueryError::session_io(&p, e))?;
         }
         sync_dir(&self.dir)
+    }
+
+    /// Drops every shard's index and rebuilds it from the documents (the index a checkpoint
+    /// saved is then no longer used; a check that both answer alike).
+    pub fn rebuild_index(&self) -> Result<()> {
+        self.check_open()?;
+        for shard in &self.shards {
+            shard.write().reindex();
+            drop(refresh_shard(shard, usize::MAX));
+        }
+        Ok(())
     }
 
     /// Index figures summed over shards: distinct terms, postings, slots, dead slots.
