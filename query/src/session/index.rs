@@ -352,9 +352,27 @@ pub struct Frozen {
 }
 
 impl Frozen {
-    fn get(&self, t: u64) -> &[u32] {
-        match self.terms.binary_search(&t) {
-            Ok(i) => &self.postings[self.starts[i] as usize..self.starts[i + 1] as usize],
+    /// The directory of the terms: terms are hashes, evenly spread, so a lookup through it
+    /// searches a few hundred terms instead of millions.
+    fn directory(&self) -> Dir {
+        // About 256 terms per entry, at most 2^16 entries.
+        let bits = (usize::BITS - (self.terms.len() >> 8).leading_zeros()).min(16);
+        let mut first = Vec::with_capacity((1 << bits) + 1);
+        let mut i = 0;
+        for b in 0..=(1u64 << bits) {
+            while i < self.terms.len() && top(self.terms[i], bits) < b {
+                i += 1;
+            }
+            first.push(i as u32);
+        }
+        Dir { bits, first }
+    }
+
+    fn get(&self, t: u64, dir: &Dir) -> &[u32] {
+        let b = top(t, dir.bits) as usize;
+        let (lo, hi) = (dir.first[b] as usize, dir.first[b + 1] as usize);
+        match self.terms[lo..hi].binary_search(&t) {
+            Ok(i) => &self.postings[self.starts[lo + i] as usize..self.starts[lo + i + 1] as usize],
             Err(_) => &[],
         }
     }
@@ -383,15 +401,32 @@ pub struct Layer(Part);
 enum Part {
     /// A sealed term map, not yet merged.
     Map(TermMap),
-    /// Sorted arrays.
-    Frozen(Frozen),
+    /// Sorted arrays, with their directory (see [`Frozen::directory`]).
+    Frozen(Frozen, Dir),
+}
+
+/// Where terms start by their top `bits` bits: `first[b]` is the first term whose top bits
+/// are `b` or more.
+#[derive(Debug)]
+struct Dir {
+    bits: u32,
+    first: Vec<u32>,
+}
+
+fn top(t: u64, bits: u32) -> u64 {
+    t.checked_shr(64 - bits).unwrap_or(0)
 }
 
 impl Layer {
+    fn frozen_layer(f: Frozen) -> Arc<Layer> {
+        let dir = f.directory();
+        Arc::new(Layer(Part::Frozen(f, dir)))
+    }
+
     /// The frozen arrays, when this layer is one.
     pub fn frozen(&self) -> Option<&Frozen> {
         match &self.0 {
-            Part::Frozen(f) => Some(f),
+            Part::Frozen(f, _) => Some(f),
             Part::Map(_) => None,
         }
     }
@@ -399,7 +434,7 @@ impl Layer {
     fn get(&self, t: u64) -> &[u32] {
         match &self.0 {
             Part::Map(m) => m.get(&t).map_or(&[], Postings::as_slice),
-            Part::Frozen(f) => f.get(t),
+            Part::Frozen(f, dir) => f.get(t, dir),
         }
     }
 
@@ -411,7 +446,7 @@ impl Layer {
                 v.sort_unstable_by_key(|e| e.0);
                 Box::new(v.into_iter())
             }
-            Part::Frozen(f) => Box::new(
+            Part::Frozen(f, _) => Box::new(
                 f.terms.iter().zip(f.starts.windows(2)).map(|(&t, w)| (t, &f.postings[w[0] as usize..w[1] as usize])),
             ),
         }
@@ -420,7 +455,7 @@ impl Layer {
     fn size(&self) -> (usize, usize) {
         match &self.0 {
             Part::Map(m) => (m.len(), m.values().map(|p| p.as_slice().len()).sum()),
-            Part::Frozen(f) => (f.terms.len(), f.postings.len()),
+            Part::Frozen(f, _) => (f.terms.len(), f.postings.len()),
         }
     }
 }
@@ -462,7 +497,7 @@ pub struct Index {
 impl Index {
     /// An index of one frozen layer (a loaded checkpoint).
     pub fn from_frozen(f: Frozen) -> Index {
-        let layers = if f.terms.is_empty() { Vec::new() } else { vec![Arc::new(Layer(Part::Frozen(f)))] };
+        let layers = if f.terms.is_empty() { Vec::new() } else { vec![Layer::frozen_layer(f)] };
         Index { layers, live: TermMap::default() }
     }
 
@@ -496,7 +531,7 @@ impl Index {
     pub fn install(&mut self, old: &[Arc<Layer>], merged: Frozen) {
         let same = self.layers.len() >= old.len() && self.layers.iter().zip(old).all(|(a, b)| Arc::ptr_eq(a, b));
         if same && !old.is_empty() {
-            self.layers.splice(..old.len(), [Arc::new(Layer(Part::Frozen(merged)))]);
+            self.layers.splice(..old.len(), [Layer::frozen_layer(merged)]);
         }
     }
 
@@ -699,5 +734,23 @@ mod tests {
         let c = |q: &str| ix.candidates(&parse(q).unwrap()).slots;
         assert_eq!(c("n:42"), Some(vec![0]));
         assert_eq!(c("session.id:y"), Some(vec![1]));
+    }
+
+    #[test]
+    fn frozen_lookups_through_the_directory_find_every_term() {
+        let mut terms: Vec<u64> = (0..200_000u64).map(|i| finish(i.wrapping_mul(0x9e37_79b9))).collect();
+        terms.extend([0, u64::MAX]);
+        terms.sort_unstable();
+        terms.dedup();
+        let n = terms.len() as u32;
+        let f = Frozen { starts: (0..=u64::from(n)).collect(), postings: (0..n).collect(), terms };
+        let dir = f.directory();
+        assert!(dir.bits > 8, "a large layer gets a real directory");
+        for (i, &t) in f.terms.iter().enumerate() {
+            assert_eq!(f.get(t, &dir), [i as u32], "term {t:#x}");
+        }
+        for t in [1, 2, u64::MAX - 1, finish(12_345_678_901)] {
+            assert_eq!(f.get(t, &dir), &[] as &[u32], "absent {t:#x}");
+        }
     }
 }
