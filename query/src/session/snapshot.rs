@@ -172,16 +172,28 @@ impl<R: Read> Body<R> {
         Ok(buf)
     }
 
+    /// `N` bytes without a heap block (every slot reads several of these).
+    fn fixed<const N: usize>(&mut self, what: &'static str) -> std::result::Result<[u8; N], Bad> {
+        if N as u64 > self.left {
+            return Err(Bad::Corrupt(what));
+        }
+        let mut buf = [0; N];
+        self.inner.read_exact(&mut buf).map_err(Bad::Io)?;
+        self.crc.update(&buf);
+        self.left -= N as u64;
+        Ok(buf)
+    }
+
     fn u8(&mut self, what: &'static str) -> std::result::Result<u8, Bad> {
-        Ok(self.bytes(1, what)?[0])
+        Ok(self.fixed::<1>(what)?[0])
     }
 
     fn u32(&mut self, what: &'static str) -> std::result::Result<u32, Bad> {
-        Ok(u32::from_le_bytes(self.bytes(4, what)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(self.fixed(what)?))
     }
 
     fn u64(&mut self, what: &'static str) -> std::result::Result<u64, Bad> {
-        Ok(u64::from_le_bytes(self.bytes(8, what)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(self.fixed(what)?))
     }
 
     fn prefixed(&mut self, what: &'static str) -> std::result::Result<Vec<u8>, Bad> {

@@ -563,18 +563,14 @@ impl SessionStore {
                 layers => Some(index::merge(&layers.iter().map(|l| &**l).collect::<Vec<_>>(), None)),
             })
             .collect();
-        let empty = Frozen { starts: vec![0], ..Frozen::default() };
         let shards: Vec<ShardToWrite<'_>> = images
             .iter()
             .zip(&merged)
             .map(|(im, m)| ShardToWrite {
                 slots: &im.slots,
                 indexed_below: im.indexed_below,
-                index: match (m, im.layers.first().and_then(|l| l.frozen())) {
-                    (Some(m), _) => m,
-                    (None, Some(f)) => f,
-                    (None, _) => &empty,
-                },
+                // Not merged: the one layer is frozen already.
+                index: m.as_ref().or_else(|| im.layers[0].frozen()).expect("a merge or one frozen layer"),
             })
             .collect();
         snapshot::write(dir, generation, key_path, &shards)?;
