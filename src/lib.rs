@@ -72,6 +72,9 @@ impl Environment {
     /// Opens the catalog environment with this name or id, with its recorded settings.
     pub fn open_in(catalog: &Catalog, name: &str) -> Result<Environment> {
         let entry = catalog.get(name)?.ok_or_else(|| EngineError::UnknownEnvironment(name.to_string()))?;
+        if entry.service.stopped {
+            return Err(EngineError::NotRunning { env: entry.name, state: "stopped".into() }.into());
+        }
         let mut engine = catalog.open_env(&entry.id)?;
         // After a storage DR failover the name follows the new primary.
         if let Some(cfg) = Self::failed_over_to(&engine) {

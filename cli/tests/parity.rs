@@ -58,6 +58,8 @@ const VARYING: &[&str] = &[
     "location",
     "source",
     "timestamp",
+    "endpoints",
+    "stateChanged",
 ];
 
 fn normalize(v: &mut Value) {
@@ -273,6 +275,19 @@ fn every_endpoint_answers_the_same_locally_and_remotely() {
     p.ok(&["ops", "env/bucket/deregister", "-env", ENV, "-bucket", "b1"]);
     p.ok(&["ops", "env/outbound", "-env", ENV, "-enable", "true"]);
     assert_eq!(p.ok(&["ops", "env/get", "-env", ENV])["outbound"], true);
+    // --- the environment as a service: settings, access list, stop and start ---
+    let s =
+        p.ok(&["ops", "env/settings", "-env", ENV, "-settings", r#"{"tier": "development", "maxTotalMemoryGb": 48}"#]);
+    assert_eq!(s["service"]["tier"], "development");
+    p.fails(&["ops", "env/settings", "-env", ENV, "-settings", r#"{"tier": "x"}"#], "tier");
+    let s = p.ok(&["ops", "env/access", "-env", ENV, "-list", r#"[{"source": "127.0.0.0/8", "description": "here"}]"#]);
+    assert_eq!(s["service"]["ipAccessList"][0]["source"], "127.0.0.0/8");
+    p.fails(&["ops", "env/access", "-env", ENV, "-list", r#"[{"source": "nope"}]"#], "'nope' is not an IP address");
+    p.ok(&["ops", "env/access", "-env", ENV]);
+    assert_eq!(p.ok(&["ops", "env/suspend", "-env", ENV])["state"], "stopped");
+    p.fails(&[ENV, "get", "-ids", "1"], "is stopped");
+    assert_eq!(p.ok(&["ops", "env/resume", "-env", ENV])["state"], "running");
+    p.ok(&[ENV, "get", "-ids", "1", "-properties", "name"]);
     p.ok(&["ops", "env/rename", "-env", ENV, "-name", "q"]);
     p.ok(&["ops", "env/rename", "-env", "q", "-name", ENV]);
     // --- time travel, backups, restore ---

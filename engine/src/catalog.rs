@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::environment::{EnvConfig, Environment, now_ms};
 use crate::error::{EngineError, Result};
 use crate::schema::validate_name;
+use crate::service::{ServiceSettings, WorkspaceGroup};
 use crate::storage::ObjectStoreOptions;
 
 /// One environment in the catalog.
@@ -43,6 +44,13 @@ pub struct CatalogEntry {
     /// Roles granted read access to the environment's buckets (`env/bucket/grant`), recorded.
     #[serde(default)]
     pub read_roles: Vec<String>,
+    /// How it is managed as a service: state, settings, IP access list (the management API).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub service: ServiceSettings,
+}
+
+fn is_default(s: &ServiceSettings) -> bool {
+    *s == ServiceSettings::default()
 }
 
 /// A bucket registered with an environment (`env/bucket/register`).
@@ -93,6 +101,9 @@ impl CatalogEntry {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct CatalogFile {
     environments: Vec<CatalogEntry>,
+    /// Workspace groups (the management API's); absent in catalogs written before them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<WorkspaceGroup>,
 }
 
 /// The local catalog.
@@ -223,6 +234,7 @@ impl Catalog {
             outbound: false,
             buckets: Vec::new(),
             read_roles: Vec::new(),
+            service: ServiceSettings::default(),
         };
         file.environments.push(entry.clone());
         self.save(&file)?;
@@ -337,6 +349,68 @@ impl Catalog {
         })
     }
 
+    /// Changes an environment's service settings (checked before they are saved).
+    pub fn update_service<F: FnOnce(&mut ServiceSettings) -> Result<()>>(
+        &self,
+        env: &str,
+        change: F,
+    ) -> Result<CatalogEntry> {
+        self.update(env, |e| {
+            change(&mut e.service)?;
+            e.service.check()
+        })
+    }
+
+    /// The workspace groups (terminated ones too).
+    pub fn groups(&self) -> Result<Vec<WorkspaceGroup>> {
+        Ok(self.load()?.groups)
+    }
+
+    /// The workspace group with this id.
+    pub fn group(&self, id: &str) -> Result<WorkspaceGroup> {
+        self.load()?
+            .groups
+            .into_iter()
+            .find(|g| g.id == id && g.terminated.is_none())
+            .ok_or_else(|| EngineError::UnknownGroup(id.to_string()))
+    }
+
+    /// Adds a workspace group.
+    pub fn add_group(&self, group: WorkspaceGroup) -> Result<WorkspaceGroup> {
+        crate::service::check_ranges("firewallRanges", group.firewall_ranges.iter().map(String::as_str))?;
+        let mut file = self.load()?;
+        if file.groups.iter().any(|g| g.name == group.name && g.terminated.is_none()) {
+            return Err(EngineError::GroupNameTaken(group.name));
+        }
+        file.groups.push(group.clone());
+        self.save(&file)?;
+        Ok(group)
+    }
+
+    /// Changes a workspace group.
+    pub fn update_group<F: FnOnce(&mut WorkspaceGroup) -> Result<()>>(
+        &self,
+        id: &str,
+        change: F,
+    ) -> Result<WorkspaceGroup> {
+        let mut file = self.load()?;
+        let names: Vec<(String, String)> =
+            file.groups.iter().filter(|g| g.terminated.is_none()).map(|g| (g.id.clone(), g.name.clone())).collect();
+        let group = file
+            .groups
+            .iter_mut()
+            .find(|g| g.id == id && g.terminated.is_none())
+            .ok_or_else(|| EngineError::UnknownGroup(id.to_string()))?;
+        change(group)?;
+        crate::service::check_ranges("firewallRanges", group.firewall_ranges.iter().map(String::as_str))?;
+        if names.iter().any(|(other, name)| *other != group.id && *name == group.name) {
+            return Err(EngineError::GroupNameTaken(group.name.clone()));
+        }
+        let out = group.clone();
+        self.save(&file)?;
+        Ok(out)
+    }
+
     /// Forgets a registered bucket.
     pub fn deregister_bucket(&self, env: &str, bucket: &str) -> Result<CatalogEntry> {
         self.update(env, |e| {
@@ -443,6 +517,38 @@ fn check_env_name(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catalogs_written_before_service_settings_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        // A catalog as written before the management API (no `service`, no `groups`).
+        let old = r#"{"environments": [{"name": "old", "id": "0123456789abcdef0123456789abcdef",
+            "url": "/nowhere", "servers": 2, "shards": 4, "created": 1, "outbound": false, "readRoles": []}]}"#;
+        std::fs::write(dir.path().join("catalog.json"), old).unwrap();
+        let cat = Catalog::open(dir.path()).unwrap();
+        let e = cat.get("old").unwrap().unwrap();
+        assert_eq!(e.service, ServiceSettings::default());
+        assert!(cat.groups().unwrap().is_empty());
+        // Default settings are not written, so older m1 versions read the file unchanged.
+        cat.set_outbound("old", true).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("catalog.json")).unwrap();
+        assert!(!text.contains("service") && !text.contains("groups"), "{text}");
+        let e = cat
+            .update_service("old", |s| {
+                s.stopped = true;
+                s.tier = Some("production".into());
+                Ok(())
+            })
+            .unwrap();
+        assert!(e.service.stopped);
+        assert_eq!(cat.get("old").unwrap().unwrap().service, e.service);
+        let err = cat.update_service("old", |s| {
+            s.idle_timeout_minutes = Some(1);
+            Ok(())
+        });
+        assert!(err.unwrap_err().to_string().contains("idleTimeoutMinutes"));
+        assert_eq!(cat.get("old").unwrap().unwrap().service, e.service, "a refused change changes nothing");
+    }
 
     #[test]
     fn create_list_rename_destroy() {

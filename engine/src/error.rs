@@ -38,6 +38,17 @@ pub enum EngineError {
     /// The catalog has an environment of this name already.
     #[error("an environment named '{0}' already exists")]
     EnvironmentNameTaken(String),
+    /// No workspace group has this id.
+    #[error("no workspace group with id '{0}' (see GET /v1/workspaceGroups)")]
+    UnknownGroup(String),
+    /// A live workspace group has this name already.
+    #[error("a workspace group named '{0}' already exists")]
+    GroupNameTaken(String),
+    /// The environment was stopped by an operator and answers nothing until it is started.
+    #[error(
+        "environment '{env}' is {state}: start it first (m1 ops env/start -env {env}, or PATCH /v1/organizations/ORG/services/ID/state {{\"command\":\"start\"}})"
+    )]
+    NotRunning { env: String, state: String },
     /// The catalog file cannot be read as a catalog.
     #[error("catalog {path} is damaged: {reason}")]
     CatalogDamaged { path: PathBuf, reason: String },
@@ -123,9 +134,10 @@ impl EngineError {
             | UnknownVersion { .. }
             | VersionGone { .. }
             | BeforeHistory { .. }
+            | UnknownGroup(_)
             | UnknownBackup(_) => ErrorKind::NotFound,
-            EnvironmentExists(_) | EnvironmentNameTaken(_) | BackupExists(_) => ErrorKind::Exists,
-            Fenced(_) => ErrorKind::Conflict,
+            EnvironmentExists(_) | EnvironmentNameTaken(_) | GroupNameTaken(_) | BackupExists(_) => ErrorKind::Exists,
+            Fenced(_) | NotRunning { .. } => ErrorKind::Conflict,
             TooManyConflicts(_) => ErrorKind::Busy,
             CorruptLog { .. } | CatalogDamaged { .. } | WorkerPanicked(_) | Json(_) | Io { .. } | Arrow(_) => {
                 ErrorKind::Internal

@@ -26,6 +26,7 @@ pub mod rows;
 pub mod schema;
 #[cfg(feature = "storage")]
 pub mod segment;
+pub mod service;
 #[cfg(feature = "storage")]
 pub mod storage;
 #[cfg(feature = "storage")]

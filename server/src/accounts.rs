@@ -58,6 +58,19 @@ impl EnvOpener for Opener<'_> {
     fn forget(&self, id: &str) {
         self.0.evict(id);
     }
+
+    fn state(&self, id: &str) -> &'static str {
+        self.0.state(id)
+    }
+
+    fn endpoints(&self, entry: &m1::CatalogEntry) -> Vec<Value> {
+        let Some(addr) = self.0.addr.get() else { return Vec::new() };
+        let port = addr.port();
+        vec![
+            json!({"protocol": "http", "host": format!("{}.localhost", entry.name), "port": port}),
+            json!({"protocol": "http", "host": addr.ip().to_string(), "port": port, "path": format!("/{}/", entry.name)}),
+        ]
+    }
 }
 
 type OpsHandler = fn(&OpsCall<'_>, &Args) -> m1::Result<m1::endpoint::Output<'static>>;

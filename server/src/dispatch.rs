@@ -38,6 +38,8 @@ pub struct EnvHandle {
     /// System parameters, reloaded whenever `/system` changes them or (on local disk) their
     /// file changes, so a change made with the CLI reaches a running server.
     system: RwLock<(BTreeMap<String, Value>, Option<std::time::SystemTime>)>,
+    /// When a request last reached it, epoch ms (idle suspension counts from here).
+    last_used: std::sync::atomic::AtomicI64,
 }
 
 impl EnvHandle {
@@ -47,7 +49,8 @@ impl EnvHandle {
         Environment::replicate_in_background(&env);
         let system = RwLock::new((env.engine().system()?, system_stamp(&env)));
         let auth = AuthStore::open(Backing::Env(env.clone()))?;
-        Ok(EnvHandle { name, env, auth, system })
+        let last_used = std::sync::atomic::AtomicI64::new(m1_engine::environment::now_ms());
+        Ok(EnvHandle { name, env, auth, system, last_used })
     }
 
     /// Reloads the cached system parameters (after `/system` changed them).
@@ -63,6 +66,11 @@ impl EnvHandle {
             let _ = self.reload_system();
         }
         self.system.read().0.get(name).cloned()
+    }
+
+    /// Notes that a request reached it now.
+    pub fn touch(&self) {
+        self.last_used.store(m1_engine::environment::now_ms(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A numeric system parameter, or `default`.
@@ -92,6 +100,42 @@ pub struct App {
     publishes: Arc<std::sync::atomic::AtomicUsize>,
     /// Failed logins, environments' and ops'.
     pub throttle: crate::throttle::Throttle,
+    /// Environments suspended by this server for being idle (by id): the next request resumes
+    /// them.
+    idle: Mutex<std::collections::HashSet<String>>,
+    /// The catalog's service settings, reread when its file changes.
+    services: RwLock<Services>,
+    /// The address the server listens on, once it does.
+    pub addr: std::sync::OnceLock<SocketAddr>,
+}
+
+/// What the server keeps of each environment's service settings: who may connect, whether it
+/// is stopped, when it goes idle. Keyed by name and by id.
+#[derive(Default)]
+struct Services {
+    stamp: Option<(std::time::SystemTime, u64)>,
+    by_key: HashMap<String, Arc<ServiceView>>,
+}
+
+/// One environment's settings as the server enforces them.
+pub struct ServiceView {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Stopped by an operator.
+    pub stopped: bool,
+    /// Its own IP access list and its workspace group's ranges (`None`: anyone).
+    inbound: [Option<Vec<m1_engine::service::IpRange>>; 2],
+    /// Minutes without requests before it suspends itself, when idle scaling is on.
+    pub idle_minutes: Option<u64>,
+}
+
+impl ServiceView {
+    /// Whether a client at `ip` may connect.
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        self.inbound.iter().all(|l| m1_engine::service::allows(l.as_deref(), ip))
+    }
 }
 
 impl App {
@@ -115,7 +159,76 @@ impl App {
             ops,
             publishes: Default::default(),
             throttle: Default::default(),
+            idle: Default::default(),
+            services: Default::default(),
+            addr: Default::default(),
         })
+    }
+
+    /// The service settings of the environment named (or with id) `key`, from the catalog as it
+    /// is now (a stat per call; reread when the file changed, so a change made with the CLI
+    /// applies at once).
+    pub fn service(&self, key: &str) -> Option<Arc<ServiceView>> {
+        let file = self.catalog.home().join("catalog.json");
+        let stamp = std::fs::metadata(&file).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+        if self.services.read().stamp != stamp || stamp.is_none() {
+            let mut by_key = HashMap::new();
+            let groups = self.catalog.groups().unwrap_or_default();
+            for e in self.catalog.list().unwrap_or_default() {
+                let group = e.service.group.as_ref().and_then(|g| groups.iter().find(|x| &x.id == g));
+                let view = Arc::new(ServiceView {
+                    id: e.id.clone(),
+                    name: e.name.clone(),
+                    stopped: e.service.stopped,
+                    inbound: [e.service.inbound(), group.and_then(|g| g.inbound())],
+                    idle_minutes: e.service.idle_scaling.then(|| e.service.idle_timeout_minutes.unwrap_or(15)),
+                });
+                by_key.insert(e.id.clone(), view.clone());
+                by_key.insert(e.name.clone(), view);
+            }
+            *self.services.write() = Services { stamp, by_key };
+        }
+        self.services.read().by_key.get(key).cloned()
+    }
+
+    /// Refuses a client the environment's access list does not admit (before any token is
+    /// looked at), and a stopped environment.
+    fn admit_client(&self, key: &str, ip: IpAddr) -> Result<()> {
+        let Some(view) = self.service(key) else { return Ok(()) };
+        if !view.admits(ip) {
+            return Err(ServerError::Forbidden(format!(
+                "your address {} is not in the IP access list of environment '{}'",
+                client_ip(ip),
+                view.name
+            )));
+        }
+        if view.stopped {
+            self.evict(&view.id);
+            return Err(m1::EngineError::NotRunning { env: view.name.clone(), state: "stopped".into() }.into());
+        }
+        Ok(())
+    }
+
+    /// `idle` if this server suspended the environment for being idle, else `running`.
+    pub fn state(&self, id: &str) -> &'static str {
+        if self.idle.lock().contains(id) { "idle" } else { "running" }
+    }
+
+    /// Suspends open environments nobody called for their idle timeout (the system parameter
+    /// `idle-timeout-ms` of an environment overrides its minutes, for tests).
+    fn suspend_idle(&self) {
+        let now = m1_engine::environment::now_ms();
+        let open: Vec<Arc<EnvHandle>> = self.envs.lock().values().cloned().collect();
+        for h in open {
+            let id = h.env.engine().config().id.clone();
+            let Some(view) = self.service(&id) else { continue };
+            let Some(minutes) = view.idle_minutes else { continue };
+            let timeout = h.param("idle-timeout-ms").and_then(|v| v.as_i64()).unwrap_or(minutes as i64 * 60_000);
+            if now - h.last_used.load(std::sync::atomic::Ordering::Relaxed) >= timeout {
+                self.idle.lock().insert(id.clone());
+                self.evict(&id);
+            }
+        }
     }
 
     /// Where backups may be copied to or restored from: the `-allowLocation` list, else
@@ -136,6 +249,7 @@ impl App {
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(1));
                 let Some(app) = weak.upgrade() else { return };
+                app.suspend_idle();
                 let open: Vec<Arc<EnvHandle>> =
                     app.root.iter().cloned().chain(app.envs.lock().values().cloned()).collect();
                 drop(app);
@@ -175,6 +289,7 @@ impl App {
         }
         let handle = Arc::new(EnvHandle::open(entry.name.clone(), Environment::open_in(&self.catalog, &entry.id)?)?);
         envs.insert(name.to_string(), handle.clone());
+        self.idle.lock().remove(&entry.id);
         Ok(Some(handle))
     }
 
@@ -205,7 +320,7 @@ enum Target {
 
 /// The target of a request; `None` if it is an environment that is not open yet and `open` is
 /// false.
-fn resolve(app: &App, headers: &HeaderMap, uri: &axum::http::Uri, open: bool) -> Result<Option<Target>> {
+fn resolve(app: &App, headers: &HeaderMap, uri: &axum::http::Uri, open: bool, ip: IpAddr) -> Result<Option<Target>> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -222,11 +337,13 @@ fn resolve(app: &App, headers: &HeaderMap, uri: &axum::http::Uri, open: bool) ->
         return Ok(Some(Target::Ops(rest.to_string())));
     }
     if let Some(root) = &app.root {
+        app.admit_client(&root.env.engine().config().id, ip)?;
         // `/<its name>/...` also reaches it, so clients that address by prefix work unchanged.
         let path = if first == root.name || first == root.env.engine().config().id { rest } else { path };
         return Ok(Some(Target::Env(root.clone(), path.to_string())));
     }
     if let Some(label) = host.strip_suffix(".localhost").filter(|l| !l.is_empty() && !l.contains('.')) {
+        app.admit_client(label, ip)?;
         return Ok(app.env_if(label, open)?.map(|h| Target::Env(h, path.to_string())));
     }
     if first.is_empty() {
@@ -234,6 +351,7 @@ fn resolve(app: &App, headers: &HeaderMap, uri: &axum::http::Uri, open: bool) ->
             "name an environment: http://<env>.localhost:PORT/<endpoint> or http://HOST:PORT/<env>/<endpoint>; ops at /ops/".into(),
         ));
     }
+    app.admit_client(first, ip)?;
     Ok(app.env_if(first, open)?.map(|h| Target::Env(h, rest.to_string())))
 }
 
@@ -328,7 +446,8 @@ async fn route_request(
     // Resolve the target and check the token before reading any body: here when its
     // environment is open (memory only, and a stat of the users' file), else on a blocking
     // thread, since opening an environment reads files.
-    let (target, path, caller) = match resolve(&app, &parts.headers, &parts.uri, false)? {
+    let ip = addr.ip();
+    let (target, path, caller) = match resolve(&app, &parts.headers, &parts.uri, false, ip)? {
         Some(target) => admit(&app, target, &method, caller, &cors)?,
         None => {
             let app = app.clone();
@@ -336,7 +455,7 @@ async fn route_request(
             let uri = parts.uri.clone();
             let method = method.clone();
             blocking(move || {
-                let target = resolve(&app, &headers, &uri, true)?.expect("opened when asked to");
+                let target = resolve(&app, &headers, &uri, true, ip)?.expect("opened when asked to");
                 admit(&app, target, &method, caller, &cors)
             })
             .await?
@@ -379,6 +498,7 @@ fn admit(
     let (scope, path, store) = match &target {
         Target::Ops(p) => (Scope::Ops, p.clone(), &app.ops),
         Target::Env(h, p) => {
+            h.touch();
             let origin = h.param("cors").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             if !origin.is_empty() {
                 *cors.lock() = Some(origin);

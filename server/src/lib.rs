@@ -112,6 +112,7 @@ pub async fn start(options: ServeOptions) -> Result<Running> {
         .map_err(|e| ServerError::Internal(format!("cannot listen on {}:{}: {e}", options.bind, options.port)))?;
     let addr = listener.local_addr().map_err(|e| ServerError::Internal(e.to_string()))?;
     let (stop, stopped) = tokio::sync::oneshot::channel();
+    let _ = app.addr.set(addr);
     let app = Arc::new(app);
     dispatch::App::start_schedules(&app);
     let task = tokio::spawn(dispatch::accept_loop(listener, app, options.read_timeout, stopped));

@@ -190,6 +190,7 @@ fn ops_sample(path: &str, n: usize) -> Vec<(String, String)> {
         "env/bucket/register" | "env/bucket/deregister" => vec![env, ("bucket", format!("bucket-{n}"))],
         "env/bucket/grant" | "env/bucket/revoke" => vec![env, ("arn", "arn:aws:iam::1:role/r".into())],
         "env/outbound" => vec![env, ("enable", "true".into())],
+        "env/settings" => vec![env, ("settings", r#"{"tier": "production"}"#.into())],
         "env/store/create" => vec![env, ("store", format!("ops{n}")), ("type", "boost".into())],
         "env/store/rename" => vec![env, ("store", format!("ops{n}")), ("name", format!("opsb{n}"))],
         "env/store/destroy" => vec![env, ("store", format!("ops{n}"))],

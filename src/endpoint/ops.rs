@@ -21,6 +21,15 @@ pub trait EnvOpener {
     fn open(&self, name: &str) -> Result<Arc<Environment>>;
     /// Drops any open handle of the environment with this id (after rename, destroy, settings).
     fn forget(&self, id: &str);
+    /// The state of a running environment as this front-end sees it: `running`, or `idle` when
+    /// a server suspended it for being idle (a local call has no idle state).
+    fn state(&self, _id: &str) -> &'static str {
+        "running"
+    }
+    /// The addresses this front-end answers the environment at (none for local calls).
+    fn endpoints(&self, _entry: &CatalogEntry) -> Vec<Value> {
+        Vec::new()
+    }
 }
 
 /// The context of an ops endpoint.
@@ -48,6 +57,19 @@ pub fn entry_json(entry: &CatalogEntry) -> Value {
     serde_json::to_value(entry.redacted()).unwrap_or(Value::Null)
 }
 
+/// An entry with its state and endpoints, as the opener sees them.
+fn entry_with_state(c: &OpsCall<'_>, entry: &CatalogEntry) -> Value {
+    let mut v = entry_json(entry);
+    v["state"] = Value::from(state_of(c, entry));
+    v["endpoints"] = Value::Array(c.envs.endpoints(entry));
+    v
+}
+
+/// `stopped` (by an operator), `idle` (suspended by a server for being idle) or `running`.
+pub fn state_of(c: &OpsCall<'_>, entry: &CatalogEntry) -> &'static str {
+    if entry.service.stopped { "stopped" } else { c.envs.state(&entry.id) }
+}
+
 fn entry<'a>(c: &OpsCall<'_>, a: &'a Args) -> Result<(CatalogEntry, &'a str)> {
     let name = a.req("env")?;
     let entry = c.catalog.get(name)?.ok_or_else(|| m1_engine::EngineError::UnknownEnvironment(name.to_string()))?;
@@ -65,11 +87,112 @@ pub(super) fn ping(_: &OpsCall<'_>, _: &Args) -> Out {
 }
 
 pub(super) fn env_get(c: &OpsCall<'_>, a: &Args) -> Out {
-    Ok(Output::Json(entry_json(&entry(c, a)?.0)))
+    Ok(Output::Json(entry_with_state(c, &entry(c, a)?.0)))
 }
 
 pub(super) fn env_list(c: &OpsCall<'_>, _: &Args) -> Out {
-    Ok(Output::Json(Value::Array(c.catalog.list()?.iter().map(entry_json).collect())))
+    Ok(Output::Json(Value::Array(c.catalog.list()?.iter().map(|e| entry_with_state(c, e)).collect())))
+}
+
+pub(super) fn env_suspend(c: &OpsCall<'_>, a: &Args) -> Out {
+    let (e, _) = entry(c, a)?;
+    // Recorded first, so no request reopens it between the close and the record.
+    let e = c.catalog.update_service(&e.id, |s| {
+        s.stopped = true;
+        s.state_changed = Some(m1_engine::environment::now_ms());
+        Ok(())
+    })?;
+    c.envs.forget(&e.id);
+    Ok(Output::Json(entry_with_state(c, &e)))
+}
+
+pub(super) fn env_resume(c: &OpsCall<'_>, a: &Args) -> Out {
+    let (e, _) = entry(c, a)?;
+    let e = c.catalog.update_service(&e.id, |s| {
+        if s.stopped {
+            s.stopped = false;
+            s.state_changed = Some(m1_engine::environment::now_ms());
+        }
+        Ok(())
+    })?;
+    // Opened now, so the first request after a resume finds it ready.
+    c.envs.open(&e.id)?;
+    Ok(Output::Json(entry_with_state(c, &e)))
+}
+
+pub(super) fn env_settings(c: &OpsCall<'_>, a: &Args) -> Out {
+    let (e, _) = entry(c, a)?;
+    let patch: serde_json::Map<String, Value> = a.json("settings")?.unwrap_or_default();
+    let e = c.catalog.update_service(&e.id, |s| apply_settings(s, patch))?;
+    Ok(Output::Json(entry_with_state(c, &e)))
+}
+
+/// The settings `env/settings` may change, by their JSON names; `stopped` is changed only by
+/// suspend and resume, and `ipAccessList` by `env/access`.
+const SETTINGS: &[&str] = &[
+    "tier",
+    "provider",
+    "region",
+    "minTotalMemoryGb",
+    "maxTotalMemoryGb",
+    "idleScaling",
+    "idleTimeoutMinutes",
+    "group",
+    "size",
+    "cacheConfig",
+    "deploymentType",
+    "threshold",
+];
+
+/// Merges a JSON object of settings into `s` (`null` clears one), naming the field that does not
+/// fit.
+pub fn apply_settings(
+    s: &mut m1_engine::service::ServiceSettings,
+    patch: serde_json::Map<String, Value>,
+) -> m1_engine::Result<()> {
+    let mut current = match serde_json::to_value(&*s)? {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    for (k, v) in patch {
+        if !SETTINGS.contains(&k.as_str()) {
+            return Err(m1_engine::EngineError::bad_parameter(
+                "settings",
+                format!("'{k}' is not a setting; the settings are {}", SETTINGS.join(", ")),
+            ));
+        }
+        if v.is_null() {
+            current.remove(&k);
+            continue;
+        }
+        // Alone first, so a value of the wrong type is named by its field.
+        let alone = serde_json::Map::from_iter([(k.clone(), v.clone())]);
+        if let Err(e) = serde_json::from_value::<m1_engine::service::ServiceSettings>(Value::Object(alone)) {
+            return Err(m1_engine::EngineError::bad_parameter(&k, format!("{v} does not fit: {e}")));
+        }
+        current.insert(k, v);
+    }
+    *s = serde_json::from_value(Value::Object(current))
+        .map_err(|e| m1_engine::EngineError::bad_parameter("settings", format!("{e}")))?;
+    Ok(())
+}
+
+pub(super) fn env_access(c: &OpsCall<'_>, a: &Args) -> Out {
+    let (e, _) = entry(c, a)?;
+    let list: Option<Vec<m1_engine::service::IpAccess>> = match a.json_value("list") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(serde_json::from_value(v.clone()).map_err(|err| {
+            m1_engine::EngineError::bad_parameter(
+                "list",
+                format!("a JSON array of {{\"source\": \"10.0.0.0/8\", \"description\": \"...\"}}: {err}"),
+            )
+        })?),
+    };
+    let e = c.catalog.update_service(&e.id, |s| {
+        s.ip_access_list = list;
+        Ok(())
+    })?;
+    Ok(Output::Json(entry_with_state(c, &e)))
 }
 
 fn positive(a: &Args, name: &str) -> Result<Option<u32>> {
@@ -207,9 +330,28 @@ pub(super) fn env_destroy(c: &OpsCall<'_>, a: &Args) -> Out {
 
 pub(super) fn env_rescale(c: &OpsCall<'_>, a: &Args) -> Out {
     let (e, _) = entry(c, a)?;
-    positive(a, "threshold")?;
-    if let Some(s) = positive(a, "servers")? {
+    let servers = positive(a, "servers")?;
+    let threshold = positive(a, "threshold")?;
+    // The threshold is the parallelism a publish splits its input at: above the servers it
+    // could never be reached.
+    if let Some(t) = threshold {
+        let workers = servers.unwrap_or(e.workers);
+        if t > workers {
+            return Err(m1_engine::EngineError::bad_parameter(
+                "threshold",
+                format!("{t} is above the {workers} servers it would split work across; give at most {workers}"),
+            )
+            .into());
+        }
+    }
+    if let Some(s) = servers {
         c.catalog.rescale(&e.id, s)?;
+    }
+    if threshold.is_some() {
+        c.catalog.update_service(&e.id, |s| {
+            s.threshold = threshold;
+            Ok(())
+        })?;
     }
     changed(c, &e)
 }
