@@ -21,6 +21,7 @@ pub mod backup;
 pub mod dr;
 pub mod endpoint;
 pub mod error;
+pub mod stage;
 
 pub use backup::RestorePoint;
 pub use error::{Error, ErrorKind, Result};

@@ -39,6 +39,7 @@ static SERVE: Endpoint = Endpoint {
         Param::with_default("maxPublishes", Kind::Int, "2", "publishes and writes at once (more answer 503)"),
     ],
     open_params: false,
+    takes_body: false,
     answer: Answer::Empty,
     summary: "serves the HTTP API of the catalog's environments until interrupted",
     handler: Handler::Served,

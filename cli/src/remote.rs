@@ -119,6 +119,23 @@ fn send(
     let url = endpoint_url(login, env, path);
     let form: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let agent = agent();
+    // An upload: the local file is the body, streamed; the other parameters go in the query.
+    if ep.takes_body {
+        let query: Vec<(&str, &str)> = form.iter().filter(|(k, _)| *k != "file").copied().collect();
+        let mut req = agent.post(&url).query_pairs(query).header("content-type", "application/octet-stream");
+        if let Some(t) = &login.token {
+            req = req.header("m1-auth-token", t);
+        }
+        let response = match params.iter().find(|(k, _)| k == "file") {
+            Some((_, file)) => {
+                let mut f = std::fs::File::open(file).with_context(|| format!("opening {file}"))?;
+                req.send(ureq::SendBody::from_reader(&mut f))
+            }
+            None => req.send_empty(),
+        }
+        .with_context(|| format!("calling {url}"))?;
+        return Ok((response.status().as_u16(), response, url));
+    }
     let response = if post {
         let mut req = agent.post(&url);
         if let Some(t) = &login.token {

@@ -60,6 +60,7 @@ const VARYING: &[&str] = &[
     "timestamp",
     "endpoints",
     "stateChanged",
+    "last_modified",
 ];
 
 fn normalize(v: &mut Value) {
@@ -275,6 +276,21 @@ fn every_endpoint_answers_the_same_locally_and_remotely() {
     p.ok(&["ops", "env/bucket/deregister", "-env", ENV, "-bucket", "b1"]);
     p.ok(&["ops", "env/outbound", "-env", ENV, "-enable", "true"]);
     assert_eq!(p.ok(&["ops", "env/get", "-env", ENV])["outbound"], true);
+    // --- the stage ---
+    let staged = dir.path().join("staged.csv");
+    std::fs::write(&staged, "name,n\nfrom-stage,77\n").unwrap();
+    let up = p.ok(&[ENV, "stage/put", "-path", "in/a.csv", "-file", staged.to_str().unwrap()]);
+    assert_eq!(up["size"], 21);
+    p.ok(&[ENV, "stage/put", "-path", "empty/"]);
+    p.fails(&[ENV, "stage/put", "-path", "../x.csv", "-file", staged.to_str().unwrap()], "climbs out");
+    let listed = p.ok(&[ENV, "stage/list", "-path", "in/"]);
+    assert_eq!(listed["content"][0]["name"], "a.csv");
+    let (_, text) = p.same(&[ENV, "stage/get", "-path", "in/a.csv"]);
+    assert_eq!(text, "name,n\nfrom-stage,77\n");
+    p.same(&[ENV, "stage/get", "-path", "in/a.csv", "-offset", "7", "-length", "10"]);
+    p.ok(&[ENV, "stage/move", "-path", "in/a.csv", "-newPath", "done/a.csv"]);
+    p.fails(&[ENV, "stage/get", "-path", "in/a.csv"], "nothing at stage path 'in/a.csv'");
+    p.ok(&[ENV, "stage/delete", "-path", "done/"]);
     // --- the environment as a service: settings, access list, stop and start ---
     let s =
         p.ok(&["ops", "env/settings", "-env", ENV, "-settings", r#"{"tier": "development", "maxTotalMemoryGb": 48}"#]);

@@ -38,6 +38,12 @@ pub enum EngineError {
     /// The catalog has an environment of this name already.
     #[error("an environment named '{0}' already exists")]
     EnvironmentNameTaken(String),
+    /// Nothing is at this path of the environment's stage.
+    #[error("nothing at stage path '{0}' (list the stage: stage/list, or GET /v1/stage/ID/fs/)")]
+    StageNotFound(String),
+    /// Input over a configured limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// No workspace group has this id.
     #[error("no workspace group with id '{0}' (see GET /v1/workspaceGroups)")]
     UnknownGroup(String),
@@ -135,9 +141,11 @@ impl EngineError {
             | VersionGone { .. }
             | BeforeHistory { .. }
             | UnknownGroup(_)
+            | StageNotFound(_)
             | UnknownBackup(_) => ErrorKind::NotFound,
             EnvironmentExists(_) | EnvironmentNameTaken(_) | GroupNameTaken(_) | BackupExists(_) => ErrorKind::Exists,
             Fenced(_) | NotRunning { .. } => ErrorKind::Conflict,
+            TooLarge(_) => ErrorKind::TooLarge,
             TooManyConflicts(_) => ErrorKind::Busy,
             CorruptLog { .. } | CatalogDamaged { .. } | WorkerPanicked(_) | Json(_) | Io { .. } | Arrow(_) => {
                 ErrorKind::Internal
@@ -150,7 +158,7 @@ impl EngineError {
     }
 
     #[cfg_attr(not(feature = "storage"), allow(dead_code))]
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         EngineError::Io { path: path.into(), source }
     }
 }
@@ -171,6 +179,8 @@ pub enum ErrorKind {
     Conflict,
     /// The environment is suspended and cannot answer now (503).
     Suspended,
+    /// The input is over a configured limit (413).
+    TooLarge,
     /// Too much contention or load right now; retrying may succeed (503).
     Busy,
     /// A failure of m1 or the machine itself, not of the request (500).

@@ -34,7 +34,7 @@ pyo3::create_exception!(_native, Internal, M1Error, "A failure of m1 or the mach
 fn raise(e: m1::Error) -> PyErr {
     let msg = e.to_string();
     match e.kind() {
-        ErrorKind::BadInput => BadInput::new_err(msg),
+        ErrorKind::BadInput | ErrorKind::TooLarge => BadInput::new_err(msg),
         ErrorKind::NotFound => NotFound::new_err(msg),
         ErrorKind::Forbidden => Forbidden::new_err(msg),
         ErrorKind::Exists => Exists::new_err(msg),
@@ -309,6 +309,7 @@ impl NativeEnv {
                 read_roots: None,
                 cancel: Some(worker_cancel),
                 locations: None,
+                body: None,
             };
             let _ = tx.send(m1::endpoint::call_env(&call, &path, params).and_then(owned));
         });

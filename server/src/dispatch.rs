@@ -465,8 +465,25 @@ async fn route_request(
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let mut params = Params::from_query(parts.uri.query().unwrap_or(""));
-    params.read_body(&parts.headers, body, app.options.max_body_bytes, app.options.read_timeout).await?;
-    let reply = match target {
+    let upload =
+        matches!(target, Target::Env(..)) && m1::endpoint::find(Scope::Env, &path).is_some_and(|e| e.takes_body);
+    let body = if upload {
+        Some(crate::upload::reader(&parts.headers, body, app.options.read_timeout))
+    } else {
+        params.read_body(&parts.headers, body, app.options.max_body_bytes, app.options.read_timeout).await?;
+        None
+    };
+    // A ranged download: the file's size first, for the range and its Content-Range.
+    let mut ranged = None;
+    if let (Some(r), Target::Env(h, _), "stage/get") =
+        (parts.headers.get(header::RANGE).and_then(|v| v.to_str().ok()), &target, path.as_str())
+        && let Some(file) = params.0.get("path").cloned()
+    {
+        let env = h.env.clone();
+        let size = blocking(move || Ok(m1::stage::Stage::of(&env)?.open(&file)?.1)).await?;
+        ranged = Some((params.set_range(r, size)?, size));
+    }
+    let mut reply = match target {
         Target::Ops(_) => {
             blocking(move || {
                 let (ep, args) = m1::endpoint::prepare(Scope::Ops, &path, params.into_pairs())?;
@@ -474,8 +491,18 @@ async fn route_request(
             })
             .await?
         }
-        Target::Env(handle, _) => env_call(app, handle, path, caller, params).await?,
+        Target::Env(handle, _) => env_call(app, handle, path, caller, params, body).await?,
     };
+    if let (Some(((start, end), size)), Reply::Stream(body, content_type)) = (ranged, &mut reply) {
+        let body = std::mem::replace(body, Body::empty());
+        return Response::builder()
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::CONTENT_TYPE, *content_type)
+            .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"))
+            .header(header::CONTENT_LENGTH, end - start + 1)
+            .body(body)
+            .map_err(|e| ServerError::Internal(e.to_string()));
+    }
     Ok(match reply {
         Reply::Empty => StatusCode::OK.into_response(),
         Reply::Json(v) => json_response(&v),
@@ -522,7 +549,14 @@ fn admit(
 
 /// Calls an environment endpoint: the library's handler (streamed when it streams), or the
 /// server's own for users and tokens.
-async fn env_call(app: Arc<App>, h: Arc<EnvHandle>, path: String, caller: Caller, params: Params) -> Result<Reply> {
+async fn env_call(
+    app: Arc<App>,
+    h: Arc<EnvHandle>,
+    path: String,
+    caller: Caller,
+    params: Params,
+    body: Option<crate::upload::BodyReader>,
+) -> Result<Reply> {
     let (ep, args): (_, Args) = m1::endpoint::prepare(Scope::Env, &path, params.into_pairs())?;
     // Dropped with this request: when the client hangs up, hyper drops the future and the
     // endpoint's work (a publish) is told to stop.
@@ -539,6 +573,7 @@ async fn env_call(app: Arc<App>, h: Arc<EnvHandle>, path: String, caller: Caller
             respond(move |deliver| {
                 let _slot = slot;
                 let copy_locations = app.copy_locations();
+                let body = body.map(std::sync::Mutex::new);
                 let call = EnvCall {
                     env: &h.env,
                     ip: Some(&caller.ip),
@@ -547,6 +582,7 @@ async fn env_call(app: Arc<App>, h: Arc<EnvHandle>, path: String, caller: Caller
                     read_roots: Some(&app.options.allow_read),
                     cancel: Some(flag),
                     locations: Some(&copy_locations),
+                    body: body.as_ref().map(|b| b as &std::sync::Mutex<dyn std::io::Read + Send>),
                 };
                 let mut output = f(&call, &args)?;
                 if ep.path.starts_with("system") {

@@ -63,6 +63,7 @@ pub type Result<T, E = ServerError> = std::result::Result<T, E>;
 pub fn kind_status(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::BadInput => StatusCode::BAD_REQUEST,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::Exists | ErrorKind::Conflict => StatusCode::CONFLICT,

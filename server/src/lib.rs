@@ -14,6 +14,7 @@ pub mod error;
 pub mod params;
 pub mod stream;
 pub mod throttle;
+pub mod upload;
 pub mod users;
 
 pub use accounts::init_owner;

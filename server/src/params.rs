@@ -27,6 +27,32 @@ impl Params {
         Params(form_urlencoded::parse(query.as_bytes()).into_owned().collect())
     }
 
+    /// A single `Range: bytes=A-B` (or `A-`, or `-N` for the last N bytes) as `offset` and
+    /// `length` over a file of `size` bytes: the range sent, for `Content-Range`. 416-style
+    /// errors (a range starting past the end) are a 400 naming the header.
+    pub fn set_range(&mut self, header: &str, size: u64) -> Result<(u64, u64)> {
+        let bad =
+            || ServerError::BadRequest(format!("Range '{header}': give one range, bytes=START-END, START- or -LAST"));
+        let spec = header.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+        if spec.contains(',') {
+            return Err(bad());
+        }
+        let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+        let num = |t: &str| t.trim().parse::<u64>().map_err(|_| bad());
+        let (start, end) = match (a.trim().is_empty(), b.trim().is_empty()) {
+            (false, true) => (num(a)?, size.saturating_sub(1)),
+            (false, false) => (num(a)?, num(b)?.min(size.saturating_sub(1))),
+            (true, false) => (size.saturating_sub(num(b)?), size.saturating_sub(1)),
+            (true, true) => return Err(bad()),
+        };
+        if start >= size || end < start {
+            return Err(ServerError::BadRequest(format!("Range '{header}' is outside the file's {size} bytes")));
+        }
+        self.0.insert("offset".into(), start.to_string());
+        self.0.insert("length".into(), (end - start + 1).to_string());
+        Ok((start, end))
+    }
+
     /// Adds the body's parameters (decoded by content type), reading at most `limit` bytes
     /// within `timeout`.
     pub async fn read_body(&mut self, headers: &HeaderMap, body: Body, limit: usize, timeout: Duration) -> Result<()> {

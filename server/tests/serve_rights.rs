@@ -66,6 +66,8 @@ fn env_sample(path: &str, n: usize, admin_token: &str, file: &str) -> Vec<(Strin
         "backup/copy" => vec![("id", "fixture".into()), ("to", format!("{}/backups/copy{n}", home(file)))],
         // A file, not a directory (in a location the server allows): refused after the rights check.
         "dr/setup" => vec![("replica", format!("{}/backups/a-file", home(file)))],
+        "stage/put" | "stage/get" | "stage/delete" => vec![("path", format!("in/f{n}.csv"))],
+        "stage/move" => vec![("path", format!("in/f{n}.csv")), ("newPath", format!("out/f{n}.csv"))],
         _ => vec![],
     };
     v.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
@@ -149,7 +151,17 @@ async fn environment_rights_matrix() {
                 let r = h.env("POST", "store/create", Some(&admin), &[("store", &format!("made{n}"))]).await;
                 assert_eq!(r.status, 200, "{r:?}");
             }
-            let r = h.env(method, &path, Some(&tokens[right]), &params).await;
+            if allowed && matches!(route.path, "stage/get" | "stage/move" | "stage/delete") {
+                let f = format!("in/f{n}.csv");
+                let _ = h.env("POST", "stage/delete", Some(&admin), &[("path", &format!("out/f{n}.csv"))]).await;
+                let r = h.upload("stage/put", Some(&admin), &[("path", &f)], "a,b\n").await;
+                assert_eq!(r.status, 200, "{r:?}");
+            }
+            let r = if route.takes_body {
+                h.upload(&path, Some(&tokens[right]), &params, "a,b\n").await
+            } else {
+                h.env(method, &path, Some(&tokens[right]), &params).await
+            };
             if allowed {
                 assert_eq!(r.status, expected_ok(route.path), "/{path} as u-{right}: {r:?}");
                 if r.status == 200 {

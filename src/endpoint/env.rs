@@ -108,6 +108,9 @@ pub(crate) fn publish_request(a: &Args) -> Result<PublishRequest> {
 
 pub(super) fn publish<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
     let mut req = publish_request(a)?;
+    if req.file.starts_with(crate::stage::SCHEME) {
+        req.file = crate::stage::Stage::of(c.env)?.source(&req.file)?.display().to_string();
+    }
     if let Some(roots) = c.read_roots {
         req.read_roots = Some(roots.iter().cloned().chain(c.env.stage_dir()).collect());
     }

@@ -14,6 +14,7 @@
 pub mod args;
 mod env;
 mod ops;
+mod stage;
 
 pub use args::{Args, Kind, Param, parse_bool};
 pub use env::check_copy_location;
@@ -126,12 +127,23 @@ pub struct EnvCall<'a> {
     /// Where copies (a backup's deep copy) may be written or read; `None` for anywhere (local
     /// calls).
     pub locations: Option<&'a [String]>,
+    /// The request's body, for endpoints that take one (`stage/put`): read as it arrives.
+    pub body: Option<&'a std::sync::Mutex<dyn std::io::Read + Send + 'a>>,
 }
 
 impl<'a> EnvCall<'a> {
     /// A local call on `env` (no address, may change things, no progress).
     pub fn local(env: &'a Environment) -> EnvCall<'a> {
-        EnvCall { env, ip: None, read_only: false, progress: None, read_roots: None, cancel: None, locations: None }
+        EnvCall {
+            env,
+            ip: None,
+            read_only: false,
+            progress: None,
+            read_roots: None,
+            cancel: None,
+            locations: None,
+            body: None,
+        }
     }
 }
 
@@ -160,6 +172,9 @@ pub struct Endpoint {
     pub params: &'static [Param],
     /// Whether it also takes parameters it does not declare (`system name=value`).
     pub open_params: bool,
+    /// Whether its request body is data (an upload) rather than parameters: over HTTP its
+    /// parameters come in the query string.
+    pub takes_body: bool,
     /// What it answers.
     pub answer: Answer,
     /// One line saying what it does.
@@ -337,7 +352,7 @@ const fn ep(
     summary: &'static str,
     handler: Handler,
 ) -> Endpoint {
-    Endpoint { scope, path, verbs, access, params, open_params: false, answer, summary, handler }
+    Endpoint { scope, path, verbs, access, params, open_params: false, takes_body: false, answer, summary, handler }
 }
 
 const SERVED: Handler = Handler::Served;
@@ -353,6 +368,7 @@ const ACCOUNT: Param = opt("account", Text, "the account (id or name); default: 
 
 const VERSION: Param = opt("version", Int, "answer as at this table version (see versions)");
 const AS_OF: Param = opt("asOf", Text, "answer as at this time: epoch ms or an ISO-8601 date");
+const STAGE_PATH: Param = req("path", Text, "a path in the stage: a/b.csv (a folder ends in /)");
 const BACKUP_ID: Param = req("id", Text, "the backup's id or name");
 
 const PUBLISH_PARAMS: &[Param] = &[
@@ -505,6 +521,26 @@ pub static ENDPOINTS: &[Endpoint] = &[
        Handler::Env(env::dr_start_preprovision)),
     ep(E, "dr/stopPreProvision", Post, ADMIN,
        &[], J, "closes the replica's pre-opened readers", Handler::Env(env::dr_stop_preprovision)),
+    // --- Environment: stage (its file area) ---
+    Endpoint {
+        takes_body: true,
+        ..ep(E, "stage/put", Post, AnyOf(&["publish", "admin"]),
+             &[STAGE_PATH, opt("file", Text, "local calls: the file to upload (over HTTP the body is the file)")],
+             J, "uploads a file to the stage (a path ending in / makes a folder)", Handler::Env(stage::put))
+    },
+    ep(E, "stage/list", Get, AnyOf(&["publish", "admin", "get"]),
+       &[opt("path", Text, "a folder of the stage, ending in / (default: its root)")],
+       J, "the files and folders in a stage folder: name, path, size, modified time", Handler::Env(stage::list)),
+    ep(E, "stage/get", Get, AnyOf(&["publish", "admin", "get"]),
+       &[STAGE_PATH, opt("offset", Int, "first byte to send"), opt("length", Int, "bytes to send"),
+         def("metadata", Bool, "false", "answer the file's metadata instead of its bytes")],
+       Answer::Stream, "downloads a file of the stage (HTTP Range requests work too)", Handler::Env(stage::get)),
+    ep(E, "stage/move", Post, AnyOf(&["publish", "admin"]),
+       &[STAGE_PATH, req("newPath", Text, "where it goes")],
+       J, "moves or renames a file or folder of the stage", Handler::Env(stage::move_to)),
+    ep(E, "stage/delete", Post, AnyOf(&["publish", "admin"]),
+       &[STAGE_PATH],
+       J, "deletes a file, or a folder (path ending in /) and all in it", Handler::Env(stage::delete)),
     // --- Environment: data stores ---
     ep(E, "query", Both, AnyOf(&["get"]),
        &[def("store", Text, "index", "the data store(s), comma separated"),

@@ -89,6 +89,19 @@ impl Harness {
         call(&self.client, method, &self.url("test-m1", path), token, params).await
     }
 
+    /// Calls an upload endpoint (`stage/put`): parameters in the query, `body` as the body.
+    pub async fn upload(&self, path: &str, token: Option<&str>, params: &[(&str, &str)], body: &'static str) -> Resp {
+        let mut req = self.client.post(self.url("test-m1", path)).query(params).body(body);
+        if let Some(t) = token {
+            req = req.header("m1-auth-token", t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, text, json }
+    }
+
     /// Calls an ops endpoint (`/ops/...`).
     pub async fn ops(&self, method: &str, path: &str, token: Option<&str>, params: &[(&str, &str)]) -> Resp {
         call(&self.client, method, &self.url("ops", path), token, params).await
