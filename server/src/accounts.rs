@@ -400,3 +400,14 @@ fn member_account(app: &App, caller: &Caller, account: &str) -> Result<Account> 
 fn env_account(app: &App, id: &str) -> Option<Account> {
     app.ops.read(|d| find_account(d, d.env_accounts.get(id).map_or(DEFAULT_ACCOUNT, String::as_str)))
 }
+
+/// Refuses a user without the `view` right in the account `default` (the machine's operators):
+/// server-wide figures (`/metrics`) name every environment.
+pub fn require_server_view(app: &App, user: &str) -> Result<()> {
+    let ok = app.ops.read(|d| find_account(d, DEFAULT_ACCOUNT)).is_some_and(|a| has_right(&a, user, "view"));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServerError::Forbidden(format!("this needs the 'view' right in account '{DEFAULT_ACCOUNT}'")))
+    }
+}

@@ -107,6 +107,10 @@ pub struct App {
     services: RwLock<Services>,
     /// The address the server listens on, once it does.
     pub addr: std::sync::OnceLock<SocketAddr>,
+    /// `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// When the sampled metrics were last refreshed.
+    sampled: Mutex<Option<std::time::Instant>>,
 }
 
 /// What the server keeps of each environment's service settings: who may connect, whether it
@@ -162,6 +166,8 @@ impl App {
             idle: Default::default(),
             services: Default::default(),
             addr: Default::default(),
+            metrics: Default::default(),
+            sampled: Default::default(),
         })
     }
 
@@ -209,6 +215,26 @@ impl App {
         Ok(())
     }
 
+    /// The environments open now (the root one too).
+    pub fn open_handles(&self) -> Vec<Arc<EnvHandle>> {
+        let mut seen = std::collections::HashSet::new();
+        self.root
+            .iter()
+            .cloned()
+            .chain(self.envs.lock().values().cloned())
+            .filter(|h| seen.insert(h.env.engine().config().id.clone()))
+            .collect()
+    }
+
+    /// Refreshes the sampled metrics if they are older than `max_age`.
+    pub fn sample_metrics(&self, max_age: Duration) {
+        let due = self.sampled.lock().is_none_or(|t| t.elapsed() >= max_age);
+        if due {
+            self.metrics.sample(self);
+            *self.sampled.lock() = Some(std::time::Instant::now());
+        }
+    }
+
     /// `idle` if this server suspended the environment for being idle, else `running`.
     pub fn state(&self, id: &str) -> &'static str {
         if self.idle.lock().contains(id) { "idle" } else { "running" }
@@ -250,6 +276,7 @@ impl App {
                 std::thread::sleep(std::time::Duration::from_secs(1));
                 let Some(app) = weak.upgrade() else { return };
                 app.suspend_idle();
+                app.sample_metrics(crate::metrics::SAMPLE_EVERY);
                 let open: Vec<Arc<EnvHandle>> =
                     app.root.iter().cloned().chain(app.envs.lock().values().cloned()).collect();
                 drop(app);
@@ -410,12 +437,16 @@ pub fn client_ip(ip: IpAddr) -> String {
 
 /// Handles one request.
 pub async fn handle(app: Arc<App>, addr: SocketAddr, req: Request) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let cors = Arc::new(Mutex::new(None::<String>));
-    let mut response = match route_request(app, addr, parts, body, cors.clone()).await {
+    let label = Arc::new(Mutex::new(None::<String>));
+    let mut response = match route_request(app.clone(), addr, parts, body, cors.clone(), label.clone()).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    let endpoint = label.lock().take().unwrap_or_else(|| "unknown".into());
+    app.metrics.request(&endpoint, response.status().as_u16(), started.elapsed());
     // The body of a request refused as too large or too slow was not read, so the connection
     // cannot carry another request: say so, or a client may reuse it and fail.
     if matches!(response.status(), StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
@@ -438,8 +469,13 @@ async fn route_request(
     parts: axum::http::request::Parts,
     body: Body,
     cors: Arc<Mutex<Option<String>>>,
+    label: Arc<Mutex<Option<String>>>,
 ) -> Result<Response> {
-    let token = parts.headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string());
+    let token = request_token(&parts.headers);
+    if parts.uri.path() == "/metrics" {
+        *label.lock() = Some("metrics".into());
+        return metrics_response(app, addr, token).await;
+    }
     let read_only = parts.method == Method::GET;
     let caller = Caller { ip: client_ip(addr.ip()), user: None, rights: Vec::new(), token, read_only };
     let method = parts.method.clone();
@@ -448,7 +484,7 @@ async fn route_request(
     // thread, since opening an environment reads files.
     let ip = addr.ip();
     let (target, path, caller) = match resolve(&app, &parts.headers, &parts.uri, false, ip)? {
-        Some(target) => admit(&app, target, &method, caller, &cors)?,
+        Some(target) => admit(&app, target, &method, caller, &cors, &label)?,
         None => {
             let app = app.clone();
             let headers = parts.headers.clone();
@@ -456,7 +492,7 @@ async fn route_request(
             let method = method.clone();
             blocking(move || {
                 let target = resolve(&app, &headers, &uri, true, ip)?.expect("opened when asked to");
-                admit(&app, target, &method, caller, &cors)
+                admit(&app, target, &method, caller, &cors, &label)
             })
             .await?
         }
@@ -521,6 +557,7 @@ fn admit(
     method: &Method,
     mut caller: Caller,
     cors: &Mutex<Option<String>>,
+    label: &Mutex<Option<String>>,
 ) -> Result<(Target, String, Caller)> {
     let (scope, path, store) = match &target {
         Target::Ops(p) => (Scope::Ops, p.clone(), &app.ops),
@@ -536,6 +573,7 @@ fn admit(
     let path = path.trim_end_matches('/').to_string();
     let ep =
         m1::endpoint::find(scope, &path).ok_or_else(|| ServerError::NotFound(format!("unknown endpoint '/{path}'")))?;
+    *label.lock() = Some(format!("{}/{}", if scope == Scope::Ops { "ops" } else { "env" }, ep.path));
     if method == Method::OPTIONS {
         return Ok((target, path, caller));
     }
@@ -585,6 +623,10 @@ async fn env_call(
                     body: body.as_ref().map(|b| b as &std::sync::Mutex<dyn std::io::Read + Send>),
                 };
                 let mut output = f(&call, &args)?;
+                if let (Output::Json(report), "publish" | "write") = (&output, ep.path) {
+                    let n = |k: &str| report[k].as_u64().unwrap_or(0);
+                    app.metrics.published(&h.name, n("rowsPublished"), n("bytes"));
+                }
                 if ep.path.starts_with("system") {
                     h.reload_system()?;
                 }
@@ -602,6 +644,35 @@ async fn env_call(
         }
         _ => blocking(move || users::call(&app, &h, &caller, ep, &args)).await,
     }
+}
+
+/// The token of a request: `m1-auth-token`, or a bearer `Authorization` header (what the
+/// management API's clients and metrics scrapers send).
+pub fn request_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(t) = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
+        return Some(t.trim().to_string());
+    }
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+}
+
+/// `GET /metrics`: for an ops user with the `view` right in the machine's account `default`.
+async fn metrics_response(app: Arc<App>, addr: SocketAddr, token: Option<String>) -> Result<Response> {
+    let ip = client_ip(addr.ip());
+    let body = blocking(move || {
+        let token = token.ok_or_else(|| {
+            ServerError::Unauthorized("/metrics needs an ops token (m1-auth-token or Authorization: Bearer)".into())
+        })?;
+        let (user, _) = app.ops.check(&token, &ip)?;
+        accounts::require_server_view(&app, &user)?;
+        // Sampled figures are at most two sampling periods old, even if the background sampler lags.
+        app.sample_metrics(2 * crate::metrics::SAMPLE_EVERY);
+        Ok(app.metrics.render())
+    })
+    .await?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+        .into_response())
 }
 
 /// Sets its flag when dropped.

@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod auth;
 pub mod dispatch;
 pub mod error;
+pub mod metrics;
 pub mod params;
 pub mod stream;
 pub mod throttle;

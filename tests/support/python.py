@@ -255,6 +255,22 @@ def duckdb_sql(env, setup, queries_file):
     return out
 
 
+def openmetrics(path):
+    """Parses an OpenMetrics exposition with prometheus_client's strict parser: every sample as
+    {name, labels, value}, and each family's type."""
+    parser = need("prometheus_client.openmetrics.parser")
+    with open(path) as f:
+        text = f.read()
+    families = []
+    for fam in parser.text_string_to_metric_families(text):
+        families.append({
+            "name": fam.name,
+            "type": fam.type,
+            "samples": [{"name": s.name, "labels": dict(s.labels), "value": s.value} for s in fam.samples],
+        })
+    return families
+
+
 def jsonable(v):
     if isinstance(v, float) and v != v:
         return "NaN"
@@ -273,6 +289,8 @@ def main(argv):
         out = delta_versions(argv[2], json.loads(argv[3]), json.loads(argv[4]))
     elif mode == "duckdb-sql":
         out = duckdb_sql(argv[2], argv[3], argv[4])
+    elif mode == "openmetrics":
+        out = openmetrics(argv[2])
     else:
         keys = json.loads(argv[3])
         if mode == "parquet-pyarrow":

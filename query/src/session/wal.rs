@@ -250,7 +250,9 @@ impl Wal {
                 let a = self.active.lock();
                 (Arc::clone(&a.file), a.seq)
             };
+            let started = std::time::Instant::now();
             let result = file.sync_data();
+            observe_fsync(started.elapsed());
             st = self.sync.lock();
             st.syncing = false;
             match result {
@@ -281,7 +283,9 @@ impl Wal {
     pub fn rotate(&self) -> Result<u64> {
         self.check()?;
         let mut a = self.active.lock();
+        let started = std::time::Instant::now();
         a.file.sync_data().map_err(|e| QueryError::session_io(&a.path, e))?;
+        observe_fsync(started.elapsed());
         {
             let mut st = self.sync.lock();
             st.synced = st.synced.max(a.seq);
@@ -295,6 +299,20 @@ impl Wal {
         a.generation = generation;
         a.len = 0;
         Ok(generation)
+    }
+}
+
+/// Where the process reports how long each WAL fsync took (`m1 serve`'s metrics); none by default.
+static FSYNC_OBSERVER: std::sync::OnceLock<fn(std::time::Duration)> = std::sync::OnceLock::new();
+
+/// Reports every WAL fsync's duration to `observer` from now on (the first caller wins).
+pub fn on_fsync(observer: fn(std::time::Duration)) {
+    let _ = FSYNC_OBSERVER.set(observer);
+}
+
+fn observe_fsync(took: std::time::Duration) {
+    if let Some(f) = FSYNC_OBSERVER.get() {
+        f(took);
     }
 }
 
