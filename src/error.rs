@@ -36,6 +36,10 @@ pub enum Error {
     /// The caller may not name this location (the server's confinement of copies).
     #[error("{0}")]
     Forbidden(String),
+    /// The request conflicts with the state of what it names (a running service to delete, a
+    /// workspace group that still has workspaces).
+    #[error("{0}")]
+    Conflict(String),
     /// Writing an answer failed (e.g. the reader went away).
     #[error("writing the answer: {0}")]
     Output(#[from] std::io::Error),
@@ -66,8 +70,15 @@ impl Error {
             }
             Error::ServedOnly(_) => ErrorKind::BadInput,
             Error::Forbidden(_) => ErrorKind::Forbidden,
+            Error::Conflict(_) => ErrorKind::Conflict,
             Error::Output(_) => ErrorKind::Internal,
         }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Engine(EngineError::from(e))
     }
 }
 

@@ -22,6 +22,7 @@ pub mod dr;
 pub mod endpoint;
 pub mod error;
 pub mod stage;
+pub mod usage;
 
 pub use backup::RestorePoint;
 pub use error::{Error, ErrorKind, Result};

@@ -258,17 +258,7 @@ impl Stage {
 
     /// Bytes of everything in the stage.
     pub fn bytes(&self) -> u64 {
-        fn walk(dir: &Path) -> u64 {
-            let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
-            rd.filter_map(|e| e.ok())
-                .map(|e| match e.file_type() {
-                    Ok(t) if t.is_dir() => walk(&e.path()),
-                    Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
-                    _ => 0,
-                })
-                .sum()
-        }
-        walk(&self.root)
+        crate::usage::dir_bytes(&self.root)
     }
 
     /// The local file of a `stage://path` source, for publish.

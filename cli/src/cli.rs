@@ -37,6 +37,12 @@ static SERVE: Endpoint = Endpoint {
         ),
         Param::with_default("signup", Kind::Bool, "false", "whether anyone may sign up as an ops user"),
         Param::with_default("maxPublishes", Kind::Int, "2", "publishes and writes at once (more answer 503)"),
+        Param::with_default(
+            "usageIntervalMs",
+            Kind::Int,
+            "300000",
+            "how often usage is sampled (ops usage, /v1/billing/usage)",
+        ),
     ],
     open_params: false,
     takes_body: false,
@@ -291,6 +297,7 @@ fn serve(params: &[(String, String)]) -> Result<()> {
     o.locations = a.list("allowLocation").unwrap_or_default().to_vec();
     o.signup = a.bool("signup").unwrap_or(false);
     o.max_publishes = a.count("maxPublishes", 1)?.unwrap_or(2) as usize;
+    o.usage_interval = std::time::Duration::from_millis(a.count("usageIntervalMs", 100)?.unwrap_or(300_000));
     Ok(m1_server::serve(o)?)
 }
 

@@ -61,6 +61,11 @@ const VARYING: &[&str] = &[
     "endpoints",
     "stateChanged",
     "last_modified",
+    "storageNow",
+    "storageNowBytes",
+    "samples",
+    "from",
+    "to",
 ];
 
 fn normalize(v: &mut Value) {
@@ -300,6 +305,9 @@ fn every_endpoint_answers_the_same_locally_and_remotely() {
     assert_eq!(s["service"]["ipAccessList"][0]["source"], "127.0.0.0/8");
     p.fails(&["ops", "env/access", "-env", ENV, "-list", r#"[{"source": "nope"}]"#], "'nope' is not an IP address");
     p.ok(&["ops", "env/access", "-env", ENV]);
+    let usage = p.ok(&["ops", "usage", "-env", ENV, "-from", "2020-01-01", "-to", "2100-01-01"]);
+    assert!(usage["storageNowBytes"].as_u64().unwrap() > 0, "{usage}");
+    p.fails(&["ops", "usage", "-env", ENV, "-from", "2100-01-01", "-to", "2020-01-01"], "before 'to'");
     assert_eq!(p.ok(&["ops", "env/suspend", "-env", ENV])["state"], "stopped");
     p.fails(&[ENV, "get", "-ids", "1"], "is stopped");
     assert_eq!(p.ok(&["ops", "env/resume", "-env", ENV])["state"], "running");

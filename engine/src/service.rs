@@ -77,6 +77,12 @@ pub struct IpAccess {
     pub description: String,
 }
 
+/// A new random id in the seeds' UUID form.
+#[cfg(feature = "storage")]
+pub fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 /// A parsed address range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpRange(ipnet::IpNet);
@@ -149,6 +155,12 @@ pub struct WorkspaceGroup {
     /// Whether SmartDR was asked for (recorded).
     #[serde(default)]
     pub smart_dr: bool,
+    /// The ops account (organization) it belongs to; `None` is the machine's account `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The Argon2 hash of its workspaces' admin password, given to each workspace made in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_password_hash: Option<String>,
     /// When it was terminated, epoch ms (terminated groups are kept for `includeTerminated`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminated: Option<i64>,

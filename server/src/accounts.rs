@@ -259,6 +259,18 @@ fn served(app: &App, caller: &Caller, path: &str, a: &Args, needed: Option<&str>
             })?;
             Ok(Reply::Empty)
         }
+        "account/firewall" => {
+            let account = require(app, caller, a.req("account")?, needed)?;
+            let ranges: Option<Vec<String>> = a.json("ranges")?;
+            if let Some(r) = &ranges {
+                m1_engine::service::check_ranges("ranges", r.iter().map(String::as_str))?;
+            }
+            app.ops.update(|d| {
+                account_mut(d, &account.id)?.firewall_ranges = ranges.clone();
+                Ok(())
+            })?;
+            Ok(Reply::Json(json!({"id": account.id, "firewallRanges": ranges})))
+        }
         "account/user/remove" => {
             let account = require(app, caller, a.req("account")?, needed)?;
             let name = a.req("username")?;
@@ -332,7 +344,12 @@ fn add_user(ops: &AuthStore, name: &str, password: &str, owner: bool) -> Result<
         } else {
             (random_id(), name.to_string())
         };
-        d.accounts.push(Account { id, name: account_name, users: BTreeMap::from([(name.to_string(), all)]) });
+        d.accounts.push(Account {
+            id,
+            name: account_name,
+            users: BTreeMap::from([(name.to_string(), all)]),
+            firewall_ranges: None,
+        });
         Ok(())
     })
 }
@@ -365,11 +382,11 @@ fn check_location(app: &App, a: &Args) -> Result<()> {
     )))
 }
 
-fn has_right(a: &Account, user: &str, right: &str) -> bool {
+pub(crate) fn has_right(a: &Account, user: &str, right: &str) -> bool {
     a.users.get(user).is_some_and(|r| r.iter().any(|x| x == right))
 }
 
-fn find_account(d: &AuthData, id: &str) -> Option<Account> {
+pub(crate) fn find_account(d: &AuthData, id: &str) -> Option<Account> {
     d.accounts.iter().find(|a| a.id == id || a.name == id).cloned()
 }
 
@@ -397,7 +414,7 @@ fn member_account(app: &App, caller: &Caller, account: &str) -> Result<Account> 
 }
 
 /// The account an environment belongs to (`default` when unassigned).
-fn env_account(app: &App, id: &str) -> Option<Account> {
+pub(crate) fn env_account(app: &App, id: &str) -> Option<Account> {
     app.ops.read(|d| find_account(d, d.env_accounts.get(id).map_or(DEFAULT_ACCOUNT, String::as_str)))
 }
 

@@ -54,6 +54,10 @@ pub struct Account {
     pub name: String,
     /// username -> rights.
     pub users: BTreeMap<String, Vec<String>>,
+    /// Addresses that may call the management API (`/v1`) for it (SingleStore's organization
+    /// `firewallRanges`); `None`: anyone.
+    #[serde(default, rename = "firewallRanges", skip_serializing_if = "Option::is_none")]
+    pub firewall_ranges: Option<Vec<String>>,
 }
 
 /// Everything an auth file holds. The account fields are used by ops only.

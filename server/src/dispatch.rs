@@ -111,6 +111,11 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// When the sampled metrics were last refreshed.
     sampled: Mutex<Option<std::time::Instant>>,
+    /// Requests answered and seconds spent per environment id since the server started (the
+    /// usage series' running totals).
+    pub usage_totals: Mutex<HashMap<String, (u64, f64)>>,
+    /// When usage was last sampled.
+    usage_sampled: Mutex<Option<std::time::Instant>>,
 }
 
 /// What the server keeps of each environment's service settings: who may connect, whether it
@@ -168,6 +173,8 @@ impl App {
             addr: Default::default(),
             metrics: Default::default(),
             sampled: Default::default(),
+            usage_totals: Default::default(),
+            usage_sampled: Default::default(),
         })
     }
 
@@ -235,6 +242,41 @@ impl App {
         }
     }
 
+    /// Appends a usage sample of every catalog environment when `-usageIntervalMs` has passed:
+    /// storage by part always, records and documents of the open ones, and this server's
+    /// request totals.
+    pub fn sample_usage(&self) {
+        let due = self.usage_sampled.lock().is_none_or(|t| t.elapsed() >= self.options.usage_interval);
+        if !due {
+            return;
+        }
+        *self.usage_sampled.lock() = Some(std::time::Instant::now());
+        let open: HashMap<String, Arc<EnvHandle>> =
+            self.open_handles().into_iter().map(|h| (h.env.engine().config().id.clone(), h)).collect();
+        let now = m1_engine::environment::now_ms();
+        for e in self.catalog.list().unwrap_or_default() {
+            let (requests, compute_seconds) = self.usage_totals.lock().get(&e.id).copied().unwrap_or_default();
+            let (rows, documents) = match open.get(&e.id) {
+                Some(h) => {
+                    let (r, d) = m1::usage::counts_of(&h.env);
+                    (Some(r), Some(d))
+                }
+                None => (None, None),
+            };
+            let sample = m1::usage::Sample {
+                time: now,
+                storage: m1::usage::storage_of(&e),
+                rows,
+                documents,
+                requests,
+                compute_seconds,
+            };
+            if let Err(err) = m1::usage::record(&self.catalog, &e.id, &sample) {
+                eprintln!("m1 serve: usage sample of '{}' failed: {err}", e.name);
+            }
+        }
+    }
+
     /// `idle` if this server suspended the environment for being idle, else `running`.
     pub fn state(&self, id: &str) -> &'static str {
         if self.idle.lock().contains(id) { "idle" } else { "running" }
@@ -277,6 +319,7 @@ impl App {
                 let Some(app) = weak.upgrade() else { return };
                 app.suspend_idle();
                 app.sample_metrics(crate::metrics::SAMPLE_EVERY);
+                app.sample_usage();
                 let open: Vec<Arc<EnvHandle>> =
                     app.root.iter().cloned().chain(app.envs.lock().values().cloned()).collect();
                 drop(app);
@@ -441,12 +484,21 @@ pub async fn handle(app: Arc<App>, addr: SocketAddr, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let cors = Arc::new(Mutex::new(None::<String>));
     let label = Arc::new(Mutex::new(None::<String>));
-    let mut response = match route_request(app.clone(), addr, parts, body, cors.clone(), label.clone()).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
+    let env_id = Arc::new(Mutex::new(None::<String>));
+    let mut response =
+        match route_request(app.clone(), addr, parts, body, cors.clone(), label.clone(), env_id.clone()).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
     let endpoint = label.lock().take().unwrap_or_else(|| "unknown".into());
-    app.metrics.request(&endpoint, response.status().as_u16(), started.elapsed());
+    let took = started.elapsed();
+    app.metrics.request(&endpoint, response.status().as_u16(), took);
+    if let Some(id) = env_id.lock().take() {
+        let mut totals = app.usage_totals.lock();
+        let t = totals.entry(id).or_default();
+        t.0 += 1;
+        t.1 += took.as_secs_f64();
+    }
     // The body of a request refused as too large or too slow was not read, so the connection
     // cannot carry another request: say so, or a client may reuse it and fail.
     if matches!(response.status(), StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
@@ -470,21 +522,33 @@ async fn route_request(
     body: Body,
     cors: Arc<Mutex<Option<String>>>,
     label: Arc<Mutex<Option<String>>>,
+    env_id: Arc<Mutex<Option<String>>>,
 ) -> Result<Response> {
-    let token = request_token(&parts.headers);
     if parts.uri.path() == "/metrics" {
         *label.lock() = Some("metrics".into());
-        return metrics_response(app, addr, token).await;
+        return metrics_response(app, addr, request_token(&parts.headers, true)).await;
+    }
+    if parts.uri.path() == "/openapi.json" && parts.method == Method::GET {
+        *label.lock() = Some("openapi".into());
+        let names: Vec<String> = app.catalog.list().unwrap_or_default().into_iter().map(|e| e.name).collect();
+        return Ok(json_response(&m1::endpoint::openapi::document(&names)));
+    }
+    if crate::manage::is_management(parts.uri.path()) {
+        return crate::manage::handle(app, addr, parts, body, &label).await;
     }
     let read_only = parts.method == Method::GET;
-    let caller = Caller { ip: client_ip(addr.ip()), user: None, rights: Vec::new(), token, read_only };
+    // Ops prefers a bearer token, environments their m1-auth-token (see `request_token`); which
+    // one applies is known once the target is.
+    let tokens = (request_token(&parts.headers, false), request_token(&parts.headers, true));
+    let caller =
+        Caller { ip: client_ip(addr.ip()), user: None, rights: Vec::new(), token: tokens.0.clone(), read_only };
     let method = parts.method.clone();
     // Resolve the target and check the token before reading any body: here when its
     // environment is open (memory only, and a stat of the users' file), else on a blocking
     // thread, since opening an environment reads files.
     let ip = addr.ip();
     let (target, path, caller) = match resolve(&app, &parts.headers, &parts.uri, false, ip)? {
-        Some(target) => admit(&app, target, &method, caller, &cors, &label)?,
+        Some(target) => admit(&app, target, &method, caller, &cors, &label, tokens.1)?,
         None => {
             let app = app.clone();
             let headers = parts.headers.clone();
@@ -492,7 +556,7 @@ async fn route_request(
             let method = method.clone();
             blocking(move || {
                 let target = resolve(&app, &headers, &uri, true, ip)?.expect("opened when asked to");
-                admit(&app, target, &method, caller, &cors, &label)
+                admit(&app, target, &method, caller, &cors, &label, tokens.1)
             })
             .await?
         }
@@ -518,6 +582,9 @@ async fn route_request(
         let env = h.env.clone();
         let size = blocking(move || Ok(m1::stage::Stage::of(&env)?.open(&file)?.1)).await?;
         ranged = Some((params.set_range(r, size)?, size));
+    }
+    if let Target::Env(h, _) = &target {
+        *env_id.lock() = Some(h.env.engine().config().id.clone());
     }
     let mut reply = match target {
         Target::Ops(_) => {
@@ -558,9 +625,13 @@ fn admit(
     mut caller: Caller,
     cors: &Mutex<Option<String>>,
     label: &Mutex<Option<String>>,
+    ops_token: Option<String>,
 ) -> Result<(Target, String, Caller)> {
     let (scope, path, store) = match &target {
-        Target::Ops(p) => (Scope::Ops, p.clone(), &app.ops),
+        Target::Ops(p) => {
+            caller.token = ops_token;
+            (Scope::Ops, p.clone(), &app.ops)
+        }
         Target::Env(h, p) => {
             h.touch();
             let origin = h.param("cors").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
@@ -648,13 +719,17 @@ async fn env_call(
 
 /// The token of a request: `m1-auth-token`, or a bearer `Authorization` header (what the
 /// management API's clients and metrics scrapers send).
-pub fn request_token(headers: &HeaderMap) -> Option<String> {
-    if let Some(t) = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
-        return Some(t.trim().to_string());
-    }
-    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, token) = auth.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+///
+/// With both, ops and the management API (`prefer_bearer`) take the bearer one and environments
+/// the `m1-auth-token`, so one client can hold an ops and an environment token at once.
+pub fn request_token(headers: &HeaderMap, prefer_bearer: bool) -> Option<String> {
+    let header_token = || headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()).map(|t| t.trim().to_string());
+    let bearer = || {
+        let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+        let (scheme, token) = auth.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    };
+    if prefer_bearer { bearer().or_else(header_token) } else { header_token().or_else(bearer) }
 }
 
 /// `GET /metrics`: for an ops user with the `view` right in the machine's account `default`.

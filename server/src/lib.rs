@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod auth;
 pub mod dispatch;
 pub mod error;
+pub mod manage;
 pub mod metrics;
 pub mod params;
 pub mod stream;
@@ -54,6 +55,8 @@ pub struct ServeOptions {
     pub signup: bool,
     /// Publishes (and `/write`s) running at once; more answer 503 (`-maxPublishes`).
     pub max_publishes: usize,
+    /// How often usage is sampled into `$M1_HOME/usage/` (`-usageIntervalMs`).
+    pub usage_interval: Duration,
 }
 
 impl Default for ServeOptions {
@@ -69,6 +72,7 @@ impl Default for ServeOptions {
             locations: Vec::new(),
             signup: false,
             max_publishes: 2,
+            usage_interval: Duration::from_secs(300),
         }
     }
 }

@@ -189,6 +189,8 @@ fn ops_sample(path: &str, n: usize) -> Vec<(String, String)> {
         "auth" => vec![("username", "owner-user".into()), ("password", PASSWORD.into())],
         "user/password" => vec![("password", PASSWORD.into())],
         "account/user/list" => vec![("account", "default".into())],
+        "account/firewall" => vec![("account", "default".into())],
+        "usage" => vec![env],
         "account/user/add" | "account/user/update" => {
             vec![("account", "default".into()), ("username", format!("x-{n}")), ("rights", r#"["view"]"#.into())]
         }

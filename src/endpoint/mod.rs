@@ -13,12 +13,15 @@
 
 pub mod args;
 mod env;
+pub mod openapi;
 mod ops;
 mod stage;
+pub mod v1;
 
 pub use args::{Args, Kind, Param, parse_bool};
 pub use env::check_copy_location;
 pub use ops::{EnvOpener, FreshOpener, OpsCall, entry_json};
+pub use stage::max_bytes as stage_max_bytes;
 
 use crate::error::{Error, Result};
 use crate::{Environment, Progress};
@@ -610,6 +613,10 @@ pub static ENDPOINTS: &[Endpoint] = &[
     ep(O, "account/user/remove", Post, ACCOUNT_ADMIN,
        &[req("account", Text, "the account"), USERNAME],
        N, "removes a user from an account", SERVED),
+    ep(O, "account/firewall", Post, ACCOUNT_ADMIN,
+       &[req("account", Text, "the account"),
+         opt("ranges", Json, "a JSON array of CIDR ranges that may call /v1 for it; [] nobody; absent anyone")],
+       J, "sets who may call the management API for an account (its organization's firewallRanges)", SERVED),
     ep(O, "token/list", Get, Token, &[], J, "your live tokens", SERVED),
     ep(O, "token/delete", Post, Token, &[], N, "revokes your tokens", SERVED),
     // --- Ops: environments ---
@@ -643,6 +650,11 @@ pub static ENDPOINTS: &[Endpoint] = &[
     ep(O, "env/access", Post, MANAGE,
        &[ENV, opt("list", Json, "a JSON array of {\"source\": CIDR or address, \"description\": ..}; [] admits nobody; absent or null admits everyone")],
        J, "sets who may connect to an environment (checked before authentication)", Handler::Ops(ops::env_access)),
+    ep(O, "usage", Get, VIEW,
+       &[ENV, opt("from", Text, "start: epoch ms or ISO-8601 (default a day ago)"),
+         opt("to", Text, "end: epoch ms or ISO-8601 (default now)")],
+       J, "an environment's usage samples (storage by part, records, documents, requests, compute seconds)",
+       Handler::Ops(ops::env_usage)),
     ep(O, "env/reboot", Post, MANAGE,
        &[ENV, req("group", Text, "the server group (a store)")],
        N, "reopens an environment", Handler::Ops(ops::env_reboot)),

@@ -431,3 +431,32 @@ pub(super) fn env_outbound(c: &OpsCall<'_>, a: &Args) -> Out {
     c.catalog.set_outbound(&e.id, a.bool("enable").unwrap_or(false))?;
     changed(c, &e)
 }
+
+/// `from`/`to` of `usage`: epoch ms or an ISO-8601 date.
+fn time_param(a: &Args, name: &str, default: i64) -> Result<i64> {
+    match a.text(name) {
+        None => Ok(default),
+        Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
+            t.parse().map_err(|_| a.bad(name, "epoch milliseconds or an ISO-8601 date", t))
+        }
+        Some(t) => {
+            m1_engine::values::parse_date(t).ok_or_else(|| a.bad(name, "epoch milliseconds or an ISO-8601 date", t))
+        }
+    }
+}
+
+pub(super) fn env_usage(c: &OpsCall<'_>, a: &Args) -> Out {
+    let (e, _) = entry(c, a)?;
+    let now = m1_engine::environment::now_ms();
+    let from = time_param(a, "from", now - 86_400_000)?;
+    let to = time_param(a, "to", now + 1)?;
+    if from >= to {
+        return Err(a.bad("from", "a time before 'to'", a.text("from").unwrap_or_default()));
+    }
+    let samples = crate::usage::series(c.catalog, &e.id, from, to)?;
+    let now_sample = crate::usage::Sample { time: now, storage: crate::usage::storage_of(&e), ..Default::default() };
+    Ok(Output::Json(serde_json::json!({
+        "environment": e.name, "id": e.id, "from": from, "to": to,
+        "samples": samples, "storageNow": now_sample.storage, "storageNowBytes": now_sample.storage.total(),
+    })))
+}
