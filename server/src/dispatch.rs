@@ -38,8 +38,10 @@ pub struct EnvHandle {
     /// System parameters, reloaded whenever `/system` changes them or (on local disk) their
     /// file changes, so a change made with the CLI reaches a running server.
     system: RwLock<(BTreeMap<String, Value>, Option<std::time::SystemTime>)>,
-    /// When a request last reached it, epoch ms (idle suspension counts from here).
+    /// When a request last reached it or ended, epoch ms (idle suspension counts from here).
     last_used: std::sync::atomic::AtomicI64,
+    /// Requests being answered now (an environment at work is never idle).
+    active: std::sync::atomic::AtomicUsize,
 }
 
 impl EnvHandle {
@@ -50,7 +52,7 @@ impl EnvHandle {
         let system = RwLock::new((env.engine().system()?, system_stamp(&env)));
         let auth = AuthStore::open(Backing::Env(env.clone()))?;
         let last_used = std::sync::atomic::AtomicI64::new(m1_engine::environment::now_ms());
-        Ok(EnvHandle { name, env, auth, system, last_used })
+        Ok(EnvHandle { name, env, auth, system, last_used, active: Default::default() })
     }
 
     /// Reloads the cached system parameters (after `/system` changed them).
@@ -291,6 +293,9 @@ impl App {
             let id = h.env.engine().config().id.clone();
             let Some(view) = self.service(&id) else { continue };
             let Some(minutes) = view.idle_minutes else { continue };
+            if h.active.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                continue;
+            }
             let timeout = h.param("idle-timeout-ms").and_then(|v| v.as_i64()).unwrap_or(minutes as i64 * 60_000);
             if now - h.last_used.load(std::sync::atomic::Ordering::Relaxed) >= timeout {
                 self.idle.lock().insert(id.clone());
@@ -583,9 +588,13 @@ async fn route_request(
         let size = blocking(move || Ok(m1::stage::Stage::of(&env)?.open(&file)?.1)).await?;
         ranged = Some((params.set_range(r, size)?, size));
     }
-    if let Target::Env(h, _) = &target {
-        *env_id.lock() = Some(h.env.engine().config().id.clone());
-    }
+    let _working = match &target {
+        Target::Env(h, _) => {
+            *env_id.lock() = Some(h.env.engine().config().id.clone());
+            Some(Working::new(h.clone()))
+        }
+        Target::Ops(_) => None,
+    };
     let mut reply = match target {
         Target::Ops(_) => {
             blocking(move || {
@@ -748,6 +757,23 @@ async fn metrics_response(app: Arc<App>, addr: SocketAddr, token: Option<String>
     .await?;
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response())
+}
+
+/// An environment's request in progress: counted while it lasts, and its end counts as use.
+struct Working(Arc<EnvHandle>);
+
+impl Working {
+    fn new(h: Arc<EnvHandle>) -> Working {
+        h.active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Working(h)
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Sets its flag when dropped.

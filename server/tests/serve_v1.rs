@@ -488,11 +488,20 @@ async fn storage_dr_of_groups_and_workspaces_through_the_management_api() {
     let api = Api { h: &h, token: h.ops_owner("owner").await };
     let regions = api.ok("GET", "/v1/regions", None).await;
     let id_of = |loc: &str| {
-        regions.as_array().unwrap().iter().find(|r| r["region"] == loc).unwrap()["regionID"].as_str().unwrap().to_string()
+        regions.as_array().unwrap().iter().find(|r| r["region"] == loc).unwrap()["regionID"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     let (ra, rb) = (id_of(&locations[0]), id_of(&locations[1]));
     let g = api
-        .ok("POST", "/v1/workspaceGroups", Some(json!({"name": "g", "regionID": ra, "firewallRanges": ["127.0.0.0/8"], "adminPassword": "Passphrase1"})))
+        .ok(
+            "POST",
+            "/v1/workspaceGroups",
+            Some(
+                json!({"name": "g", "regionID": ra, "firewallRanges": ["127.0.0.0/8"], "adminPassword": "Passphrase1"}),
+            ),
+        )
         .await;
     let gid = g["workspaceGroupID"].as_str().unwrap().to_string();
     assert!(g.get("adminPassword").is_none(), "given, so not answered");
@@ -501,31 +510,70 @@ async fn storage_dr_of_groups_and_workspaces_through_the_management_api() {
     let (w1, w2) = (w1["workspaceID"].as_str().unwrap().to_string(), w2["workspaceID"].as_str().unwrap().to_string());
     assert!(a.join("w1/_delta_log").exists(), "a workspace lives in its group's region");
     // Some data, written as the group's admin.
-    let login = common::call(&h.client, "POST", &format!("http://{}/w1/auth", h.addr), None,
-                             &[("username", "admin"), ("password", "Passphrase1")]).await;
+    let login = common::call(
+        &h.client,
+        "POST",
+        &format!("http://{}/w1/auth", h.addr),
+        None,
+        &[("username", "admin"), ("password", "Passphrase1")],
+    )
+    .await;
     let token = login.json["token"].as_str().unwrap().to_string();
     let props = json!([{"name": "n", "type": "integer"}]).to_string();
-    let r = common::call(&h.client, "POST", &format!("http://{}/w1/schema/add", h.addr), Some(&token), &[("properties", &props)]).await;
+    let r = common::call(
+        &h.client,
+        "POST",
+        &format!("http://{}/w1/schema/add", h.addr),
+        Some(&token),
+        &[("properties", &props)],
+    )
+    .await;
     assert_eq!(r.status, 200, "{r:?}");
     let items = json!([{"n": 1}, {"n": 2}]).to_string();
-    let r = common::call(&h.client, "POST", &format!("http://{}/w1/write", h.addr), Some(&token),
-                         &[("items", &items), ("publish", "true"), ("async", "false")]).await;
+    let r = common::call(
+        &h.client,
+        "POST",
+        &format!("http://{}/w1/write", h.addr),
+        Some(&token),
+        &[("items", &items), ("publish", "true"), ("async", "false")],
+    )
+    .await;
     assert_eq!(r.status, 200, "{r:?}");
 
     // The DR regions are the other locations.
     let dr = api.ok("GET", &format!("/v1/workspaceGroups/{gid}/storage/DR/regions"), None).await;
-    assert_eq!(dr.as_array().unwrap().iter().map(|r| r["regionID"].as_str().unwrap()).collect::<Vec<_>>(), [rb.as_str()]);
+    assert_eq!(
+        dr.as_array().unwrap().iter().map(|r| r["regionID"].as_str().unwrap()).collect::<Vec<_>>(),
+        [rb.as_str()]
+    );
     assert_eq!(api.ok("GET", &format!("/v1/workspaces/{w1}/storage/DR/regions"), None).await, dr);
     // Set up for one workspace of the group, by name, then the other through the workspace route.
-    let r = api.call("POST", &format!("/v1/workspaceGroups/{gid}/storage/DR/setup"), Some(json!({"regionID": rb, "databaseNames": ["nope"]}))).await;
+    let r = api
+        .call(
+            "POST",
+            &format!("/v1/workspaceGroups/{gid}/storage/DR/setup"),
+            Some(json!({"regionID": rb, "databaseNames": ["nope"]})),
+        )
+        .await;
     assert_error(&r, 400);
-    api.ok("POST", &format!("/v1/workspaceGroups/{gid}/storage/DR/setup"), Some(json!({"regionID": rb, "databaseNames": ["w1"]}))).await;
+    api.ok(
+        "POST",
+        &format!("/v1/workspaceGroups/{gid}/storage/DR/setup"),
+        Some(json!({"regionID": rb, "databaseNames": ["w1"]})),
+    )
+    .await;
     assert!(b.join("w1-dr/_delta_log").exists(), "the replica is in the second region");
-    api.ok("POST", &format!("/v1/workspaces/{w2}/storage/DR/setup"), Some(json!({"regionID": rb, "databaseNames": []}))).await;
+    api.ok(
+        "POST",
+        &format!("/v1/workspaces/{w2}/storage/DR/setup"),
+        Some(json!({"regionID": rb, "databaseNames": []})),
+    )
+    .await;
     let status = api.ok("GET", &format!("/v1/workspaceGroups/{gid}/storage/DR/status"), None).await;
     has_fields(&status, &["compute", "storage"]);
     assert_eq!(status["compute"]["totalWorkspaces"], 2);
-    let states: Vec<&str> = status["storage"].as_array().unwrap().iter().map(|s| s["duplicationState"].as_str().unwrap()).collect();
+    let states: Vec<&str> =
+        status["storage"].as_array().unwrap().iter().map(|s| s["duplicationState"].as_str().unwrap()).collect();
     assert_eq!(states, ["Active", "Active"], "{status}");
     let one = api.ok("GET", &format!("/v1/workspaces/{w1}/storage/DR/status"), None).await;
     assert_eq!(one["storage"][0]["databaseName"], "w1");
@@ -538,10 +586,17 @@ async fn storage_dr_of_groups_and_workspaces_through_the_management_api() {
     assert!(over["databases"]["w1"]["primary"].as_str().unwrap().contains("region-b"), "{over}");
     let envs = h.ops("GET", "env/get", Some(&api.token), &[("env", "w1")]).await;
     assert!(envs.json["url"].as_str().unwrap().contains("region-b"), "{}", envs.text);
-    let login = common::call(&h.client, "POST", &format!("http://{}/w1/auth", h.addr), None,
-                             &[("username", "admin"), ("password", "Passphrase1")]).await;
+    let login = common::call(
+        &h.client,
+        "POST",
+        &format!("http://{}/w1/auth", h.addr),
+        None,
+        &[("username", "admin"), ("password", "Passphrase1")],
+    )
+    .await;
     let token = login.json["token"].as_str().unwrap().to_string();
-    let got = common::call(&h.client, "GET", &format!("http://{}/w1/get", h.addr), Some(&token), &[("ids", "[0, 1]")]).await;
+    let got =
+        common::call(&h.client, "GET", &format!("http://{}/w1/get", h.addr), Some(&token), &[("ids", "[0, 1]")]).await;
     assert_eq!(got.json[1]["n"], 2, "{got:?}");
     api.ok("PATCH", &format!("/v1/workspaces/{w1}/storage/DR/failback"), None).await;
     let envs = h.ops("GET", "env/get", Some(&api.token), &[("env", "w1")]).await;
