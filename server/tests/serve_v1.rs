@@ -455,6 +455,55 @@ async fn singlestore_groups_workspaces_stage_connections_and_usage() {
     let text = r.text().await.unwrap();
     assert!(text.contains("# TYPE m1_http_requests counter") && !text.contains("environment=\"test-m1\""), "{text}");
 
+    // A workspace with autoSuspend IDLE suspends itself (the environment's system parameter
+    // shortens the timeout for the test) and the next request resumes it.
+    let idle = api
+        .ok(
+            "POST",
+            "/v1/workspaces",
+            Some(json!({"name": "idle-ws", "workspaceGroupID": gid,
+            "autoSuspend": {"suspendType": "IDLE", "suspendAfterSeconds": 300}})),
+        )
+        .await["workspaceID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let login = common::call(
+        &h.client,
+        "POST",
+        &format!("http://{}/idle-ws/auth", h.addr),
+        None,
+        &[("username", "admin"), ("password", &admin_password)],
+    )
+    .await;
+    let idle_token = login.json["token"].as_str().unwrap().to_string();
+    let r = common::call(
+        &h.client,
+        "POST",
+        &format!("http://{}/idle-ws/system", h.addr),
+        Some(&idle_token),
+        &[("idle-timeout-ms", "500")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut state = String::new();
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        state = api.ok("GET", &format!("/v1/workspaces/{idle}"), None).await["state"].as_str().unwrap().to_string();
+        if state == "SUSPENDED" {
+            break;
+        }
+    }
+    assert_eq!(state, "SUSPENDED");
+    let r = common::call(&h.client, "GET", &format!("http://{}/idle-ws/schema", h.addr), Some(&idle_token), &[]).await;
+    assert_eq!(r.status, 200, "an idle-suspended workspace answers: {r:?}");
+    assert_eq!(api.ok("GET", &format!("/v1/workspaces/{idle}"), None).await["state"], "ACTIVE");
+    // Terminate one workspace.
+    let gone = api.ok("DELETE", &format!("/v1/workspaces/{idle}"), None).await;
+    assert_eq!(gone["workspaceID"], idle.as_str());
+    assert_error(&api.call("GET", &format!("/v1/workspaces/{idle}"), None).await, 404);
+    assert!(h.ops("GET", "env/get", Some(&api.token), &[("env", "idle-ws")]).await.status != 200);
+
     // Delete: a group with workspaces needs force; terminated groups are listed on request.
     assert_error(&api.call("DELETE", &format!("/v1/workspaceGroups/{gid}"), None).await, 409);
     api.ok("DELETE", &format!("/v1/workspaceGroups/{gid}?force=true"), None).await;
