@@ -84,6 +84,7 @@ impl Environment {
         }
         let mut env = Self::from_engine(engine);
         env.entry = Some(entry);
+        env.apply_memory_bounds(None);
         Ok(env)
     }
 
@@ -96,6 +97,20 @@ impl Environment {
     /// environment on local disk.
     pub fn stage_dir(&self) -> Option<std::path::PathBuf> {
         self.inner.storage().local_root().map(|r| r.join("stage"))
+    }
+
+    /// Sets what its caches and boost stores may hold: the lower of the service's
+    /// `maxTotalMemoryGb` (from `service`, else its catalog entry as opened) and the system
+    /// parameter `memory-limit-bytes`; neither set is no bound.
+    pub fn apply_memory_bounds(&self, service: Option<&m1_engine::service::ServiceSettings>) {
+        let service = service.or(self.entry.as_ref().map(|e| &e.service));
+        let gb = service.and_then(|s| s.max_total_memory_gb).map(|g| g << 30);
+        let param = self.inner.system().ok().and_then(|s| s.get("memory-limit-bytes").and_then(|v| v.as_u64()));
+        let limit = match (gb, param) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.inner.memory().set_limit(limit);
     }
 
     /// Its catalog entry, if it was opened from the catalog.

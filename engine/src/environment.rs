@@ -108,6 +108,8 @@ pub struct Environment {
     checked: parking_lot::Mutex<std::time::Instant>,
     /// Parsed versions and rebuilt old states (time travel).
     history: crate::history::History,
+    /// What its caches and in-memory indexes may hold.
+    memory: Arc<crate::memory::MemoryBudget>,
 }
 
 /// How stale a read may be about other processes' commits; this process's own commits are
@@ -203,13 +205,15 @@ impl Environment {
             Some(b) => serde_json::from_slice(&b)?,
             None => Self::config_from_log(&storage, &state)?,
         };
+        let memory = Arc::new(crate::memory::MemoryBudget::default());
         Ok(Environment {
             storage,
             config,
             state: RwLock::new(Arc::new(state)),
-            cache: SegmentCache::default(),
+            cache: SegmentCache::with_budget(memory.clone()),
             checked: parking_lot::Mutex::new(std::time::Instant::now()),
             history: Default::default(),
+            memory,
         })
     }
 
@@ -258,6 +262,11 @@ impl Environment {
     /// Opened segments, shared by readers.
     pub fn segment_cache(&self) -> &SegmentCache {
         &self.cache
+    }
+
+    /// The bound on what its caches and in-memory indexes hold, and what they hold.
+    pub fn memory(&self) -> &Arc<crate::memory::MemoryBudget> {
+        &self.memory
     }
 
     /// The table state as last seen by this handle (no I/O).

@@ -18,6 +18,7 @@ pub mod error;
 pub mod history;
 #[cfg(feature = "storage")]
 pub mod log;
+pub mod memory;
 pub mod record;
 #[cfg(feature = "storage")]
 pub mod replica;

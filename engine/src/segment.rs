@@ -308,29 +308,52 @@ pub fn select_span(from: u64, to: u64, total: u64) -> RowSelection {
 #[derive(Default)]
 pub struct SegmentCache {
     open: RwLock<HashMap<String, Arc<OpenSegment>>>,
+    /// Heap bytes of the cached segments' metadata (footers, page indexes).
+    bytes: std::sync::atomic::AtomicU64,
+    /// The environment's memory bound, whose quarter the cache may hold.
+    budget: Arc<crate::memory::MemoryBudget>,
 }
 
 /// How many opened segments the cache keeps before starting over.
 const CACHE_LIMIT: usize = 8192;
 
 impl SegmentCache {
+    /// A cache held to a quarter of `budget`'s bound.
+    pub fn with_budget(budget: Arc<crate::memory::MemoryBudget>) -> SegmentCache {
+        SegmentCache { budget, ..Default::default() }
+    }
+
     /// The opened segment, from the cache or freshly opened.
     pub fn get(&self, storage: &Storage, info: &SegmentInfo) -> Result<Arc<OpenSegment>> {
         if let Some(seg) = self.open.read().get(&info.path) {
             return Ok(seg.clone());
         }
         let seg = Arc::new(OpenSegment::open(storage, info)?);
+        let size = seg.meta.metadata().memory_size() as u64;
         let mut open = self.open.write();
-        if open.len() >= CACHE_LIMIT {
+        let over_bytes = self
+            .budget
+            .cache_limit()
+            .is_some_and(|limit| self.bytes.load(std::sync::atomic::Ordering::Relaxed) + size > limit);
+        if open.len() >= CACHE_LIMIT || over_bytes {
             open.clear();
+            self.bytes.store(0, std::sync::atomic::Ordering::Relaxed);
         }
-        open.insert(info.path.clone(), seg.clone());
+        if open.insert(info.path.clone(), seg.clone()).is_none() {
+            self.bytes.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(seg)
+    }
+
+    /// Heap bytes the cache holds now (segment metadata).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Drops every cached segment (after a vacuum, or to release memory).
     pub fn clear(&self) {
         self.open.write().clear();
+        self.bytes.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -52,6 +52,11 @@ pub enum QueryError {
     /// A session store call was refused (a conflict, not bad syntax), with the reason.
     #[error("session store '{store}': {reason}")]
     SessionRefused { store: String, reason: String },
+    /// A boost store would grow past the environment's memory bound.
+    #[error(
+        "the boost stores of this environment hold {held} bytes, over their share ({share} bytes) of its memory bound (maxTotalMemoryGb, or the system parameter memory-limit-bytes): raise it with env/settings, or use a standard store"
+    )]
+    OverMemory { held: u64, share: u64 },
     /// Reading or writing a session store's files failed.
     #[error("session store file {}: {source}", path.display())]
     SessionIo { path: std::path::PathBuf, source: std::io::Error },
@@ -75,7 +80,7 @@ impl QueryError {
             QueryError::Syntax(_) | QueryError::BadRequest(_) | QueryError::UnknownProperty(_) => ErrorKind::BadInput,
             QueryError::UnknownStore(_) | QueryError::NoSessionStore(_) => ErrorKind::NotFound,
             QueryError::StoreExists(_) => ErrorKind::Exists,
-            QueryError::SessionRefused { .. } => ErrorKind::Conflict,
+            QueryError::SessionRefused { .. } | QueryError::OverMemory { .. } => ErrorKind::Conflict,
             _ => ErrorKind::Internal,
         }
     }

@@ -174,6 +174,7 @@ pub(super) fn system<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
     refuse_change_on_get(c, !changes.is_empty())?;
     let engine = c.env.engine();
     let params = if changes.is_empty() { engine.system()? } else { engine.set_system(&changes)? };
+    c.env.apply_memory_bounds(None);
     json(&params)
 }
 
@@ -185,6 +186,7 @@ pub(super) fn system_one<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {
         Some(v) => engine.set_system(&BTreeMap::from([(name.clone(), json_or_string(v))]))?,
         None => engine.system()?,
     };
+    c.env.apply_memory_bounds(None);
     let value = params
         .get(&name)
         .cloned()

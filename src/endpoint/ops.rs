@@ -124,6 +124,12 @@ pub(super) fn env_settings(c: &OpsCall<'_>, a: &Args) -> Out {
     let (e, _) = entry(c, a)?;
     let patch: serde_json::Map<String, Value> = a.json("settings")?.unwrap_or_default();
     let e = c.catalog.update_service(&e.id, |s| apply_settings(s, patch))?;
+    // The memory bound applies to an open environment at once (a stopped one gets it on start).
+    if !e.service.stopped
+        && let Ok(env) = c.envs.open(&e.id)
+    {
+        env.apply_memory_bounds(Some(&e.service));
+    }
     Ok(Output::Json(entry_with_state(c, &e)))
 }
 

@@ -132,7 +132,15 @@ pub fn sync_shard(env: &Environment, state: &TableState, shard: &IndexShard, thr
     let schema = generation.index.schema();
     let arrow_schema = state.schema.arrow_schema();
     let mut added = 0u64;
-    for chunk in chunks_by_rows(&todo, COMMIT_EVERY_ROWS) {
+    // A boost shard under a memory bound commits (and is measured) in smaller steps, so it
+    // stops close to the bound.
+    let every = if shard.memory_bounded() { BOUNDED_COMMIT_EVERY_ROWS } else { COMMIT_EVERY_ROWS };
+    for chunk in chunks_by_rows(&todo, every) {
+        if let Err(e) = shard.check_memory() {
+            writer.rollback()?;
+            generation.reload()?;
+            return Err(e);
+        }
         let next = AtomicUsize::new(0);
         let failure = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads.min(chunk.len()))
@@ -164,10 +172,16 @@ pub fn sync_shard(env: &Environment, state: &TableState, shard: &IndexShard, thr
         let mut prepared = writer.prepare_commit()?;
         prepared.set_payload(&serde_json::to_string(&payload).expect("serializable"));
         prepared.commit()?;
+        shard.recharge();
     }
     generation.reload()?;
+    // What was committed stands (and answers queries); past the bound, the store says so.
+    shard.check_memory()?;
     Ok(added)
 }
+
+/// Rows per commit of a boost shard under a memory bound.
+const BOUNDED_COMMIT_EVERY_ROWS: u64 = 20_000;
 
 /// Splits segments into consecutive groups of about `rows` rows each.
 fn chunks_by_rows<'a>(segments: &[&'a SegmentInfo], rows: u64) -> Vec<Vec<&'a SegmentInfo>> {

@@ -67,10 +67,11 @@ pub struct DataStore {
 }
 
 impl DataStore {
-    fn open(def: StoreDef, dir: PathBuf) -> Result<DataStore> {
+    fn open(def: StoreDef, dir: PathBuf, env: &Environment) -> Result<DataStore> {
         let dir = (def.kind == StoreKind::Standard).then_some(dir);
+        let budget = dir.is_none().then(|| env.memory().clone());
         let shards = (0..def.shards)
-            .map(|n| IndexShard::open(n, def.shards, dir.as_ref().map(|d| d.join(n.to_string()))))
+            .map(|n| IndexShard::open(n, def.shards, dir.as_ref().map(|d| d.join(n.to_string())), budget.clone()))
             .collect::<Result<Vec<_>>>()?;
         Ok(DataStore { def, shards, synced: Mutex::new((None, Instant::now())), indexed: Mutex::new(None) })
     }
@@ -374,14 +375,14 @@ impl Stores {
         self.handle(env, &defs[i])
     }
 
-    fn handle(&self, _env: &Environment, def: &StoreDef) -> Result<Arc<DataStore>> {
+    fn handle(&self, env: &Environment, def: &StoreDef) -> Result<Arc<DataStore>> {
         let mut open = self.open.lock();
         if let Some(s) = open.get(&def.name)
             && s.def == *def
         {
             return Ok(s.clone());
         }
-        let store = Arc::new(DataStore::open(def.clone(), self.dir(&def.name))?);
+        let store = Arc::new(DataStore::open(def.clone(), self.dir(&def.name), env)?);
         open.insert(def.name.clone(), store.clone());
         Ok(store)
     }

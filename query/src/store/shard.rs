@@ -56,12 +56,40 @@ pub struct IndexShard {
     generations: RwLock<Vec<Generation>>,
     /// Held while syncing, so one process runs one sync of a shard at a time.
     pub sync_lock: Mutex<()>,
+    /// A boost shard's in-memory directories, and the environment's budget it charges them to.
+    ram: Mutex<Vec<RamDirectory>>,
+    budget: Option<std::sync::Arc<m1_engine::memory::MemoryBudget>>,
+    /// What it has charged the budget.
+    charged: std::sync::atomic::AtomicI64,
+}
+
+impl Drop for IndexShard {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.charge_index(-self.charged.load(std::sync::atomic::Ordering::Relaxed));
+        }
+    }
 }
 
 impl IndexShard {
-    /// Opens (or prepares) a shard kept in `dir`, or in RAM when `dir` is `None`.
-    pub fn open(number: u32, of: u32, dir: Option<PathBuf>) -> Result<IndexShard> {
-        let shard = IndexShard { number, of, dir, generations: RwLock::new(Vec::new()), sync_lock: Mutex::new(()) };
+    /// Opens (or prepares) a shard kept in `dir`, or in RAM when `dir` is `None` (charged to
+    /// `budget`).
+    pub fn open(
+        number: u32,
+        of: u32,
+        dir: Option<PathBuf>,
+        budget: Option<std::sync::Arc<m1_engine::memory::MemoryBudget>>,
+    ) -> Result<IndexShard> {
+        let shard = IndexShard {
+            number,
+            of,
+            dir,
+            generations: RwLock::new(Vec::new()),
+            sync_lock: Mutex::new(()),
+            ram: Mutex::new(Vec::new()),
+            budget,
+            charged: Default::default(),
+        };
         shard.rescan()?;
         Ok(shard)
     }
@@ -102,7 +130,11 @@ impl IndexShard {
         let number = gens.last().map_or(0, |g| g.number + 1);
         let schema = tantivy_schema(properties);
         let index = match &self.dir {
-            None => Index::create(RamDirectory::create(), schema, Default::default())?,
+            None => {
+                let ram = RamDirectory::create();
+                self.ram.lock().push(ram.clone());
+                Index::create(ram, schema, Default::default())?
+            }
             Some(dir) => {
                 let path = dir.join(format!("g{number}"));
                 std::fs::create_dir_all(&path)?;
@@ -112,6 +144,30 @@ impl IndexShard {
         let generation = Generation::open(number, index)?;
         gens.push(generation.clone());
         Ok(generation)
+    }
+
+    /// Refuses to grow a boost shard whose environment's boost stores are over their memory share.
+    pub fn check_memory(&self) -> Result<()> {
+        match (&self.dir, &self.budget) {
+            (None, Some(b)) => match b.index_over() {
+                Some((held, share)) => Err(crate::error::QueryError::OverMemory { held, share }),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether it is in memory and its environment has a memory bound.
+    pub fn memory_bounded(&self) -> bool {
+        self.dir.is_none() && self.budget.as_ref().is_some_and(|b| b.limit().is_some())
+    }
+
+    /// Charges the budget what the shard's in-memory directories hold now.
+    pub fn recharge(&self) {
+        let Some(b) = &self.budget else { return };
+        let now: i64 = self.ram.lock().iter().map(|r| r.total_mem_usage() as i64).sum();
+        let before = self.charged.swap(now, std::sync::atomic::Ordering::Relaxed);
+        b.charge_index(now - before);
     }
 
     /// Documents visible to searches.
