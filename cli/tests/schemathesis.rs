@@ -37,10 +37,23 @@ fn the_openapi_document_holds_for_every_operation() {
     let ops = logins["ops"]["token"].as_str().unwrap();
     let env = logins["envs"]["test-m1"]["token"].as_str().unwrap();
 
+    // The document as an operator sees it: it names the environments, so the generated calls
+    // reach a real one.
+    let schema = dir.path().join("openapi.json");
     let python = support::python();
+    let fetch = Command::new(&python)
+        .args(["-c", "import sys, urllib.request; r = urllib.request.Request(sys.argv[1], headers={'Authorization': 'Bearer ' + sys.argv[2]}); open(sys.argv[3], 'wb').write(urllib.request.urlopen(r).read())"])
+        .args([&format!("{base}/openapi.json"), ops, schema.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(fetch.success());
+    assert!(
+        std::fs::read_to_string(&schema).unwrap().contains("\"test-m1\""),
+        "an operator's document names the environments"
+    );
     let out = Command::new(&python)
         .args(["-c", "import sys; from schemathesis.cli import schemathesis; sys.argv[0] = 'schemathesis'; sys.exit(schemathesis())"])
-        .args(["run", &format!("{base}/openapi.json")])
+        .args(["run", schema.to_str().unwrap(), "--url", &base])
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
         .args(["--phases", "examples,coverage,fuzzing", "--max-examples", "10", "--workers", "1"])
         .args(["--request-timeout", "30", "--seed", "20261203"])

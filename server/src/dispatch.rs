@@ -535,7 +535,22 @@ async fn route_request(
     }
     if parts.uri.path() == "/openapi.json" && parts.method == Method::GET {
         *label.lock() = Some("openapi".into());
-        let names: Vec<String> = app.catalog.list().unwrap_or_default().into_iter().map(|e| e.name).collect();
+        // The document is public; the environments' names are not (they are listed, as the
+        // values of `{environment}`, only for an operator of the machine's account).
+        let token = request_token(&parts.headers, true);
+        let ip = client_ip(addr.ip());
+        let app2 = app.clone();
+        let names = blocking(move || {
+            let operator = token
+                .and_then(|t| app2.ops.check(&t, &ip).ok())
+                .is_some_and(|(user, _)| accounts::require_server_view(&app2, &user).is_ok());
+            Ok(if operator {
+                app2.catalog.list().unwrap_or_default().into_iter().map(|e| e.name).collect()
+            } else {
+                Vec::new()
+            })
+        })
+        .await?;
         return Ok(json_response(&m1::endpoint::openapi::document(&names)));
     }
     if crate::manage::is_management(parts.uri.path()) {

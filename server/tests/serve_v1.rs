@@ -521,6 +521,18 @@ async fn singlestore_groups_workspaces_stage_connections_and_usage() {
     let r = h.ops("POST", "account/firewall", Some(&api.token), &[("account", "default")]).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(api.call("GET", "/v1/organizations/current", None).await.status, 200);
+    // The OpenAPI document is public, but names the environments only for an operator.
+    let public = common::call(&h.client, "GET", &format!("http://{}/openapi.json", h.addr), None, &[]).await;
+    assert_eq!(public.status, 200);
+    assert!(!public.text.contains("test-m1"), "environment names leak to anyone");
+    assert_eq!(public.json["openapi"], "3.0.3");
+    let theirs = api.call("GET", "/openapi.json", None).await;
+    assert!(theirs.text.contains("test-m1"));
+    // m1-auth-token works for the management API as well as a bearer token.
+    let r =
+        common::call(&h.client, "GET", &format!("http://{}/v1/organizations/current", h.addr), Some(&api.token), &[])
+            .await;
+    assert_eq!(r.status, 200, "{r:?}");
     // Unknown paths and verbs.
     assert_error(&api.call("GET", "/v1/nothing", None).await, 404);
     assert_error(&api.call("PUT", "/v1/workspaces", None).await, 405);
