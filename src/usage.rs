@@ -101,6 +101,38 @@ fn file(catalog: &Catalog, id: &str) -> PathBuf {
     catalog.home().join("usage").join(format!("{id}.jsonl"))
 }
 
+/// A series file over this size is compacted before the next sample is appended.
+const COMPACT_ABOVE_BYTES: u64 = 4 << 20;
+/// Samples younger than this are kept as taken; older ones one per hour (the last of it).
+const FULL_RESOLUTION_MS: i64 = 7 * 86_400_000;
+
+/// Rewrites a series keeping every sample newer than `now - keep_ms` and the last sample of each
+/// older hour, so the series stays small and sums over it stay right (running totals: the last
+/// sample of an hour carries its total; storage: an hour's last figure stands for it).
+pub fn compact(path: &Path, now: i64, keep_ms: i64) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
+    let samples: Vec<Sample> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mut kept: Vec<&Sample> = Vec::new();
+    for (i, s) in samples.iter().enumerate() {
+        let recent = s.time >= now - keep_ms;
+        let last_of_hour = samples.get(i + 1).is_none_or(|n| n.time / 3_600_000 != s.time / 3_600_000);
+        if recent || last_of_hour {
+            kept.push(s);
+        }
+    }
+    let mut out = Vec::new();
+    for s in kept {
+        out.extend(serde_json::to_vec(s)?);
+        out.push(b'\n');
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, &out)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| EngineError::io(path, e))?;
+    Ok(())
+}
+
 /// Appends a sample to an environment's series (synced, so a crash keeps what was sampled).
 pub fn record(catalog: &Catalog, id: &str, sample: &Sample) -> Result<()> {
     let path = file(catalog, id);
@@ -260,6 +292,37 @@ mod tests {
         assert_eq!(hours.last().unwrap().1, from + 3 * 3_600_000);
         assert_eq!(periods(from, from + 40 * 86_400_000, "month").len(), 2);
         assert_eq!(periods(from, from + 86_400_000, "day").len(), 2);
+    }
+
+    #[test]
+    fn compaction_keeps_recent_samples_and_the_last_of_each_older_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(dir.path()).unwrap();
+        let hour = 3_600_000;
+        // Ten hours of a sample a minute, with a running total and rising storage.
+        let now = 10 * hour;
+        for m in 0..600 {
+            let s = Sample {
+                time: m * 60_000,
+                requests: m as u64,
+                compute_seconds: m as f64,
+                storage: StorageBytes { lake: m as u64, ..Default::default() },
+                ..Default::default()
+            };
+            record(&cat, "e", &s).unwrap();
+        }
+        let before = series(&cat, "e", 0, now).unwrap();
+        compact(&dir.path().join("usage/e.jsonl"), now, 2 * hour).unwrap();
+        let after = series(&cat, "e", 0, now).unwrap();
+        assert_eq!(after.len(), 8 + 120, "8 old hours of one sample, 2 recent hours whole");
+        // Sums over whole hours come out the same.
+        for (from, to) in [(0, now), (hour, 5 * hour), (7 * hour, now)] {
+            let sum = |v: &[Sample]| {
+                let before = v.iter().rev().find(|s| s.time < from).map(|s| s.compute_seconds);
+                increase(v.iter().filter(|s| s.time >= from && s.time < to).map(|s| s.compute_seconds), before)
+            };
+            assert_eq!(sum(&before), sum(&after), "{from}..{to}");
+        }
     }
 
     #[test]
