@@ -138,6 +138,9 @@ pub fn record(catalog: &Catalog, id: &str, sample: &Sample) -> Result<()> {
     let path = file(catalog, id);
     let dir = path.parent().expect("in usage/");
     std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > COMPACT_ABOVE_BYTES) {
+        compact(&path, sample.time, FULL_RESOLUTION_MS)?;
+    }
     let mut f =
         std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| EngineError::io(&path, e))?;
     let mut line = Vec::new();

@@ -181,6 +181,11 @@ impl v1::Backend for Backend<'_> {
         Ok(Org { id: account.id, name: account.name, firewall_ranges: account.firewall_ranges })
     }
 
+    fn org_ids(&self, right: &str) -> Vec<String> {
+        let me = self.user();
+        self.app.ops.read(|d| d.accounts.iter().filter(|a| has_right(a, me, right)).map(|a| a.id.clone()).collect())
+    }
+
     fn catalog(&self) -> &m1::Catalog {
         &self.app.catalog
     }

@@ -512,6 +512,21 @@ async fn singlestore_groups_workspaces_stage_connections_and_usage() {
     assert_eq!(api.ok("GET", "/v1/workspaceGroups?includeTerminated=true", None).await[0]["state"], "TERMINATED");
     assert_error(&api.call("GET", "/v1/workspaceGroups?includeTerminated=maybe", None).await, 400);
 
+    // A user in two organizations reaches the workspaces of both.
+    let other = Api { h: &h, token: h.ops_signup("other").await };
+    let their_org = other.ok("GET", "/v1/organizations/current", None).await["orgID"].as_str().unwrap().to_string();
+    let g2 = other.ok("POST", "/v1/workspaceGroups", Some(json!({"name": "theirs", "regionID": region, "firewallRanges": []}))).await;
+    let g2 = g2["workspaceGroupID"].as_str().unwrap().to_string();
+    let w2 = other.ok("POST", "/v1/workspaces", Some(json!({"name": "their-ws", "workspaceGroupID": g2}))).await;
+    let w2 = w2["workspaceID"].as_str().unwrap().to_string();
+    assert_error(&api.call("GET", &format!("/v1/workspaces/{w2}"), None).await, 404);
+    let add = h.ops("POST", "account/user/add", Some(&other.token),
+                    &[("account", &their_org), ("username", "owner"), ("rights", r#"["view"]"#)]).await;
+    assert_eq!(add.status, 200, "{add:?}");
+    assert_eq!(api.ok("GET", &format!("/v1/workspaces/{w2}"), None).await["name"], "their-ws");
+    assert_eq!(api.ok("GET", &format!("/v1/workspaceGroups/{g2}"), None).await["name"], "theirs");
+    assert_error(&api.call("POST", &format!("/v1/workspaces/{w2}/suspend"), None).await, 404);
+
     // An organization's firewall ranges guard its management API.
     let r = h
         .ops("POST", "account/firewall", Some(&api.token), &[("account", "default"), ("ranges", "[\"10.0.0.0/8\"]")])

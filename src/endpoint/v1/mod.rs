@@ -205,6 +205,8 @@ pub trait Backend {
     /// The caller's organization: `id` (which must be one of theirs, else 404), or the first
     /// where they hold `right`.
     fn org(&self, id: Option<&str>, right: &str) -> Result<Org>;
+    /// The ids of the caller's organizations where they hold `right`.
+    fn org_ids(&self, right: &str) -> Vec<String>;
     /// The catalog (workspace groups, storage locations).
     fn catalog(&self) -> &Catalog;
     /// The configured storage locations (regions).

@@ -141,12 +141,12 @@ pub(super) fn group_create(b: &dyn Backend, req: &Request) -> Result<Value> {
 }
 
 pub(super) fn group_get(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "view")?;
+    let org = org_of_group(b, "view", req.param("workspaceGroupID"))?;
     Ok(select_fields(req, group_json(&group(b, &org, req.param("workspaceGroupID"))?)))
 }
 
 pub(super) fn group_update(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "manage")?;
+    let org = org_of_group(b, "manage", req.param("workspaceGroupID"))?;
     let g = group(b, &org, req.param("workspaceGroupID"))?;
     let hash = req.text("adminPassword").map(|p| b.hash_password(p)).transpose()?;
     let g = b.catalog().update_group(&g.id, |g| {
@@ -180,7 +180,7 @@ pub(super) fn group_update(b: &dyn Backend, req: &Request) -> Result<Value> {
 }
 
 pub(super) fn group_delete(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "manage")?;
+    let org = org_of_group(b, "manage", req.param("workspaceGroupID"))?;
     let g = group(b, &org, req.param("workspaceGroupID"))?;
     let members = group_members(b, &g.id, &org)?;
     if !members.is_empty() && !req.flag("force")? {
@@ -201,6 +201,33 @@ pub(super) fn group_delete(b: &dyn Backend, req: &Request) -> Result<Value> {
 }
 
 // --- workspaces ---
+
+/// The organization (of the caller's, holding `right`) that has workspace `id`, or 404.
+fn org_of_workspace(b: &dyn Backend, right: &str, id: &str) -> Result<Org> {
+    let want = m1_id(id);
+    for org_id in b.org_ids(right) {
+        let envs = b.ops("env/list", vec![("account".into(), org_id.clone())])?;
+        if envs.as_array().is_some_and(|l| l.iter().any(|e| e["id"] == want)) {
+            return b.org(Some(&org_id), right);
+        }
+    }
+    Err(unknown("workspace", id))
+}
+
+/// The organization (of the caller's, holding `right`) that has workspace group `id`, or 404.
+fn org_of_group(b: &dyn Backend, right: &str, id: &str) -> Result<Org> {
+    let want = m1_id(id);
+    let owner = b
+        .catalog()
+        .groups()?
+        .into_iter()
+        .find(|g| m1_id(&g.id) == want && g.terminated.is_none())
+        .map(|g| g.account.unwrap_or_else(|| "default".into()));
+    match owner {
+        Some(o) if b.org_ids(right).contains(&o) => b.org(Some(&o), right),
+        _ => Err(unknown("workspace group", id)),
+    }
+}
 
 /// The environment `id` of the organization, or 404.
 fn workspace(b: &dyn Backend, org: &Org, id: &str) -> Result<Value> {
@@ -245,8 +272,8 @@ fn workspace_json(e: &Value) -> Value {
 }
 
 pub(super) fn workspaces(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "view")?;
     let gid = req.query.get("workspaceGroupID").ok_or_else(|| bad("workspaceGroupID", "is required"))?;
+    let org = org_of_group(b, "view", gid)?;
     let g = group(b, &org, gid)?;
     let list: Vec<Value> = group_members(b, &g.id, &org)?.iter().map(workspace_json).collect();
     Ok(select_fields(req, Value::Array(list)))
@@ -278,7 +305,7 @@ fn auto_suspend(req: &Request, settings: &mut serde_json::Map<String, Value>) ->
 }
 
 pub(super) fn workspace_create(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "manage")?;
+    let org = org_of_group(b, "manage", req.text("workspaceGroupID").unwrap_or_default())?;
     let g = group(b, &org, req.text("workspaceGroupID").unwrap_or_default())?;
     if req.field("enableKai").and_then(Value::as_bool) == Some(true) {
         return Err(bad("enableKai", "m1 has no MongoDB (Kai) API: leave it out or false"));
@@ -309,12 +336,12 @@ pub(super) fn workspace_create(b: &dyn Backend, req: &Request) -> Result<Value> 
 }
 
 pub(super) fn workspace_get(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "view")?;
+    let org = org_of_workspace(b, "view", req.param("workspaceID"))?;
     Ok(select_fields(req, workspace_json(&workspace(b, &org, req.param("workspaceID"))?)))
 }
 
 pub(super) fn workspace_update(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "manage")?;
+    let org = org_of_workspace(b, "manage", req.param("workspaceID"))?;
     let e = workspace(b, &org, req.param("workspaceID"))?;
     let mut settings = serde_json::Map::new();
     for k in ["size", "cacheConfig", "deploymentType"] {
@@ -330,21 +357,21 @@ pub(super) fn workspace_update(b: &dyn Backend, req: &Request) -> Result<Value> 
 }
 
 pub(super) fn workspace_delete(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "manage")?;
+    let org = org_of_workspace(b, "manage", req.param("workspaceID"))?;
     let e = workspace(b, &org, req.param("workspaceID"))?;
     b.ops("env/destroy", env_param(&e))?;
     Ok(json!({"workspaceID": uuid(e["id"].as_str().unwrap_or_default())}))
 }
 
 pub(super) fn suspend(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "manage")?;
+    let org = org_of_workspace(b, "manage", req.param("workspaceID"))?;
     let e = workspace(b, &org, req.param("workspaceID"))?;
     b.ops("env/suspend", env_param(&e))?;
     Ok(json!({"workspaceID": uuid(e["id"].as_str().unwrap_or_default())}))
 }
 
 pub(super) fn resume(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "manage")?;
+    let org = org_of_workspace(b, "manage", req.param("workspaceID"))?;
     let e = workspace(b, &org, req.param("workspaceID"))?;
     if req.field("disableAutoSuspend").and_then(Value::as_bool) == Some(true) {
         let mut params = env_param(&e);
@@ -356,14 +383,14 @@ pub(super) fn resume(b: &dyn Backend, req: &Request) -> Result<Value> {
 }
 
 pub(super) fn kai(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "view")?;
+    let org = org_of_workspace(b, "view", req.param("workspaceID"))?;
     workspace(b, &org, req.param("workspaceID"))?;
     // Not applicable: m1 has no MongoDB wire protocol, so there is no service to connect to.
     Ok(json!({"serviceName": ""}))
 }
 
 pub(super) fn outbound(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "view")?;
+    let org = org_of_workspace(b, "view", req.param("workspaceID"))?;
     let e = workspace(b, &org, req.param("workspaceID"))?;
     Ok(if e["outbound"].as_bool() == Some(true) { json!([{"outboundAllowList": "*"}]) } else { json!([]) })
 }
@@ -433,14 +460,14 @@ fn dr_status(b: &dyn Backend, envs: &[Value]) -> Result<Value> {
 }
 
 fn group_envs(b: &dyn Backend, req: &Request, right: &str) -> Result<(WorkspaceGroup, Vec<Value>)> {
-    let org = b.org(None, right)?;
+    let org = org_of_group(b, right, req.param("workspaceGroupID"))?;
     let g = group(b, &org, req.param("workspaceGroupID"))?;
     let members = group_members(b, &g.id, &org)?;
     Ok((g, members))
 }
 
 fn ws_envs(b: &dyn Backend, req: &Request, right: &str) -> Result<(Option<String>, Vec<Value>)> {
-    let org = b.org(None, right)?;
+    let org = org_of_workspace(b, right, req.param("workspaceID"))?;
     let e = workspace(b, &org, req.param("workspaceID"))?;
     Ok((e["service"]["group"].as_str().map(str::to_string), vec![e]))
 }
@@ -525,7 +552,7 @@ fn now_text() -> Value {
 }
 
 pub(super) fn connection_create(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "manage")?;
+    let org = org_of_group(b, "manage", req.text("workspaceGroupID").unwrap_or_default())?;
     let g = group(b, &org, req.text("workspaceGroupID").unwrap_or_default())?;
     if let Some(w) = req.text("workspaceID") {
         let e = workspace(b, &org, w)?;
@@ -554,6 +581,15 @@ fn connection_json(c: &Value) -> Value {
     c
 }
 
+/// The organization (of the caller's, holding `right`) that has private connection `id`.
+fn org_of_connection(b: &dyn Backend, right: &str, id: &str) -> Result<Org> {
+    let owner = connections(b)?.into_iter().find(|c| c["privateConnectionID"] == id && c["status"] != "DELETED");
+    match owner.as_ref().and_then(|c| c["account"].as_str()) {
+        Some(o) if b.org_ids(right).iter().any(|x| x == o) => b.org(Some(o), right),
+        _ => Err(unknown("private connection", id)),
+    }
+}
+
 fn find_connection(b: &dyn Backend, org: &Org, id: &str) -> Result<(usize, Vec<Value>)> {
     let list = connections(b)?;
     let at = list
@@ -564,13 +600,13 @@ fn find_connection(b: &dyn Backend, org: &Org, id: &str) -> Result<(usize, Vec<V
 }
 
 pub(super) fn connection_get(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "view")?;
+    let org = org_of_connection(b, "view", req.param("connectionID"))?;
     let (at, list) = find_connection(b, &org, req.param("connectionID"))?;
     Ok(select_fields(req, connection_json(&list[at])))
 }
 
 pub(super) fn connection_update(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "manage")?;
+    let org = org_of_connection(b, "manage", req.param("connectionID"))?;
     let (at, mut list) = find_connection(b, &org, req.param("connectionID"))?;
     if let Some(a) = req.text("allowList") {
         list[at]["allowList"] = json!(a);
@@ -581,7 +617,7 @@ pub(super) fn connection_update(b: &dyn Backend, req: &Request) -> Result<Value>
 }
 
 pub(super) fn connection_delete(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "manage")?;
+    let org = org_of_connection(b, "manage", req.param("connectionID"))?;
     let (at, mut list) = find_connection(b, &org, req.param("connectionID"))?;
     list[at]["status"] = json!("DELETED");
     list[at]["deletedAt"] = now_text();
@@ -600,13 +636,13 @@ fn connections_where(b: &dyn Backend, org: &Org, key: &str, id: &str) -> Result<
 }
 
 pub(super) fn group_connections(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "view")?;
+    let org = org_of_group(b, "view", req.param("workspaceGroupID"))?;
     let g = group(b, &org, req.param("workspaceGroupID"))?;
     Ok(select_fields(req, connections_where(b, &org, "workspaceGroupID", &g.id)?))
 }
 
 pub(super) fn workspace_connections(b: &dyn Backend, req: &Request) -> Result<Value> {
-    let org = b.org(None, "view")?;
+    let org = org_of_workspace(b, "view", req.param("workspaceID"))?;
     let e = workspace(b, &org, req.param("workspaceID"))?;
     Ok(select_fields(req, connections_where(b, &org, "workspaceID", &uuid(e["id"].as_str().unwrap_or_default()))?))
 }
