@@ -207,7 +207,7 @@ pub fn periods(from: i64, to: i64, by: &str) -> Vec<(i64, i64)> {
     .and_then(|t| t.with_nanosecond(0))
     .unwrap_or(start);
     let mut out = Vec::new();
-    while at.timestamp_millis() < to && out.len() < 100_000 {
+    while at.timestamp_millis() < to && out.len() <= 100_000 {
         let next = match by {
             "day" => at + chrono::Duration::days(1),
             "month" => {

@@ -436,6 +436,12 @@ async fn singlestore_groups_workspaces_stage_connections_and_usage() {
     let r = api.call("GET", &format!("/v1/billing/usage?startTime={end}&endTime={start}"), None).await;
     assert_error(&r, 400);
     assert_error(&api.call("GET", "/v1/billing/usage?startTime=yesterday&endTime=today", None).await, 400);
+    let r =
+        api.call("GET", "/v1/billing/usage?startTime=2000-01-01T00:00:00Z&endTime=2030-01-01T00:00:00Z", None).await;
+    assert_error(&r, 400);
+    assert!(r.text.contains("100,000"), "{}", r.text);
+    let by_month = api.ok("GET", "/v1/billing/usage?startTime=2000-01-01T00:00:00Z&endTime=2030-01-01T00:00:00Z&aggregateBy=month&metric=StorageAvgByte", None).await;
+    assert_eq!(by_month["billingUsage"].as_array().unwrap().len(), 1);
     assert_error(
         &api.call("GET", &format!("/v1/billing/usage?startTime={start}&endTime={end}&metric=Gold"), None).await,
         400,
@@ -515,13 +521,21 @@ async fn singlestore_groups_workspaces_stage_connections_and_usage() {
     // A user in two organizations reaches the workspaces of both.
     let other = Api { h: &h, token: h.ops_signup("other").await };
     let their_org = other.ok("GET", "/v1/organizations/current", None).await["orgID"].as_str().unwrap().to_string();
-    let g2 = other.ok("POST", "/v1/workspaceGroups", Some(json!({"name": "theirs", "regionID": region, "firewallRanges": []}))).await;
+    let g2 = other
+        .ok("POST", "/v1/workspaceGroups", Some(json!({"name": "theirs", "regionID": region, "firewallRanges": []})))
+        .await;
     let g2 = g2["workspaceGroupID"].as_str().unwrap().to_string();
     let w2 = other.ok("POST", "/v1/workspaces", Some(json!({"name": "their-ws", "workspaceGroupID": g2}))).await;
     let w2 = w2["workspaceID"].as_str().unwrap().to_string();
     assert_error(&api.call("GET", &format!("/v1/workspaces/{w2}"), None).await, 404);
-    let add = h.ops("POST", "account/user/add", Some(&other.token),
-                    &[("account", &their_org), ("username", "owner"), ("rights", r#"["view"]"#)]).await;
+    let add = h
+        .ops(
+            "POST",
+            "account/user/add",
+            Some(&other.token),
+            &[("account", &their_org), ("username", "owner"), ("rights", r#"["view"]"#)],
+        )
+        .await;
     assert_eq!(add.status, 200, "{add:?}");
     assert_eq!(api.ok("GET", &format!("/v1/workspaces/{w2}"), None).await["name"], "their-ws");
     assert_eq!(api.ok("GET", &format!("/v1/workspaceGroups/{g2}"), None).await["name"], "theirs");

@@ -61,11 +61,18 @@ pub(super) fn billing_usage(b: &dyn Backend, req: &Request) -> Result<Value> {
     {
         return Err(bad("metric", format!("'{m}' is not ComputeCredit or StorageAvgByte")));
     }
-    // Bounded work: at most 10,000 periods per environment.
-    if super::super::super::usage::periods(from, to, by).len() > 10_000 {
-        return Err(bad("endTime", "the window holds over 10,000 periods: aggregate by a longer one"));
-    }
     let envs = b.ops("env/list", vec![("account".into(), org.id.clone())])?;
+    // Bounded work and answer: at most 100,000 entries (periods times environments) per metric.
+    let periods = crate::usage::periods(from, to, by).len();
+    let count = envs.as_array().map_or(0, Vec::len).max(1);
+    if periods.saturating_mul(count) > 100_000 {
+        return Err(bad(
+            "endTime",
+            format!(
+                "the window holds {periods} periods of {count} workspaces, over 100,000 entries: aggregate by a longer period or ask for less time"
+            ),
+        ));
+    }
     let envs: Vec<(String, String)> = envs
         .as_array()
         .cloned()
