@@ -367,6 +367,29 @@ mod tests {
         assert!(StagePath::parse(&"a/".repeat(600)).is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever a caller sends, an accepted path is normalised and stays inside the stage.
+        #[test]
+        fn accepted_paths_stay_inside_the_stage(path in "[a./\\\\\u{0}\u{7f} é~-]{0,40}") {
+            if let Ok(p) = StagePath::parse(&path) {
+                proptest::prop_assert!(!p.rel.starts_with('/') && !p.rel.ends_with('/'), "{:?}", p);
+                for part in p.rel.split('/') {
+                    proptest::prop_assert!(!part.is_empty() || p.rel.is_empty(), "{:?}", p);
+                    proptest::prop_assert!(part != ".." && part != "." && !part.contains(['\\', '\0']), "{:?}", p);
+                }
+                let root = Path::new("/stage-root");
+                let at = Stage::at(root).resolve(&p).unwrap();
+                proptest::prop_assert!(at.starts_with(root), "{} leaves the stage", at.display());
+                proptest::prop_assert_eq!(at.components().count(), root.components().count() + p.rel.split('/').filter(|x| !x.is_empty()).count());
+            } else {
+                proptest::prop_assert!(
+                    path.contains("..") || path.starts_with('/') || path.contains(['\\', '\0', '\u{7f}']) || path.len() > MAX_PATH,
+                    "{:?} refused without a reason", path
+                );
+            }
+        }
+    }
+
     #[test]
     fn put_list_get_move_delete() {
         let dir = tempfile::tempdir().unwrap();
