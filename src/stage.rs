@@ -25,6 +25,8 @@ pub const MAX_PATH: usize = 1024;
 pub const MAX_NAME: usize = 255;
 /// Largest upload by default (system parameter `stage-max-bytes` changes it).
 pub const DEFAULT_MAX_BYTES: u64 = 16 << 30;
+/// Bytes an upload writes between background syncs.
+const SYNC_EVERY: u64 = 32 << 20;
 /// Prefix of upload files being written (hidden from listings).
 const PARTIAL: &str = ".m1-upload-";
 
@@ -149,19 +151,41 @@ impl Stage {
         let tmp = parent.join(format!("{PARTIAL}{}", uuid_like()));
         let written = (|| -> Result<u64> {
             let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+            // A second handle syncs what was written so far while the upload goes on, so the
+            // disk writes back during the transfer and the final sync has little left to do.
+            let syncer = f.try_clone().map_err(|e| io(&tmp, e))?;
+            let (progress, written) = std::sync::mpsc::sync_channel::<()>(1);
+            let background = std::thread::spawn(move || {
+                while written.recv().is_ok() {
+                    let _ = syncer.sync_data();
+                }
+            });
             let mut buf = vec![0u8; 256 << 10];
             let mut total = 0u64;
-            loop {
-                let n = body.read(&mut buf).map_err(|e| io(&tmp, e))?;
-                if n == 0 {
-                    break;
-                }
+            let mut since_sync = 0u64;
+            let copied = loop {
+                let n = match body.read(&mut buf) {
+                    Ok(0) => break Ok(total),
+                    Ok(n) => n,
+                    Err(e) => break Err(io(&tmp, e)),
+                };
                 total += n as u64;
                 if total > limit {
-                    return Err(too_large(limit));
+                    break Err(too_large(limit));
                 }
-                f.write_all(&buf[..n]).map_err(|e| io(&tmp, e))?;
-            }
+                if let Err(e) = f.write_all(&buf[..n]) {
+                    break Err(io(&tmp, e));
+                }
+                since_sync += n as u64;
+                if since_sync >= SYNC_EVERY {
+                    // A sync already running is enough: never wait for it here.
+                    let _ = progress.try_send(());
+                    since_sync = 0;
+                }
+            };
+            drop(progress);
+            let _ = background.join();
+            let total = copied?;
             f.sync_all().map_err(|e| io(&tmp, e))?;
             Ok(total)
         })();
