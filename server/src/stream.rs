@@ -83,6 +83,13 @@ impl ChunkWriter {
 
 impl Write for ChunkWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        // A large write once streaming has started goes out as it is (one copy, not two).
+        if self.ready.is_none() && self.buf.is_empty() && data.len() >= CHUNK_BYTES {
+            self.tx
+                .blocking_send(Ok(Bytes::copy_from_slice(data)))
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))?;
+            return Ok(data.len());
+        }
         self.buf.extend_from_slice(data);
         if self.buf.len() >= CHUNK_BYTES {
             self.send()?;
