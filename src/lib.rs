@@ -106,11 +106,7 @@ impl Environment {
         let service = service.or(self.entry.as_ref().map(|e| &e.service));
         let gb = service.and_then(|s| s.max_total_memory_gb).map(|g| g << 30);
         let param = self.inner.system().ok().and_then(|s| s.get("memory-limit-bytes").and_then(|v| v.as_u64()));
-        let limit = match (gb, param) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.inner.memory().set_limit(limit);
+        self.inner.memory().set_limit(gb.into_iter().chain(param).min());
     }
 
     /// Its catalog entry, if it was opened from the catalog.

@@ -282,7 +282,7 @@ impl Stage {
 
     /// Bytes of everything in the stage.
     pub fn bytes(&self) -> u64 {
-        crate::usage::dir_bytes(&self.root)
+        m1_query::store::indexer::dir_bytes(&self.root)
     }
 
     /// The local file of a `stage://path` source, for publish.
@@ -325,9 +325,8 @@ fn uuid_like() -> String {
 }
 
 fn rfc3339(t: std::io::Result<std::time::SystemTime>) -> Value {
-    t.ok()
-        .map(|t| Value::from(chrono::DateTime::<chrono::Utc>::from(t).format("%Y-%m-%dT%H:%M:%SZ").to_string()))
-        .unwrap_or(Value::Null)
+    let ms = t.ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_millis() as i64);
+    ms.map_or(Value::Null, |ms| Value::from(crate::endpoint::v1::iso(ms)))
 }
 
 /// Seed 003's `StageObjectMetadata` of one entry.

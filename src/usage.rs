@@ -10,10 +10,13 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use m1_query::store::indexer::dir_bytes;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Environment;
+use crate::endpoint::v1::{iso, uuid};
 use crate::error::Result;
 use m1_engine::{Catalog, CatalogEntry, EngineError};
 
@@ -60,18 +63,6 @@ pub struct Sample {
     pub requests: u64,
     /// Seconds the sampling process spent answering them, since it started.
     pub compute_seconds: f64,
-}
-
-/// Bytes of the files under `dir` (links not followed).
-pub(crate) fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
-    rd.filter_map(|e| e.ok())
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
 }
 
 /// The storage of an environment on local disk, by part (object-store environments count 0:
@@ -241,7 +232,7 @@ pub fn billing(
             let before = all.iter().rev().find(|s| s.time < start);
             let inside: Vec<&Sample> = all.iter().filter(|s| s.time >= start && s.time < end).collect();
             let item = |value: String| {
-                json!({"resourceId": super_uuid(id), "resourceName": name, "resourceType": "workspace",
+                json!({"resourceId": uuid(id), "resourceName": name, "resourceType": "workspace",
                        "ownerId": owner, "startTime": iso(start), "endTime": iso(end), "value": value})
             };
             let seconds = increase(inside.iter().map(|s| s.compute_seconds), before.map(|s| s.compute_seconds));
@@ -264,14 +255,6 @@ pub fn billing(
                         "usage": storage}));
     }
     Ok(json!({"billingUsage": out}))
-}
-
-fn super_uuid(id: &str) -> String {
-    crate::endpoint::v1::uuid(id)
-}
-
-fn iso(ms: i64) -> String {
-    crate::endpoint::v1::iso(ms).as_str().unwrap_or_default().to_string()
 }
 
 #[cfg(test)]

@@ -63,6 +63,10 @@ impl EnvOpener for Opener<'_> {
         self.0.state(id)
     }
 
+    fn if_open(&self, id: &str) -> Option<Arc<m1::Environment>> {
+        self.0.open_handles().into_iter().find(|h| h.env.engine().config().id == id).map(|h| h.env.clone())
+    }
+
     fn endpoints(&self, entry: &m1::CatalogEntry) -> Vec<Value> {
         let Some(addr) = self.0.addr.get() else { return Vec::new() };
         let port = addr.port();

@@ -279,6 +279,17 @@ impl App {
         }
     }
 
+    /// The ops user of `token` if they may see server-wide figures (the `view` right in the
+    /// machine's account `default`): `/metrics`, and the environments' names in `/openapi.json`.
+    fn operator(&self, token: Option<&str>, ip: &str) -> Result<String> {
+        let token = token.ok_or_else(|| {
+            ServerError::Unauthorized("this needs an ops token (m1-auth-token or Authorization: Bearer)".into())
+        })?;
+        let (user, _) = self.ops.check(token, ip)?;
+        accounts::require_server_view(self, &user)?;
+        Ok(user)
+    }
+
     /// `idle` if this server suspended the environment for being idle, else `running`.
     pub fn state(&self, id: &str) -> &'static str {
         if self.idle.lock().contains(id) { "idle" } else { "running" }
@@ -325,8 +336,8 @@ impl App {
                 app.suspend_idle();
                 app.sample_metrics(crate::metrics::SAMPLE_EVERY);
                 app.sample_usage();
-                let open: Vec<Arc<EnvHandle>> =
-                    app.root.iter().cloned().chain(app.envs.lock().values().cloned()).collect();
+                // Each environment once, whatever names it is open under.
+                let open = app.open_handles();
                 drop(app);
                 for h in open {
                     if let Err(e) = h.env.backup_tick() {
@@ -541,10 +552,7 @@ async fn route_request(
         let ip = client_ip(addr.ip());
         let app2 = app.clone();
         let names = blocking(move || {
-            let operator = token
-                .and_then(|t| app2.ops.check(&t, &ip).ok())
-                .is_some_and(|(user, _)| accounts::require_server_view(&app2, &user).is_ok());
-            Ok(if operator {
+            Ok(if app2.operator(token.as_deref(), &ip).is_ok() {
                 app2.catalog.list().unwrap_or_default().into_iter().map(|e| e.name).collect()
             } else {
                 Vec::new()
@@ -599,9 +607,8 @@ async fn route_request(
         (parts.headers.get(header::RANGE).and_then(|v| v.to_str().ok()), &target, path.as_str())
         && let Some(file) = params.0.get("path").cloned()
     {
-        let env = h.env.clone();
-        let size = blocking(move || Ok(m1::stage::Stage::of(&env)?.open(&file)?.1)).await?;
-        ranged = Some((params.set_range(r, size)?, size));
+        let (size, span) = stage_range(h.env.clone(), file, Some(r), &mut params).await?;
+        ranged = Some((span, size));
     }
     let _working = match &target {
         Target::Env(h, _) => {
@@ -620,15 +627,8 @@ async fn route_request(
         }
         Target::Env(handle, _) => env_call(app, handle, path, caller, params, body).await?,
     };
-    if let (Some(((start, end), size)), Reply::Stream(body, content_type)) = (ranged, &mut reply) {
-        let body = std::mem::replace(body, Body::empty());
-        return Response::builder()
-            .status(StatusCode::PARTIAL_CONTENT)
-            .header(header::CONTENT_TYPE, *content_type)
-            .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"))
-            .header(header::CONTENT_LENGTH, end - start + 1)
-            .body(body)
-            .map_err(|e| ServerError::Internal(e.to_string()));
+    if let (Some((span, size)), Reply::Stream(body, content_type)) = (ranged, &mut reply) {
+        return download_response(std::mem::replace(body, Body::empty()), content_type, span, size);
     }
     Ok(match reply {
         Reply::Empty => StatusCode::OK.into_response(),
@@ -760,18 +760,38 @@ pub fn request_token(headers: &HeaderMap, prefer_bearer: bool) -> Option<String>
 async fn metrics_response(app: Arc<App>, addr: SocketAddr, token: Option<String>) -> Result<Response> {
     let ip = client_ip(addr.ip());
     let body = blocking(move || {
-        let token = token.ok_or_else(|| {
-            ServerError::Unauthorized("/metrics needs an ops token (m1-auth-token or Authorization: Bearer)".into())
-        })?;
-        let (user, _) = app.ops.check(&token, &ip)?;
-        accounts::require_server_view(&app, &user)?;
+        app.operator(token.as_deref(), &ip)?;
         // Sampled figures are at most two sampling periods old, even if the background sampler lags.
         app.sample_metrics(2 * crate::metrics::SAMPLE_EVERY);
         Ok(app.metrics.render())
     })
     .await?;
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
-        .into_response())
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response())
+}
+
+/// The size of stage file `path` and, for a `Range` header, the span it asks for (set in
+/// `params` as `offset` and `length`, which `stage/get` takes).
+pub async fn stage_range(
+    env: Arc<Environment>,
+    path: String,
+    range: Option<&str>,
+    params: &mut Params,
+) -> Result<(u64, Option<(u64, u64)>)> {
+    let size = blocking(move || Ok(m1::stage::Stage::of(&env)?.open(&path)?.1)).await?;
+    Ok((size, range.map(|r| params.set_range(r, size)).transpose()?))
+}
+
+/// A download of `size` bytes with its length: 206 with `Content-Range` for a span, else 200.
+pub fn download_response(body: Body, content_type: &str, span: Option<(u64, u64)>, size: u64) -> Result<Response> {
+    let b = Response::builder().header(header::CONTENT_TYPE, content_type);
+    let b = match span {
+        Some((start, end)) => b
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"))
+            .header(header::CONTENT_LENGTH, end - start + 1),
+        None => b.header(header::CONTENT_LENGTH, size),
+    };
+    b.body(body).map_err(|e| ServerError::Internal(e.to_string()))
 }
 
 /// An environment's request in progress: counted while it lasts, and its end counts as use.

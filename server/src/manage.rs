@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::accounts::{self, find_account, has_right};
 use crate::auth::{User, check_password, hash_password};
-use crate::dispatch::{App, Caller, client_ip, json_response, request_token};
+use crate::dispatch::{App, Caller, client_ip, download_response, json_response, request_token, stage_range};
 use crate::error::{Result, ServerError};
 use crate::params::Params;
 use crate::stream::{Reply, blocking, respond};
@@ -320,33 +320,19 @@ async fn stage(
                 let answer = blocking(move || Ok(m1::stage::Stage::of(&handle.env)?.get(&path)?)).await?;
                 return Ok(json_response(&answer));
             }
-            let range = parts.headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_string);
-            let env = handle.env.clone();
-            let file = path.clone();
-            let size = blocking(move || Ok(m1::stage::Stage::of(&env)?.open(&file)?.1)).await?;
+            let range = parts.headers.get(header::RANGE).and_then(|v| v.to_str().ok());
             let mut params = Params::default();
-            let span = match &range {
-                Some(r) => Some(params.set_range(r, size)?),
-                None => None,
-            };
+            let (size, span) = stage_range(handle.env.clone(), path.clone(), range, &mut params).await?;
             params.0.insert("path".into(), path);
             let reply = respond(move |deliver| {
                 let call = EnvCall::local(&handle.env);
                 deliver(m1::endpoint::call_env(&call, "stage/get", params.into_pairs())?)
             })
             .await?;
-            let Reply::Stream(body, _) = reply else {
+            let Reply::Stream(body, content_type) = reply else {
                 return Err(ServerError::Internal("a download answered no stream".into()));
             };
-            let mut b = Response::builder().header(header::CONTENT_TYPE, "application/octet-stream");
-            b = match span {
-                Some((start, end)) => b
-                    .status(StatusCode::PARTIAL_CONTENT)
-                    .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"))
-                    .header(header::CONTENT_LENGTH, end - start + 1),
-                None => b.header(header::CONTENT_LENGTH, size),
-            };
-            b.body(body).map_err(|e| ServerError::Internal(e.to_string()))
+            download_response(body, content_type, span, size)
         }
     }
 }
@@ -377,6 +363,5 @@ fn group_metrics(b: &Backend<'_>, req: &v1::Request) -> Result<Response> {
         .filter(|l| l.starts_with('#') || !l.contains("environment=\"") || names.iter().any(|n| l.contains(n.as_str())))
         .flat_map(|l| [l, "\n"])
         .collect();
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
-        .into_response())
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }

@@ -21,6 +21,9 @@ use prometheus_client::registry::Registry;
 
 use crate::dispatch::App;
 
+/// The media type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// How often sampled figures are refreshed.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 

@@ -48,6 +48,11 @@ impl ChunkWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES)));
+        self.push(chunk)
+    }
+
+    /// Sends one chunk to the socket's side; fails once the client has gone.
+    fn push(&self, chunk: Bytes) -> std::io::Result<()> {
         self.tx
             .blocking_send(Ok(chunk))
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
@@ -85,9 +90,7 @@ impl Write for ChunkWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         // A large write once streaming has started goes out as it is (one copy, not two).
         if self.ready.is_none() && self.buf.is_empty() && data.len() >= CHUNK_BYTES {
-            self.tx
-                .blocking_send(Ok(Bytes::copy_from_slice(data)))
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))?;
+            self.push(Bytes::copy_from_slice(data))?;
             return Ok(data.len());
         }
         self.buf.extend_from_slice(data);

@@ -37,18 +37,18 @@ pub(crate) fn point_in_time(c: &EnvCall<'_>, a: &Args) -> Result<Option<u64>> {
             Err(a.bad("asOf", "either version or asOf, not both", a.text("asOf").unwrap_or_default()))
         }
         (Some(v), None) => Ok(Some(v)),
-        (None, Some(t)) => Ok(Some(c.env.engine().version_as_of(as_of_ms(a, t)?)?)),
+        (None, Some(t)) => Ok(Some(c.env.engine().version_as_of(time_ms(a, "asOf", t)?)?)),
         (None, None) => Ok(None),
     }
 }
 
-/// `asOf`: epoch milliseconds, or an ISO-8601 / RFC 3339 date.
-fn as_of_ms(a: &Args, t: &str) -> Result<i64> {
+/// A time parameter (`asOf`, `from`, `to`): epoch milliseconds, or an ISO-8601 / RFC 3339 date.
+pub(super) fn time_ms(a: &Args, name: &str, t: &str) -> Result<i64> {
     let t = t.trim();
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-        return t.parse().map_err(|_| a.bad("asOf", "epoch milliseconds or an ISO-8601 date", t));
+        return t.parse().map_err(|_| a.bad(name, "epoch milliseconds or an ISO-8601 date", t));
     }
-    m1_engine::values::parse_date(t).ok_or_else(|| a.bad("asOf", "epoch milliseconds or an ISO-8601 date", t))
+    m1_engine::values::parse_date(t).ok_or_else(|| a.bad(name, "epoch milliseconds or an ISO-8601 date", t))
 }
 
 pub(super) fn schema<'a>(c: &EnvCall<'a>, a: &Args) -> Out<'a> {

@@ -26,6 +26,10 @@ pub trait EnvOpener {
     fn state(&self, _id: &str) -> &'static str {
         "running"
     }
+    /// The environment with this id if this front-end has it open (a local call has none open).
+    fn if_open(&self, _id: &str) -> Option<Arc<Environment>> {
+        None
+    }
     /// The addresses this front-end answers the environment at (none for local calls).
     fn endpoints(&self, _entry: &CatalogEntry) -> Vec<Value> {
         Vec::new()
@@ -124,10 +128,8 @@ pub(super) fn env_settings(c: &OpsCall<'_>, a: &Args) -> Out {
     let (e, _) = entry(c, a)?;
     let patch: serde_json::Map<String, Value> = a.json("settings")?.unwrap_or_default();
     let e = c.catalog.update_service(&e.id, |s| apply_settings(s, patch))?;
-    // The memory bound applies to an open environment at once (a stopped one gets it on start).
-    if !e.service.stopped
-        && let Ok(env) = c.envs.open(&e.id)
-    {
+    // The memory bound applies to an open environment at once (others get it when opened).
+    if let Some(env) = c.envs.if_open(&e.id) {
         env.apply_memory_bounds(Some(&e.service));
     }
     Ok(Output::Json(entry_with_state(c, &e)))
@@ -438,17 +440,9 @@ pub(super) fn env_outbound(c: &OpsCall<'_>, a: &Args) -> Out {
     changed(c, &e)
 }
 
-/// `from`/`to` of `usage`: epoch ms or an ISO-8601 date.
+/// `from`/`to` of `usage`, or `default`.
 fn time_param(a: &Args, name: &str, default: i64) -> Result<i64> {
-    match a.text(name) {
-        None => Ok(default),
-        Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
-            t.parse().map_err(|_| a.bad(name, "epoch milliseconds or an ISO-8601 date", t))
-        }
-        Some(t) => {
-            m1_engine::values::parse_date(t).ok_or_else(|| a.bad(name, "epoch milliseconds or an ISO-8601 date", t))
-        }
-    }
+    a.text(name).map_or(Ok(default), |t| super::env::time_ms(a, name, t))
 }
 
 pub(super) fn env_usage(c: &OpsCall<'_>, a: &Args) -> Out {
@@ -460,9 +454,9 @@ pub(super) fn env_usage(c: &OpsCall<'_>, a: &Args) -> Out {
         return Err(a.bad("from", "a time before 'to'", a.text("from").unwrap_or_default()));
     }
     let samples = crate::usage::series(c.catalog, &e.id, from, to)?;
-    let now_sample = crate::usage::Sample { time: now, storage: crate::usage::storage_of(&e), ..Default::default() };
+    let storage = crate::usage::storage_of(&e);
     Ok(Output::Json(serde_json::json!({
         "environment": e.name, "id": e.id, "from": from, "to": to,
-        "samples": samples, "storageNow": now_sample.storage, "storageNowBytes": now_sample.storage.total(),
+        "samples": samples, "storageNow": storage, "storageNowBytes": storage.total(),
     })))
 }

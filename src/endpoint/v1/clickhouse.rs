@@ -65,7 +65,7 @@ const CREATE_SETTINGS: &[&str] =
 const SCALING_SETTINGS: &[&str] = &["minTotalMemoryGb", "maxTotalMemoryGb", "idleScaling", "idleTimeoutMinutes"];
 
 /// Checks settings before anything is made, so a bad one leaves nothing behind.
-fn check_settings(patch: &serde_json::Map<String, Value>) -> Result<()> {
+pub(super) fn check_settings(patch: &serde_json::Map<String, Value>) -> Result<()> {
     let mut s = m1_engine::service::ServiceSettings::default();
     super::super::ops::apply_settings(&mut s, patch.clone())?;
     s.check()?;
@@ -236,7 +236,7 @@ fn backup_json(service: &Value, x: &Value) -> Value {
         "status": status,
         "serviceId": uuid(service["id"].as_str().unwrap_or_default()),
         "startedAt": iso(x["created"].as_i64().unwrap_or_default()),
-        "finishedAt": x["completed"].as_i64().map_or(Value::Null, iso),
+        "finishedAt": x["completed"].as_i64().map(iso),
     })
 }
 

@@ -105,7 +105,7 @@ fn group_json(g: &WorkspaceGroup) -> Value {
         "state": if g.terminated.is_some() { "TERMINATED" } else { "ACTIVE" },
         "firewallRanges": g.firewall_ranges, "allowAllTraffic": g.allow_all_traffic,
         "createdAt": iso(g.created), "expiresAt": g.expires_at,
-        "terminatedAt": g.terminated.map_or(Value::Null, iso), "updateWindow": g.update_window,
+        "terminatedAt": g.terminated.map(iso), "updateWindow": g.update_window,
     })
 }
 
@@ -273,7 +273,7 @@ fn workspace_json(e: &Value) -> Value {
         "workspaceGroupID": s["group"], "name": e["name"],
         "size": s.get("size").cloned().filter(|v| !v.is_null()).unwrap_or_else(|| json!("S-00")),
         "state": state, "endpoint": endpoint, "createdAt": iso(e["created"].as_i64().unwrap_or_default()),
-        "lastResumedAt": s["stateChanged"].as_i64().filter(|_| state == "ACTIVE").map_or(Value::Null, iso),
+        "lastResumedAt": s["stateChanged"].as_i64().filter(|_| state == "ACTIVE").map(iso),
         "cacheConfig": s["cacheConfig"], "deploymentType": s["deploymentType"], "autoSuspend": auto,
     })
 }
@@ -325,9 +325,7 @@ pub(super) fn workspace_create(b: &dyn Backend, req: &Request) -> Result<Value> 
         }
     }
     auto_suspend(req, &mut settings)?;
-    let mut probe = m1_engine::service::ServiceSettings::default();
-    super::super::ops::apply_settings(&mut probe, settings.clone())?;
-    probe.check()?;
+    super::clickhouse::check_settings(&settings)?;
     let name = req.text("name").unwrap_or_default().to_string();
     let mut params = vec![("env".to_string(), name.clone()), ("account".to_string(), org.id.clone())];
     if let Some(loc) = b.locations().into_iter().find(|l| region_id(l) == g.region_id) {
@@ -554,7 +552,7 @@ fn save_connections(b: &dyn Backend, list: &[Value]) -> Result<()> {
         .map_err(|e| m1_engine::EngineError::io(&path, e).into())
 }
 
-fn now_text() -> Value {
+fn now_text() -> String {
     iso(m1_engine::environment::now_ms())
 }
 
@@ -618,7 +616,7 @@ pub(super) fn connection_update(b: &dyn Backend, req: &Request) -> Result<Value>
     if let Some(a) = req.text("allowList") {
         list[at]["allowList"] = json!(a);
     }
-    list[at]["updatedAt"] = now_text();
+    list[at]["updatedAt"] = json!(now_text());
     save_connections(b, &list)?;
     Ok(json!({"privateConnectionID": req.param("connectionID")}))
 }
@@ -627,7 +625,7 @@ pub(super) fn connection_delete(b: &dyn Backend, req: &Request) -> Result<Value>
     let org = org_of_connection(b, "manage", req.param("connectionID"))?;
     let (at, mut list) = find_connection(b, &org, req.param("connectionID"))?;
     list[at]["status"] = json!("DELETED");
-    list[at]["deletedAt"] = now_text();
+    list[at]["deletedAt"] = json!(now_text());
     save_connections(b, &list)?;
     Ok(json!({"privateConnectionID": req.param("connectionID")}))
 }
